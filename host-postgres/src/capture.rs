@@ -1,0 +1,465 @@
+//! Converts a `PlannedStmt` into a [`QueryDag`], in the planner hook, without deparsing expressions.
+//!
+//! Nodes are numbered in pre-order from the root in the order `EXPLAIN` prints them (init plans, outer, inner,
+//! member plans, subquery, subplans), so ids match those of [`dag::dag::import_explain`] on the same plan. What
+//! needs the expression deparser (conditions, sort and group keys, filters) is left empty here: the planner hook
+//! runs for every query and must stay cheap. Analysis functions that show conditions plan through `EXPLAIN`'s
+//! own printer instead (see `analysis.rs`).
+//!
+//! As in the importer, a CTE's plan is connected to every CTE scan that reads it (a shared subplan) instead of
+//! hanging under the node that owns it.
+
+use dag::{JoinType, ModifyOperation, NodeInfo, OperatorNode, QueryDag, Relationship};
+use pgrx::PgList;
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+use std::ffi::CStr;
+
+/// Builds the DAG of `stmt`.
+///
+/// # Safety
+/// `stmt` must point to a valid `PlannedStmt` for the duration of the call, in a transaction (catalog lookups).
+pub(crate) unsafe fn dag_from_planned_stmt(stmt: *mut pg_sys::PlannedStmt) -> dag::Result<QueryDag> {
+    let mut w = Walker { stmt, nodes: Vec::new(), edges: Vec::new(), cte_roots: Vec::new(), cte_scans: Vec::new() };
+    // SAFETY: the caller guarantees `stmt` is valid.
+    unsafe {
+        w.visit((*stmt).planTree, None, None, None);
+    }
+    w.link_ctes();
+    QueryDag::try_from_parts(w.nodes, w.edges)
+}
+
+struct Walker {
+    stmt: *mut pg_sys::PlannedStmt,
+    nodes: Vec<(usize, OperatorNode, NodeInfo)>,
+    edges: Vec<(usize, usize)>,
+    /// (CTE subplan id, DAG id of its root, DAG id of its owner).
+    cte_roots: Vec<(i32, usize, usize)>,
+    /// (CTE subplan id, DAG id of a CTE scan).
+    cte_scans: Vec<(i32, usize)>,
+}
+
+impl Walker {
+    /// Visits `plan` and everything below it; returns nothing, records nodes and edges.
+    unsafe fn visit(
+        &mut self,
+        plan: *mut pg_sys::Plan,
+        parent: Option<usize>,
+        relationship: Option<Relationship>,
+        subplan: Option<(&pg_sys::SubPlan, i32)>,
+    ) {
+        if plan.is_null() {
+            return;
+        }
+        let id = self.nodes.len();
+        // SAFETY: `plan` is a non-null node of the plan tree.
+        let (op, info) = unsafe { self.describe(plan) };
+        let mut info = info;
+        info.relationship = relationship;
+        if let Some((sp, _)) = subplan {
+            // SAFETY: plan_name is a palloc'd C string or null.
+            info.subplan = unsafe { cstr(sp.plan_name) };
+        }
+        if let OperatorNode::CteScan { .. } = op {
+            // SAFETY: the tag says this is a CteScan.
+            let cte = unsafe { &*(plan as *mut pg_sys::CteScan) };
+            self.cte_scans.push((cte.ctePlanId, id));
+        }
+        self.nodes.push((id, op, info));
+        let is_cte = subplan.is_some_and(|(sp, _)| sp.subLinkType == pg_sys::SubLinkType::CTE_SUBLINK);
+        match (parent, is_cte) {
+            (Some(p), true) => self.cte_roots.push((subplan.map_or(0, |s| s.1), id, p)),
+            (Some(p), false) => self.edges.push((id, p)),
+            (None, _) => {}
+        }
+
+        // SAFETY: for the whole block, every pointer followed is a field of a valid plan node whose tag was checked.
+        unsafe {
+            let p = &*plan;
+            self.subplans(p.initPlan, id, Relationship::InitPlan);
+            self.visit(p.lefttree, Some(id), Some(Relationship::Outer), None);
+            self.visit(p.righttree, Some(id), Some(Relationship::Inner), None);
+            match p.type_ {
+                pg_sys::NodeTag::T_Append => {
+                    self.members((*(plan as *mut pg_sys::Append)).appendplans, id);
+                }
+                pg_sys::NodeTag::T_MergeAppend => {
+                    self.members((*(plan as *mut pg_sys::MergeAppend)).mergeplans, id);
+                }
+                pg_sys::NodeTag::T_BitmapAnd => {
+                    self.members((*(plan as *mut pg_sys::BitmapAnd)).bitmapplans, id);
+                }
+                pg_sys::NodeTag::T_BitmapOr => {
+                    self.members((*(plan as *mut pg_sys::BitmapOr)).bitmapplans, id);
+                }
+                pg_sys::NodeTag::T_SubqueryScan => {
+                    let sub = (*(plan as *mut pg_sys::SubqueryScan)).subplan;
+                    self.visit(sub, Some(id), Some(Relationship::Subquery), None);
+                }
+                pg_sys::NodeTag::T_CustomScan => {
+                    self.members((*(plan as *mut pg_sys::CustomScan)).custom_plans, id);
+                }
+                _ => {}
+            }
+            // SubPlans referenced from this node's expressions.
+            let mut found: Vec<*mut pg_sys::SubPlan> = Vec::new();
+            for list in [p.targetlist, p.qual] {
+                collect_subplans(list as *mut pg_sys::Node, &mut found);
+            }
+            if matches!(
+                p.type_,
+                pg_sys::NodeTag::T_NestLoop | pg_sys::NodeTag::T_HashJoin | pg_sys::NodeTag::T_MergeJoin
+            ) {
+                collect_subplans((*(plan as *mut pg_sys::Join)).joinqual as *mut pg_sys::Node, &mut found);
+            }
+            for sp in found {
+                let sp = &*sp;
+                let sub = self.subplan_root(sp.plan_id);
+                self.visit(sub, Some(id), Some(Relationship::SubPlan), Some((sp, sp.plan_id)));
+            }
+        }
+    }
+
+    unsafe fn members(&mut self, list: *mut pg_sys::List, id: usize) {
+        // SAFETY: a List of Plan pointers from a valid plan node.
+        let list = unsafe { PgList::<pg_sys::Plan>::from_pg(list) };
+        for child in list.iter_ptr() {
+            // SAFETY: members of a valid plan node are valid plans.
+            unsafe { self.visit(child, Some(id), Some(Relationship::Member), None) };
+        }
+    }
+
+    unsafe fn subplans(&mut self, list: *mut pg_sys::List, id: usize, rel: Relationship) {
+        // SAFETY: initPlan is a List of SubPlan nodes.
+        let list = unsafe { PgList::<pg_sys::SubPlan>::from_pg(list) };
+        for sp in list.iter_ptr() {
+            // SAFETY: valid SubPlan nodes; plan_id indexes PlannedStmt.subplans.
+            unsafe {
+                let sp = &*sp;
+                let root = self.subplan_root(sp.plan_id);
+                self.visit(root, Some(id), Some(rel), Some((sp, sp.plan_id)));
+            }
+        }
+    }
+
+    unsafe fn subplan_root(&self, plan_id: i32) -> *mut pg_sys::Plan {
+        // SAFETY: stmt is valid; subplans is a List of Plan pointers indexed from 1 by plan_id.
+        let list = unsafe { PgList::<pg_sys::Plan>::from_pg((*self.stmt).subplans) };
+        usize::try_from(plan_id - 1).ok().and_then(|i| list.get_ptr(i)).unwrap_or(std::ptr::null_mut())
+    }
+
+    fn link_ctes(&mut self) {
+        for &(plan_id, root, owner) in &self.cte_roots {
+            let mut any = false;
+            for &(_, scan) in self.cte_scans.iter().filter(|(p, _)| *p == plan_id) {
+                self.edges.push((root, scan));
+                any = true;
+            }
+            if !any {
+                self.edges.push((root, owner));
+            }
+        }
+    }
+
+    /// The operator and estimates of one plan node.
+    unsafe fn describe(&self, plan: *mut pg_sys::Plan) -> (OperatorNode, NodeInfo) {
+        use OperatorNode as N;
+        use pg_sys::NodeTag as T;
+        // SAFETY: for the whole function, `plan` is valid and its tag determines the struct it can be cast to.
+        unsafe {
+            let p = &*plan;
+            let info = NodeInfo::with_estimates(p.startup_cost, p.total_cost, p.plan_rows, p.plan_width.max(0) as u32);
+            let info = NodeInfo { parallel_aware: p.parallel_aware, ..info };
+            let scan_table = || self.scan_relation(plan as *mut pg_sys::Scan);
+            let op = match p.type_ {
+                T::T_SeqScan => N::SeqScan { table: scan_table() },
+                T::T_SampleScan => N::SampleScan { table: scan_table(), method: String::new() },
+                T::T_IndexScan => {
+                    let is = &*(plan as *mut pg_sys::IndexScan);
+                    let (index, am) = index_name_and_am(is.indexid);
+                    let table = scan_table();
+                    match am.as_deref() {
+                        Some("hnsw") => N::HnswScan { table, index, order_by: None },
+                        Some("ivfflat") => N::IvfFlatScan { table, index, order_by: None },
+                        _ => N::IndexScan { table, index, index_cond: None },
+                    }
+                }
+                T::T_IndexOnlyScan => {
+                    let is = &*(plan as *mut pg_sys::IndexOnlyScan);
+                    N::IndexOnlyScan { table: scan_table(), index: index_name_and_am(is.indexid).0, index_cond: None }
+                }
+                T::T_BitmapIndexScan => {
+                    let is = &*(plan as *mut pg_sys::BitmapIndexScan);
+                    N::BitmapIndexScan { index: index_name_and_am(is.indexid).0, index_cond: None }
+                }
+                T::T_BitmapHeapScan => N::BitmapScan { table: scan_table(), recheck_cond: None },
+                T::T_BitmapAnd => N::BitmapAnd,
+                T::T_BitmapOr => N::BitmapOr,
+                T::T_TidScan => N::TidScan { table: scan_table(), tid_cond: None },
+                T::T_TidRangeScan => N::TidRangeScan { table: scan_table(), tid_cond: None },
+                T::T_SubqueryScan => N::SubqueryScan { alias: self.rte_alias(plan as *mut pg_sys::Scan) },
+                T::T_FunctionScan => {
+                    N::FunctionScan { function: self.function_name(plan as *mut pg_sys::FunctionScan) }
+                }
+                T::T_TableFuncScan => N::TableFuncScan { function: self.rte_alias(plan as *mut pg_sys::Scan) },
+                T::T_ValuesScan => N::ValuesScan,
+                T::T_CteScan => N::CteScan { cte: self.rte_ctename(plan as *mut pg_sys::Scan) },
+                T::T_NamedTuplestoreScan => N::NamedTuplestoreScan { name: self.rte_alias(plan as *mut pg_sys::Scan) },
+                T::T_WorkTableScan => N::WorkTableScan { cte: self.rte_ctename(plan as *mut pg_sys::Scan) },
+                T::T_ForeignScan => {
+                    let s = plan as *mut pg_sys::Scan;
+                    N::ForeignScan { table: ((*s).scanrelid > 0).then(|| self.scan_relation(s)) }
+                }
+                T::T_CustomScan => {
+                    let cs = &*(plan as *mut pg_sys::CustomScan);
+                    let provider = if cs.methods.is_null() { None } else { cstr((*cs.methods).CustomName) };
+                    let s = plan as *mut pg_sys::Scan;
+                    N::CustomScan {
+                        provider: provider.unwrap_or_default(),
+                        table: ((*s).scanrelid > 0).then(|| self.scan_relation(s)),
+                    }
+                }
+                T::T_NestLoop => N::NestedLoop { join_type: join_type(plan) },
+                T::T_HashJoin => N::HashJoin { join_type: join_type(plan), hash_cond: None },
+                T::T_MergeJoin => N::MergeJoin { join_type: join_type(plan), merge_cond: None },
+                T::T_Hash => N::Hash,
+                T::T_Agg => {
+                    let agg = &*(plan as *mut pg_sys::Agg);
+                    match agg.aggstrategy {
+                        pg_sys::AggStrategy::AGG_SORTED => N::GroupAggregate { group_keys: Vec::new() },
+                        pg_sys::AggStrategy::AGG_HASHED => N::HashAggregate { group_keys: Vec::new() },
+                        pg_sys::AggStrategy::AGG_MIXED => N::MixedAggregate { group_keys: Vec::new() },
+                        _ => N::Aggregate,
+                    }
+                }
+                T::T_Group => N::Group { keys: Vec::new() },
+                T::T_WindowAgg => N::WindowAgg,
+                T::T_Sort => N::Sort { keys: Vec::new() },
+                T::T_IncrementalSort => N::IncrementalSort { keys: Vec::new(), presorted_keys: Vec::new() },
+                T::T_Result => N::Result { one_time_filter: None },
+                T::T_ProjectSet => N::ProjectSet,
+                T::T_Append => N::Append,
+                T::T_MergeAppend => N::MergeAppend { sort_keys: Vec::new() },
+                T::T_SetOp => {
+                    let so = &*(plan as *mut pg_sys::SetOp);
+                    let hashed = so.strategy == pg_sys::SetOpStrategy::SETOP_HASHED;
+                    match so.cmd {
+                        pg_sys::SetOpCmd::SETOPCMD_INTERSECT => N::Intersect { all: false, hashed },
+                        pg_sys::SetOpCmd::SETOPCMD_INTERSECT_ALL => N::Intersect { all: true, hashed },
+                        pg_sys::SetOpCmd::SETOPCMD_EXCEPT => N::Except { all: false, hashed },
+                        _ => N::Except { all: true, hashed },
+                    }
+                }
+                T::T_RecursiveUnion => N::RecursiveUnion,
+                T::T_Material => N::Materialize,
+                T::T_Memoize => N::Memoize { cache_key: None },
+                T::T_Limit => N::Limit,
+                T::T_Unique => N::Unique,
+                T::T_LockRows => N::LockRows,
+                T::T_ModifyTable => {
+                    let mt = &*(plan as *mut pg_sys::ModifyTable);
+                    let operation = match mt.operation {
+                        pg_sys::CmdType::CMD_UPDATE => ModifyOperation::Update,
+                        pg_sys::CmdType::CMD_DELETE => ModifyOperation::Delete,
+                        pg_sys::CmdType::CMD_MERGE => ModifyOperation::Merge,
+                        _ => ModifyOperation::Insert,
+                    };
+                    N::ModifyTable { operation, table: self.rte_relname(mt.nominalRelation) }
+                }
+                T::T_Gather => {
+                    N::Gather { workers_planned: (*(plan as *mut pg_sys::Gather)).num_workers.max(0) as u32 }
+                }
+                T::T_GatherMerge => {
+                    N::GatherMerge { workers_planned: (*(plan as *mut pg_sys::GatherMerge)).num_workers.max(0) as u32 }
+                }
+                other => N::Other { node_type: format!("{other:?}").trim_start_matches("T_").to_owned() },
+            };
+            (op, info)
+        }
+    }
+
+    unsafe fn rte(&self, index: pg_sys::Index) -> Option<&pg_sys::RangeTblEntry> {
+        if index == 0 {
+            return None;
+        }
+        // SAFETY: stmt is valid and `index` comes from one of its plan nodes.
+        unsafe {
+            let rtable = PgList::<pg_sys::RangeTblEntry>::from_pg((*self.stmt).rtable);
+            rtable.get_ptr(index as usize - 1).map(|p| &*p)
+        }
+    }
+
+    unsafe fn rte_relname(&self, index: pg_sys::Index) -> String {
+        // SAFETY: as `rte`.
+        match unsafe { self.rte(index) } {
+            Some(rte) if rte.relid != pg_sys::InvalidOid => relation_name(rte.relid),
+            _ => String::new(),
+        }
+    }
+
+    unsafe fn scan_relation(&self, scan: *mut pg_sys::Scan) -> String {
+        // SAFETY: `scan` is a valid Scan node.
+        unsafe { self.rte_relname((*scan).scanrelid) }
+    }
+
+    unsafe fn rte_alias(&self, scan: *mut pg_sys::Scan) -> String {
+        // SAFETY: `scan` is a valid Scan node; eref is a valid Alias when set.
+        unsafe {
+            match self.rte((*scan).scanrelid) {
+                Some(rte) if !rte.eref.is_null() => cstr((*rte.eref).aliasname).unwrap_or_default(),
+                _ => String::new(),
+            }
+        }
+    }
+
+    unsafe fn rte_ctename(&self, scan: *mut pg_sys::Scan) -> String {
+        // SAFETY: `scan` is a valid Scan node.
+        unsafe {
+            match self.rte((*scan).scanrelid) {
+                Some(rte) => cstr(rte.ctename).unwrap_or_default(),
+                None => String::new(),
+            }
+        }
+    }
+
+    unsafe fn function_name(&self, fs: *mut pg_sys::FunctionScan) -> String {
+        // SAFETY: `fs` is a valid FunctionScan; its functions list holds RangeTblFunction nodes.
+        unsafe {
+            let funcs = PgList::<pg_sys::RangeTblFunction>::from_pg((*fs).functions);
+            let Some(first) = funcs.get_ptr(0) else { return String::new() };
+            let expr = (*first).funcexpr;
+            if !expr.is_null() && (*expr).type_ == pg_sys::NodeTag::T_FuncExpr {
+                let oid = (*(expr as *mut pg_sys::FuncExpr)).funcid;
+                return cstr(pg_sys::get_func_name(oid)).unwrap_or_default();
+            }
+            self.rte_alias(fs as *mut pg_sys::Scan)
+        }
+    }
+}
+
+unsafe fn join_type(plan: *mut pg_sys::Plan) -> JoinType {
+    // SAFETY: called for NestLoop/HashJoin/MergeJoin, which start with a Join.
+    let jt = unsafe { (*(plan as *mut pg_sys::Join)).jointype };
+    match jt {
+        pg_sys::JoinType::JOIN_LEFT => JoinType::Left,
+        pg_sys::JoinType::JOIN_FULL => JoinType::Full,
+        pg_sys::JoinType::JOIN_RIGHT => JoinType::Right,
+        pg_sys::JoinType::JOIN_SEMI => JoinType::Semi,
+        pg_sys::JoinType::JOIN_ANTI => JoinType::Anti,
+        _ => JoinType::Inner,
+    }
+}
+
+/// Collects the SubPlan nodes of an expression tree, without descending into them.
+unsafe fn collect_subplans(node: *mut pg_sys::Node, out: &mut Vec<*mut pg_sys::SubPlan>) {
+    #[pg_guard]
+    unsafe extern "C-unwind" fn walker(node: *mut pg_sys::Node, context: *mut std::ffi::c_void) -> bool {
+        if node.is_null() {
+            return false;
+        }
+        // SAFETY: `context` is the Vec passed below; `node` is a valid expression node.
+        unsafe {
+            if (*node).type_ == pg_sys::NodeTag::T_SubPlan {
+                (*(context as *mut Vec<*mut pg_sys::SubPlan>)).push(node as *mut pg_sys::SubPlan);
+                return false;
+            }
+            pg_sys::expression_tree_walker(node, Some(walker), context)
+        }
+    }
+    if node.is_null() {
+        return;
+    }
+    // SAFETY: `node` is a valid expression tree (a List of expressions); `out` outlives the walk.
+    unsafe {
+        walker(node, out as *mut Vec<*mut pg_sys::SubPlan> as *mut std::ffi::c_void);
+    }
+}
+
+/// Name and access method of an index.
+fn index_name_and_am(indexid: pg_sys::Oid) -> (String, Option<String>) {
+    let name = relation_name(indexid);
+    // SAFETY: a syscache lookup of a relation that the plan references (and locks).
+    let am = unsafe {
+        let tuple = pg_sys::SearchSysCache1(pg_sys::SysCacheIdentifier::RELOID as i32, pg_sys::Datum::from(indexid));
+        if tuple.is_null() {
+            None
+        } else {
+            let form = pg_sys::GETSTRUCT(tuple) as *mut pg_sys::FormData_pg_class;
+            let am = cstr(pg_sys::get_am_name((*form).relam));
+            pg_sys::ReleaseSysCache(tuple);
+            am
+        }
+    };
+    (name, am)
+}
+
+fn relation_name(relid: pg_sys::Oid) -> String {
+    // SAFETY: get_rel_name returns a palloc'd copy or null.
+    unsafe { cstr(pg_sys::get_rel_name(relid)) }.unwrap_or_else(|| format!("oid {}", relid.to_u32()))
+}
+
+/// Copies a C string (null → None).
+unsafe fn cstr(p: *const std::ffi::c_char) -> Option<String> {
+    if p.is_null() {
+        None
+    } else {
+        // SAFETY: non-null, NUL-terminated by PostgreSQL.
+        Some(unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+    }
+}
+
+/// Index name → access method for every index scan in `stmt` (including subplans), for importing the
+/// statement's `EXPLAIN` output with exact vector-index kinds.
+///
+/// # Safety
+/// As [`dag_from_planned_stmt`].
+pub(crate) unsafe fn index_ams(stmt: *mut pg_sys::PlannedStmt) -> dag::dag::ExplainOptions {
+    unsafe fn walk(plan: *mut pg_sys::Plan, out: &mut dag::dag::ExplainOptions) {
+        if plan.is_null() {
+            return;
+        }
+        // SAFETY: `plan` is a valid plan node; casts follow its tag.
+        unsafe {
+            let p = &*plan;
+            let indexid = match p.type_ {
+                pg_sys::NodeTag::T_IndexScan => Some((*(plan as *mut pg_sys::IndexScan)).indexid),
+                pg_sys::NodeTag::T_IndexOnlyScan => Some((*(plan as *mut pg_sys::IndexOnlyScan)).indexid),
+                pg_sys::NodeTag::T_BitmapIndexScan => Some((*(plan as *mut pg_sys::BitmapIndexScan)).indexid),
+                _ => None,
+            };
+            if let Some(oid) = indexid {
+                let (name, am) = index_name_and_am(oid);
+                if let Some(am) = am {
+                    out.index_am.insert(name, am);
+                }
+            }
+            walk(p.lefttree, out);
+            walk(p.righttree, out);
+            let members = match p.type_ {
+                pg_sys::NodeTag::T_Append => (*(plan as *mut pg_sys::Append)).appendplans,
+                pg_sys::NodeTag::T_MergeAppend => (*(plan as *mut pg_sys::MergeAppend)).mergeplans,
+                pg_sys::NodeTag::T_BitmapAnd => (*(plan as *mut pg_sys::BitmapAnd)).bitmapplans,
+                pg_sys::NodeTag::T_BitmapOr => (*(plan as *mut pg_sys::BitmapOr)).bitmapplans,
+                pg_sys::NodeTag::T_CustomScan => (*(plan as *mut pg_sys::CustomScan)).custom_plans,
+                _ => std::ptr::null_mut(),
+            };
+            for child in PgList::<pg_sys::Plan>::from_pg(members).iter_ptr() {
+                walk(child, out);
+            }
+            if p.type_ == pg_sys::NodeTag::T_SubqueryScan {
+                walk((*(plan as *mut pg_sys::SubqueryScan)).subplan, out);
+            }
+        }
+    }
+    let mut out = dag::dag::ExplainOptions::new();
+    // Catalog knowledge replaces name guessing.
+    out.guess_am_from_name = false;
+    // SAFETY: the caller guarantees `stmt` is valid; subplans is a List of Plan pointers.
+    unsafe {
+        walk((*stmt).planTree, &mut out);
+        for sub in PgList::<pg_sys::Plan>::from_pg((*stmt).subplans).iter_ptr() {
+            walk(sub, &mut out);
+        }
+    }
+    out
+}

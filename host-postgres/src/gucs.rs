@@ -1,0 +1,177 @@
+//! GUCs (`ruvector.*`): registered in `_PG_init`, each with its range or allowed values and the context that
+//! fits what it controls.
+
+use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::prelude::*;
+use std::ffi::CString;
+
+/// Names of the attention mechanisms `ruvector.dag_attention_type` accepts, in enum order.
+pub(crate) const ATTENTION_TYPES: [&str; 8] = [
+    "auto",
+    "topological",
+    "causal_cone",
+    "critical_path",
+    "mincut_gated",
+    "hierarchical_lorentz",
+    "parallel_branch",
+    "temporal_btsp",
+];
+
+/// `ruvector.dag_attention_type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
+#[allow(non_camel_case_types)]
+pub(crate) enum AttentionType {
+    auto,
+    topological,
+    causal_cone,
+    critical_path,
+    mincut_gated,
+    hierarchical_lorentz,
+    parallel_branch,
+    temporal_btsp,
+}
+
+impl AttentionType {
+    pub(crate) fn name(self) -> &'static str {
+        ATTENTION_TYPES[self as usize]
+    }
+}
+
+pub(crate) static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub(crate) static LEARNING_RATE: GucSetting<f64> = GucSetting::<f64>::new(0.002);
+pub(crate) static PATTERN_CLUSTERS: GucSetting<i32> = GucSetting::<i32>::new(100);
+pub(crate) static QUALITY_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.3);
+pub(crate) static ATTENTION: GucSetting<AttentionType> = GucSetting::<AttentionType>::new(AttentionType::auto);
+pub(crate) static EWC_LAMBDA: GucSetting<f64> = GucSetting::<f64>::new(5000.0);
+pub(crate) static MINCUT_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub(crate) static BACKGROUND_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(3_600_000);
+pub(crate) static MAX_TRAJECTORIES: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+pub(crate) static ACTUALS_SAMPLE_RATE: GucSetting<f64> = GucSetting::<f64>::new(0.0);
+pub(crate) static MICRO_LORA_RANK: GucSetting<i32> = GucSetting::<i32>::new(2);
+pub(crate) static BASE_LORA_RANK: GucSetting<i32> = GucSetting::<i32>::new(8);
+pub(crate) static CONFIG_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+pub(crate) fn init() {
+    GucRegistry::define_bool_guc(
+        c"ruvector.neural_dag_enabled",
+        c"Capture plans and executions for DAG learning.",
+        c"When off, the hooks pass queries through untouched and record nothing.",
+        &ENABLED,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"ruvector.dag_learning_rate",
+        c"Learning rate of the instant adapter (MicroLoRA).",
+        c"",
+        &LEARNING_RATE,
+        0.0001,
+        1.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ruvector.dag_pattern_clusters",
+        c"Number of clusters k-means++ forms over learned plan patterns.",
+        c"",
+        &PATTERN_CLUSTERS,
+        10,
+        1000,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"ruvector.dag_quality_threshold",
+        c"Learned patterns below this quality are not used.",
+        c"",
+        &QUALITY_THRESHOLD,
+        0.0,
+        1.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"ruvector.dag_attention_type",
+        c"Attention mechanism: auto (selector) or one mechanism.",
+        c"",
+        &ATTENTION,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"ruvector.dag_ewc_lambda",
+        c"EWC++ penalty weight against forgetting (0 disables).",
+        c"",
+        &EWC_LAMBDA,
+        0.0,
+        50_000.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"ruvector.dag_mincut_enabled",
+        c"Compute min-cut criticality in plan analysis.",
+        c"",
+        &MINCUT_ENABLED,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ruvector.dag_background_interval_ms",
+        c"Milliseconds between background learning cycles.",
+        c"",
+        &BACKGROUND_INTERVAL_MS,
+        1000,
+        86_400_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"ruvector.dag_max_trajectories",
+        c"Capacity of the shared-memory trajectory ring.",
+        c"Executions beyond it overwrite the oldest records; the overflow is counted.",
+        &MAX_TRAJECTORIES,
+        64,
+        1_000_000,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"ruvector.dag_actuals_sample_rate",
+        c"Fraction of queries whose per-node actual rows are captured.",
+        c"Per-node instrumentation costs CPU; 0 captures total time only.",
+        &ACTUALS_SAMPLE_RATE,
+        0.0,
+        1.0,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ruvector.dag_micro_lora_rank",
+        c"Rank of the per-query adapter.",
+        c"",
+        &MICRO_LORA_RANK,
+        1,
+        4,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ruvector.dag_base_lora_rank",
+        c"Rank of the background adapter.",
+        c"",
+        &BASE_LORA_RANK,
+        4,
+        64,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"ruvector.config_file",
+        c"Path of ruvector.toml (plugin selection and parameters).",
+        c"Read at server start; empty uses built-in defaults.",
+        &CONFIG_FILE,
+        GucContext::Postmaster,
+        GucFlags::SUPERUSER_ONLY,
+    );
+}

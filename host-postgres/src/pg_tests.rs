@@ -1,0 +1,219 @@
+//! `#[pg_test]`s: run inside a test cluster that preloads the library (see `pg_test::postgresql_conf_options`).
+
+use pgrx::prelude::*;
+
+#[pg_schema]
+mod tests {
+    use pgrx::prelude::*;
+
+    fn setup_tables() {
+        Spi::run(
+            "CREATE TABLE IF NOT EXISTS rv_users (id int PRIMARY KEY, name text, team int);
+             CREATE TABLE IF NOT EXISTS rv_teams (id int PRIMARY KEY, title text);
+             INSERT INTO rv_teams SELECT g, 'team ' || g FROM generate_series(1, 20) g ON CONFLICT DO NOTHING;
+             INSERT INTO rv_users SELECT g, 'user ' || g, 1 + g % 20 FROM generate_series(1, 2000) g ON CONFLICT DO NOTHING;
+             ANALYZE rv_users; ANALYZE rv_teams;",
+        )
+        .unwrap();
+    }
+
+    fn count_trajectories() -> i64 {
+        Spi::get_one::<i64>("SELECT recorded FROM ruvector.dag_trajectory_stats()").unwrap().unwrap()
+    }
+
+    #[pg_test]
+    fn config_setters_change_the_session_settings() {
+        Spi::run("SELECT ruvector.dag_set_attention('critical_path')").unwrap();
+        assert_eq!(
+            Spi::get_one::<String>("SHOW ruvector.dag_attention_type").unwrap().as_deref(),
+            Some("critical_path")
+        );
+        Spi::run("SELECT ruvector.dag_set_learning_rate(0.01)").unwrap();
+        assert_eq!(Spi::get_one::<f64>("SELECT learning_rate FROM ruvector.dag_config()").unwrap(), Some(0.01));
+        Spi::run("SELECT ruvector.dag_configure_sona(1, 16, 100.0, 50)").unwrap();
+        let (micro, base) =
+            Spi::get_two::<i32, i32>("SELECT micro_lora_rank, base_lora_rank FROM ruvector.dag_config()").unwrap();
+        assert_eq!((micro, base), (Some(1), Some(16)));
+        Spi::run("SELECT ruvector.dag_set_enabled(false)").unwrap();
+        assert_eq!(Spi::get_one::<bool>("SELECT enabled FROM ruvector.dag_config()").unwrap(), Some(false));
+    }
+
+    #[pg_test(
+        error = "RV002 INVALID_ATTENTION: unknown attention mechanism \"fancy\"; expected one of auto, topological, causal_cone, critical_path, mincut_gated, hierarchical_lorentz, parallel_branch, temporal_btsp"
+    )]
+    fn unknown_attention_is_rv002() {
+        Spi::run("SELECT ruvector.dag_set_attention('fancy')").unwrap();
+    }
+
+    #[pg_test(error = "learning rate 5 is out of range: expected 0.0001..=1")]
+    fn learning_rate_out_of_range() {
+        Spi::run("SELECT ruvector.dag_set_learning_rate(5)").unwrap();
+    }
+
+    #[pg_test(error = "micro_lora_rank 9 is out of range: expected 1..=4")]
+    fn sona_rank_out_of_range() {
+        Spi::run("SELECT ruvector.dag_configure_sona(9)").unwrap();
+    }
+
+    #[pg_test]
+    fn executions_are_captured_with_the_query_id_pg_stat_statements_uses() {
+        setup_tables();
+        let before = count_trajectories();
+        Spi::run("SELECT count(*) FROM rv_users u JOIN rv_teams t ON t.id = u.team WHERE u.id > 10").unwrap();
+        assert!(count_trajectories() > before, "the join was captured");
+
+        // The same statement's query id as EXPLAIN VERBOSE prints it.
+        let explain = Spi::get_one::<pgrx::Json>(
+            "EXPLAIN (VERBOSE, FORMAT JSON) SELECT count(*) FROM rv_users u JOIN rv_teams t ON t.id = u.team WHERE u.id > 10",
+        )
+        .unwrap()
+        .unwrap();
+        let query_id = explain.0[0]["Query Identifier"].as_i64().expect("compute_query_id is on");
+        let (rows, nodes, exec_ms) = Spi::get_three::<i64, i32, f64>(&format!(
+            "SELECT rows, node_count, execution_time_ms FROM ruvector.dag_get_trajectories(1000, {query_id}) LIMIT 1"
+        ))
+        .unwrap();
+        let planned = Spi::get_one::<bool>(&format!(
+            "SELECT planning_time_ms IS NOT NULL FROM ruvector.dag_get_trajectories(1000, {query_id}) LIMIT 1"
+        ))
+        .unwrap();
+        assert_eq!(rows, Some(1), "count(*) returns one row");
+        assert!(nodes.unwrap() >= 3, "aggregate over a join: {nodes:?}");
+        let exec_ms = exec_ms.unwrap();
+        assert!(exec_ms > 0.0 && exec_ms < 60_000.0, "plausible execution time {exec_ms}");
+        assert_eq!(planned, Some(true), "planned through the hook, so planning time is known");
+    }
+
+    #[pg_test]
+    fn captured_plans_have_the_node_kinds_explain_shows() {
+        setup_tables();
+        let query = "SELECT t.title, count(*) FROM rv_users u JOIN rv_teams t ON t.id = u.team GROUP BY t.title ORDER BY 2 DESC";
+        Spi::run(query).unwrap();
+        let explain = Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {query}")).unwrap().unwrap();
+        let query_id = explain.0[0]["Query Identifier"].as_i64().unwrap();
+        let plan = Spi::get_one::<pgrx::JsonB>(&format!(
+            "SELECT plan FROM ruvector.dag_get_trajectories(1000, {query_id}) WHERE plan IS NOT NULL LIMIT 1"
+        ))
+        .unwrap()
+        .expect("the first execution of a plan shape stores the plan");
+        let captured = dag::QueryDag::from_json(&plan.0.to_string()).unwrap();
+        let explained = dag::QueryDag::from_explain_json(&explain.0.to_string()).unwrap();
+        let kinds = |d: &dag::QueryDag| d.nodes().map(|n| n.op.kind()).collect::<Vec<_>>();
+        assert_eq!(kinds(&captured), kinds(&explained), "same kinds in the same (EXPLAIN) order");
+        assert_eq!(captured.edges().collect::<Vec<_>>(), explained.edges().collect::<Vec<_>>());
+        let tables: Vec<_> = captured.nodes().filter_map(|n| n.op.table().map(str::to_owned)).collect();
+        assert!(tables.contains(&"rv_users".to_owned()) && tables.contains(&"rv_teams".to_owned()), "{tables:?}");
+    }
+
+    #[pg_test]
+    fn sampled_executions_carry_per_node_actuals() {
+        setup_tables();
+        Spi::run("SET ruvector.dag_actuals_sample_rate = 1.0").unwrap();
+        Spi::run("SELECT * FROM rv_users WHERE team = 3 ORDER BY name LIMIT 5").unwrap();
+        Spi::run("SET ruvector.dag_actuals_sample_rate = 0").unwrap();
+        let plan = Spi::get_one::<pgrx::JsonB>(
+            "SELECT plan FROM ruvector.dag_get_trajectories(50) WHERE has_actuals AND plan IS NOT NULL LIMIT 1",
+        )
+        .unwrap()
+        .expect("a sampled execution stores its plan with actuals");
+        let dag = dag::QueryDag::from_json(&plan.0.to_string()).unwrap();
+        let root = dag.root().unwrap();
+        let actual = dag.info(root).unwrap().actual.expect("root has actuals");
+        assert_eq!(actual.rows, 5.0, "LIMIT 5 returned five rows");
+        assert_eq!(actual.loops, 1.0);
+    }
+
+    #[pg_test]
+    fn record_trajectory_accepts_ruvector_and_explain_json() {
+        let ours = r#"{"format":"ruvector-dag","version":1,"nodes":[{"id":0,"op":{"kind":"SeqScan","table":"t"}},{"id":1,"op":{"kind":"Limit"}}],"edges":[[0,1]]}"#;
+        let id = Spi::get_one::<i64>(&format!(
+            "SELECT ruvector.dag_record_trajectory(42, '{ours}'::jsonb, 12.5, 1.25, 'topological')"
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(id > 0);
+        let (ms, ratio, mech) = Spi::get_three::<f64, f64, String>(
+            "SELECT execution_time_ms, improvement_ratio, attention_mechanism FROM ruvector.dag_get_trajectories(10, 42) LIMIT 1",
+        )
+        .unwrap();
+        assert_eq!((ms, ratio, mech.as_deref()), (Some(12.5), Some(1.25), Some("topological")));
+        assert_eq!(
+            Spi::get_one::<i32>("SELECT node_count FROM ruvector.dag_get_trajectories(10, 42)").unwrap(),
+            Some(2)
+        );
+        let explain = r#"[{"Plan": {"Node Type": "Seq Scan", "Relation Name": "t", "Startup Cost": 0, "Total Cost": 1, "Plan Rows": 1, "Plan Width": 4}}]"#;
+        Spi::run(&format!("SELECT ruvector.dag_record_trajectory(43, '{explain}'::jsonb, 1.0)")).unwrap();
+        assert_eq!(
+            Spi::get_one::<i32>("SELECT node_count FROM ruvector.dag_get_trajectories(10, 43)").unwrap(),
+            Some(1)
+        );
+    }
+
+    #[pg_test(
+        error = "dag_structure is neither a ruvector DAG nor EXPLAIN JSON: EXPLAIN JSON at $: no \"Plan\" key and not a plan node"
+    )]
+    fn record_trajectory_rejects_other_json() {
+        Spi::run("SELECT ruvector.dag_record_trajectory(1, '{\"x\": 1}'::jsonb, 1.0)").unwrap();
+    }
+
+    #[pg_test(error = "execution_time_ms -1 must be a finite non-negative number")]
+    fn record_trajectory_rejects_negative_times() {
+        Spi::run("SELECT ruvector.dag_record_trajectory(1, '{\"Node Type\": \"Result\"}'::jsonb, -1)").unwrap();
+    }
+
+    /// A second planner hook installed after ours sees every query and hands it to ours.
+    #[pg_test]
+    fn planner_hooks_chain() {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static CALLS: AtomicU32 = AtomicU32::new(0);
+        static mut OURS: pg_sys::planner_hook_type = None;
+
+        #[pg_guard]
+        #[allow(ffi_unwind_calls)] // called inside pg_guard_ffi_boundary
+        unsafe extern "C-unwind" fn outer(
+            parse: *mut pg_sys::Query,
+            query_string: *const std::ffi::c_char,
+            cursor_options: std::ffi::c_int,
+            bound_params: pg_sys::ParamListInfo,
+        ) -> *mut pg_sys::PlannedStmt {
+            CALLS.fetch_add(1, Ordering::Relaxed);
+            // SAFETY: OURS is the hook that was installed before this one (ruvector_dag's).
+            unsafe {
+                let ours = OURS.expect("ruvector_dag's planner hook is installed");
+                pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
+                    ours(parse, query_string, cursor_options, bound_params)
+                })
+            }
+        }
+
+        setup_tables();
+        // SAFETY: single-threaded backend; the previous hook is restored before the test ends.
+        unsafe {
+            OURS = pg_sys::planner_hook;
+            pg_sys::planner_hook = Some(outer);
+        }
+        let before = count_trajectories();
+        let result = Spi::get_one::<i64>("SELECT count(*) FROM rv_users WHERE team = 7");
+        // SAFETY: as above.
+        unsafe {
+            pg_sys::planner_hook = OURS;
+        }
+        assert_eq!(result.unwrap(), Some(100));
+        assert!(CALLS.load(Ordering::Relaxed) >= 1, "the outer hook ran");
+        assert!(count_trajectories() > before, "and ruvector_dag's hook, called through it, captured the query");
+    }
+
+    #[pg_test]
+    fn health_check_reports_components() {
+        let rows = Spi::connect(|client| {
+            client
+                .select("SELECT component, status FROM ruvector.dag_health_check()", None, &[])
+                .unwrap()
+                .map(|row| (row.get::<String>(1).unwrap().unwrap(), row.get::<String>(2).unwrap().unwrap()))
+                .collect::<Vec<_>>()
+        });
+        assert!(rows.contains(&("hooks".to_owned(), "ok".to_owned())), "{rows:?}");
+        assert!(rows.iter().any(|(c, _)| c == "trajectory_ring"));
+        assert!(rows.iter().any(|(c, _)| c == "config"));
+    }
+}

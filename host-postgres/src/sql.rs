@@ -1,0 +1,391 @@
+//! SQL functions of schema `ruvector`: configuration, status and trajectories.
+//!
+//! Errors carry the spec's RV codes in the message and a fitting SQLSTATE. Setters change the session's
+//! settings, exactly like `SET` (a DBA makes them global with `ALTER SYSTEM` or `ALTER DATABASE … SET`).
+
+// `TableIterator` signatures name every output column; factoring them into aliases would hide the SQL API.
+#![allow(clippy::type_complexity)]
+
+use crate::gucs::{self, ATTENTION_TYPES};
+use crate::ring::{self, Record, Source};
+use dag::QueryDag;
+use pgrx::prelude::*;
+use pgrx::{JsonB, pg_sys};
+use std::ffi::CString;
+
+/// Raises an ERROR with `code` (SQLSTATE) and `message`.
+pub(crate) fn fail(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
+    let message: String = message.into();
+    ereport!(ERROR, code, message);
+}
+
+fn notice_if_not_preloaded() {
+    if !crate::preloaded() {
+        notice!("ruvector_dag is not in shared_preload_libraries: plan capture is off (add it and restart to capture)");
+    }
+}
+
+/// Sets a GUC for the session, as `SET name = value` does (checks context, range and permissions).
+fn set_guc(name: &str, value: &str) {
+    let name = CString::new(name).expect("GUC names have no NUL");
+    let value = CString::new(value).expect("values have no NUL");
+    // SAFETY: both strings outlive the call; errors are raised with ERROR and unwind through pg_guard.
+    unsafe {
+        pg_sys::set_config_option(
+            name.as_ptr(),
+            value.as_ptr(),
+            pg_sys::GucContext::PGC_USERSET,
+            pg_sys::GucSource::PGC_S_SESSION,
+            pg_sys::GucAction::GUC_ACTION_SET,
+            true,
+            PgLogLevel::ERROR as i32,
+            false,
+        );
+    }
+}
+
+fn check_range(what: &str, value: f64, lo: f64, hi: f64) {
+    if !(lo..=hi).contains(&value) {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("{what} {value} is out of range: expected {lo}..={hi}"),
+        );
+    }
+}
+
+// ---- configuration ------------------------------------------------------------------------------------------
+
+/// Turns plan capture and learning on or off for this session.
+#[pg_extern]
+fn dag_set_enabled(enabled: bool) {
+    notice_if_not_preloaded();
+    set_guc("ruvector.neural_dag_enabled", if enabled { "on" } else { "off" });
+}
+
+/// Sets the instant adapter's learning rate for this session (0.0001..=1).
+#[pg_extern]
+fn dag_set_learning_rate(rate: f64) {
+    check_range("learning rate", rate, 0.0001, 1.0);
+    set_guc("ruvector.dag_learning_rate", &rate.to_string());
+}
+
+/// Chooses the attention mechanism (`auto` lets the selector choose) for this session.
+#[pg_extern]
+fn dag_set_attention(mechanism: &str) {
+    if !ATTENTION_TYPES.contains(&mechanism) {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "RV002 INVALID_ATTENTION: unknown attention mechanism \"{mechanism}\"; expected one of {}",
+                ATTENTION_TYPES.join(", ")
+            ),
+        );
+    }
+    set_guc("ruvector.dag_attention_type", mechanism);
+}
+
+/// Configures the learning tiers for this session.
+#[pg_extern]
+fn dag_configure_sona(
+    micro_lora_rank: default!(i32, 2),
+    base_lora_rank: default!(i32, 8),
+    ewc_lambda: default!(f64, 5000.0),
+    pattern_clusters: default!(i32, 100),
+) {
+    check_range("micro_lora_rank", f64::from(micro_lora_rank), 1.0, 4.0);
+    check_range("base_lora_rank", f64::from(base_lora_rank), 4.0, 64.0);
+    check_range("ewc_lambda", ewc_lambda, 0.0, 50_000.0);
+    check_range("pattern_clusters", f64::from(pattern_clusters), 10.0, 1000.0);
+    set_guc("ruvector.dag_micro_lora_rank", &micro_lora_rank.to_string());
+    set_guc("ruvector.dag_base_lora_rank", &base_lora_rank.to_string());
+    set_guc("ruvector.dag_ewc_lambda", &ewc_lambda.to_string());
+    set_guc("ruvector.dag_pattern_clusters", &pattern_clusters.to_string());
+}
+
+/// The configuration in force for this session.
+#[pg_extern]
+fn dag_config() -> TableIterator<
+    'static,
+    (
+        name!(enabled, bool),
+        name!(learning_rate, f64),
+        name!(attention_mechanism, String),
+        name!(micro_lora_rank, i32),
+        name!(base_lora_rank, i32),
+        name!(ewc_lambda, f64),
+        name!(pattern_clusters, i32),
+        name!(qudag_endpoint, Option<String>),
+        name!(config_file, Option<String>),
+    ),
+> {
+    let loaded = crate::settings::loaded();
+    let endpoint = loaded.config.network.enabled.then(|| loaded.config.network.listen.clone());
+    TableIterator::once((
+        gucs::ENABLED.get(),
+        gucs::LEARNING_RATE.get(),
+        gucs::ATTENTION.get().name().to_owned(),
+        gucs::MICRO_LORA_RANK.get(),
+        gucs::BASE_LORA_RANK.get(),
+        gucs::EWC_LAMBDA.get(),
+        gucs::PATTERN_CLUSTERS.get(),
+        endpoint,
+        loaded.path.clone(),
+    ))
+}
+
+// ---- status -------------------------------------------------------------------------------------------------
+
+/// Runtime status. Learning figures are NULL until the learning loop has measured them.
+#[pg_extern]
+fn dag_status() -> TableIterator<
+    'static,
+    (
+        name!(active_patterns, i64),
+        name!(total_trajectories, i64),
+        name!(avg_improvement, Option<f64>),
+        name!(attention_hits, i64),
+        name!(learning_rate_effective, f64),
+        name!(qudag_connected, bool),
+        name!(capture_active, bool),
+    ),
+> {
+    notice_if_not_preloaded();
+    let stats = ring::stats();
+    let improvements: Vec<f64> =
+        ring::read(usize::MAX, |r| r.improvement_ratio.is_finite()).iter().map(|r| r.improvement_ratio).collect();
+    let avg = (!improvements.is_empty()).then(|| improvements.iter().sum::<f64>() / improvements.len() as f64);
+    TableIterator::once((
+        0,
+        stats.recorded as i64,
+        avg,
+        0,
+        gucs::LEARNING_RATE.get(),
+        false,
+        crate::preloaded() && gucs::ENABLED.get(),
+    ))
+}
+
+/// Health of the extension's components.
+#[pg_extern]
+fn dag_health_check() -> TableIterator<
+    'static,
+    (name!(component, String), name!(status, String), name!(last_check, TimestampWithTimeZone), name!(message, String)),
+> {
+    // SAFETY: reads the transaction's start time.
+    let now = TimestampWithTimeZone::try_from(unsafe { pg_sys::GetCurrentTimestamp() })
+        .unwrap_or_else(|_| fail(PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW, "clock out of range"));
+    let mut rows = Vec::new();
+    if crate::preloaded() {
+        rows.push(("hooks", "ok", "planner and executor hooks installed".to_owned()));
+    } else {
+        rows.push(("hooks", "disabled", "not in shared_preload_libraries: capture is off".to_owned()));
+    }
+    let s = ring::stats();
+    if ring::available() {
+        let status = if s.overwritten > 0 { "warning" } else { "ok" };
+        rows.push((
+            "trajectory_ring",
+            status,
+            format!(
+                "{} of {} slots used, {} recorded, {} overwritten, {} plans too large to store",
+                s.recorded.min(s.capacity),
+                s.capacity,
+                s.recorded,
+                s.overwritten,
+                s.plans_too_large
+            ),
+        ));
+    } else {
+        rows.push(("trajectory_ring", "disabled", "no shared memory without preload".to_owned()));
+    }
+    let loaded = crate::settings::loaded();
+    match (&loaded.path, &loaded.error) {
+        (_, Some(err)) => rows.push(("config", "warning", format!("{err}; using built-in defaults"))),
+        (Some(path), None) => rows.push(("config", "ok", format!("loaded {path}"))),
+        (None, None) => rows.push(("config", "ok", "built-in defaults (ruvector.config_file is empty)".to_owned())),
+    }
+    TableIterator::new(rows.into_iter().map(move |(c, st, m)| (c.to_owned(), st.to_owned(), now, m)))
+}
+
+// ---- trajectories -------------------------------------------------------------------------------------------
+
+/// Records an execution by hand (e.g. from a client that measured it). `dag_structure` is a DAG in ruvector's
+/// JSON format or PostgreSQL's `EXPLAIN (FORMAT JSON)` output. Returns the trajectory id.
+#[pg_extern]
+fn dag_record_trajectory(
+    query_hash: i64,
+    dag_structure: JsonB,
+    execution_time_ms: f64,
+    improvement_ratio: default!(Option<f64>, "NULL"),
+    attention_mechanism: default!(&str, "'auto'"),
+) -> i64 {
+    if !ring::available() {
+        fail(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "RV010 TRAJECTORY_OVERFLOW: no trajectory ring: add ruvector_dag to shared_preload_libraries and restart",
+        );
+    }
+    if !execution_time_ms.is_finite() || execution_time_ms < 0.0 {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("execution_time_ms {execution_time_ms} must be a finite non-negative number"),
+        );
+    }
+    if let Some(r) = improvement_ratio.filter(|r| !r.is_finite()) {
+        fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("improvement_ratio {r} must be finite"));
+    }
+    let Some(mechanism) = ATTENTION_TYPES.iter().position(|m| *m == attention_mechanism) else {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!(
+                "RV002 INVALID_ATTENTION: unknown attention mechanism \"{attention_mechanism}\"; expected one of {}",
+                ATTENTION_TYPES.join(", ")
+            ),
+        );
+    };
+    let dag = parse_dag(&dag_structure.0);
+    let mut record = Record::empty();
+    record.query_id = query_hash as u64;
+    record.plan_hash = crate::hooks::plan_hash(&dag);
+    // SAFETY: plain reads of the clock and session identity.
+    unsafe {
+        record.recorded_at = pg_sys::GetCurrentTimestamp();
+        record.user_id = pg_sys::GetUserId().to_u32();
+        record.db_id = pg_sys::MyDatabaseId.to_u32();
+    }
+    record.execution_ms = execution_time_ms;
+    record.improvement_ratio = improvement_ratio.unwrap_or(f64::NAN);
+    record.node_count = dag.node_count() as u32;
+    record.mechanism = mechanism as u8;
+    record.source = Source::Manual as u8;
+    record.has_actuals = dag.nodes().any(|n| n.info.actual.is_some());
+    let too_large = !record.set_plan(&dag.to_bytes());
+    ring::push(record, too_large).map_or(0, |seq| seq as i64)
+}
+
+fn parse_dag(value: &serde_json::Value) -> QueryDag {
+    let text = value.to_string();
+    let result = if value.get("format").and_then(|f| f.as_str()) == Some("ruvector-dag") {
+        QueryDag::from_json(&text)
+    } else {
+        QueryDag::from_explain_json(&text)
+    };
+    result.unwrap_or_else(|e| {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("dag_structure is neither a ruvector DAG nor EXPLAIN JSON: {e}"),
+        )
+    })
+}
+
+/// True when the current user may see other users' captured plans (superuser or `pg_read_all_stats`).
+fn sees_all() -> bool {
+    // SAFETY: catalog checks for the current user.
+    unsafe {
+        pg_sys::superuser()
+            || pg_sys::has_privs_of_role(pg_sys::GetUserId(), pg_sys::Oid::from(pg_sys::ROLE_PG_READ_ALL_STATS))
+    }
+}
+
+/// Captured executions, newest first. Other roles' plans show as NULL unless the caller is a superuser or a
+/// member of `pg_read_all_stats` (as `pg_stat_statements` hides query texts).
+#[pg_extern]
+fn dag_get_trajectories(
+    limit_count: default!(i32, 100),
+    query_id: default!(Option<i64>, "NULL"),
+) -> TableIterator<
+    'static,
+    (
+        name!(trajectory_id, i64),
+        name!(query_id, i64),
+        name!(plan_hash, i64),
+        name!(recorded_at, TimestampWithTimeZone),
+        name!(execution_time_ms, f64),
+        name!(planning_time_ms, Option<f64>),
+        name!(rows, i64),
+        name!(node_count, i32),
+        name!(improvement_ratio, Option<f64>),
+        name!(attention_mechanism, String),
+        name!(source, String),
+        name!(has_actuals, bool),
+        name!(plan, Option<JsonB>),
+    ),
+> {
+    notice_if_not_preloaded();
+    if limit_count < 0 {
+        fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("limit_count {limit_count} must be >= 0"));
+    }
+    let wanted = query_id.map(|q| q as u64);
+    let records = ring::read(limit_count as usize, |r| wanted.is_none_or(|q| r.query_id == q));
+    let all = sees_all();
+    // SAFETY: reads the current user id.
+    let me = unsafe { pg_sys::GetUserId() }.to_u32();
+    let rows: Vec<_> = records
+        .iter()
+        .map(|r| {
+            let plan = if all || r.user_id == me { plan_json(r) } else { None };
+            (
+                r.seq as i64,
+                r.query_id as i64,
+                r.plan_hash as i64,
+                TimestampWithTimeZone::try_from(r.recorded_at).unwrap_or_else(|_| {
+                    fail(PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW, "timestamp out of range")
+                }),
+                r.execution_ms,
+                r.planning_ms.is_finite().then_some(r.planning_ms),
+                r.rows as i64,
+                r.node_count as i32,
+                r.improvement_ratio.is_finite().then_some(r.improvement_ratio),
+                ATTENTION_TYPES.get(r.mechanism as usize).copied().unwrap_or("auto").to_owned(),
+                if r.source == Source::Manual as u8 { "manual" } else { "hook" }.to_owned(),
+                r.has_actuals,
+                plan,
+            )
+        })
+        .collect();
+    TableIterator::new(rows)
+}
+
+fn plan_json(r: &Record) -> Option<JsonB> {
+    let dag = QueryDag::from_bytes(r.plan_bytes()?).ok()?;
+    let json = dag.to_json().ok()?;
+    serde_json::from_str(&json).ok().map(JsonB)
+}
+
+/// Counters of the trajectory ring and latency statistics over the records it holds.
+#[pg_extern]
+fn dag_trajectory_stats() -> TableIterator<
+    'static,
+    (
+        name!(capacity, i64),
+        name!(recorded, i64),
+        name!(in_ring, i64),
+        name!(overwritten, i64),
+        name!(plans_too_large, i64),
+        name!(distinct_queries, i64),
+        name!(avg_execution_ms, Option<f64>),
+        name!(p50_execution_ms, Option<f64>),
+        name!(p95_execution_ms, Option<f64>),
+    ),
+> {
+    notice_if_not_preloaded();
+    let s = ring::stats();
+    let records = ring::read(usize::MAX, |_| true);
+    let mut times: Vec<f64> = records.iter().map(|r| r.execution_ms).collect();
+    times.sort_by(f64::total_cmp);
+    let pct = |p: f64| (!times.is_empty()).then(|| times[((times.len() - 1) as f64 * p).round() as usize]);
+    let mut ids: Vec<u64> = records.iter().map(|r| r.query_id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    TableIterator::once((
+        s.capacity as i64,
+        s.recorded as i64,
+        records.len() as i64,
+        s.overwritten as i64,
+        s.plans_too_large as i64,
+        ids.len() as i64,
+        (!times.is_empty()).then(|| times.iter().sum::<f64>() / times.len() as f64),
+        pct(0.5),
+        pct(0.95),
+    ))
+}

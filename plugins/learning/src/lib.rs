@@ -1,0 +1,1 @@
+//! SONA learning tiers, each a `LearningTier` plugin registered with the framework.
