@@ -138,7 +138,11 @@ fn report(title: &str, dag: &QueryDag, timings: Option<(Option<f64>, Option<f64>
         .collect();
     self_cost.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let total: f64 = self_cost.iter().map(|s| s.0).sum();
-    writeln!(out, "\nLargest self cost (share of the plan's {total:.1}):")?;
+    writeln!(
+        out,
+        "\nLargest exclusive cost (total minus the inputs' totals; a nested loop also carries its inner rescans), \
+         share of {total:.1}:"
+    )?;
     for &(cost, id) in self_cost.iter().take(5) {
         let share = if total > 0.0 { 100.0 * cost / total } else { 0.0 };
         writeln!(out, "  {id:>4}  {:>5.1}%  {cost:>12.1}  {}", share, dag.node(id).expect("id from the DAG"))?;
