@@ -43,3 +43,85 @@ pub(crate) unsafe fn explain_json(query_desc: *mut pg_sys::QueryDesc, analyze: b
 pub(crate) fn dag_from_explain_with(json: &str, options: &ExplainOptions) -> dag::Result<QueryDag> {
     import_explain(json, options).map(|p| p.dag)
 }
+
+/// Plans `query` (one `SELECT`, not executed) and returns its DAG as `EXPLAIN (FORMAT JSON)` describes it.
+///
+/// Privileges are checked exactly as `EXPLAIN` checks them: the executor is started in explain-only mode, which
+/// verifies the caller's rights on every relation, so an unreadable table fails with SQLSTATE 42501 naming it
+/// before anything about it is returned.
+///
+/// Errors (raised as PostgreSQL ERRORs): syntax errors as PostgreSQL reports them; more or fewer than one
+/// statement; anything but a read-only `SELECT` (including data-modifying CTEs).
+pub(crate) fn plan_query(query: &str) -> QueryDag {
+    use crate::sql::fail;
+    use pgrx::PgList;
+    use pgrx::prelude::PgSqlErrorCode as E;
+
+    let text = std::ffi::CString::new(query)
+        .unwrap_or_else(|_| fail(E::ERRCODE_INVALID_PARAMETER_VALUE, "query text contains a NUL byte"));
+    crate::hooks::suppressed(|| {
+        // SAFETY: parse/analyze/plan/explain are called as PostgreSQL's own EXPLAIN calls them, inside the
+        // current transaction and memory context; errors are raised as ERRORs and unwind through pg_guard.
+        unsafe {
+            let raw = PgList::<pg_sys::RawStmt>::from_pg(pg_sys::pg_parse_query(text.as_ptr()));
+            if raw.len() != 1 {
+                fail(
+                    E::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("expected exactly one SQL statement, found {}", raw.len()),
+                );
+            }
+            let raw = raw.get_ptr(0).expect("one statement");
+            if (*(*raw).stmt).type_ != pg_sys::NodeTag::T_SelectStmt {
+                fail(
+                    E::ERRCODE_WRONG_OBJECT_TYPE,
+                    "only a SELECT statement can be analysed (the query is planned, not run)",
+                );
+            }
+            let queries = PgList::<pg_sys::Query>::from_pg(pg_sys::pg_analyze_and_rewrite_fixedparams(
+                raw,
+                text.as_ptr(),
+                std::ptr::null(),
+                0,
+                std::ptr::null_mut(),
+            ));
+            let Some(q) = queries.get_ptr(0).filter(|_| queries.len() == 1) else {
+                fail(
+                    E::ERRCODE_WRONG_OBJECT_TYPE,
+                    "the statement rewrites into several queries; analyse them one by one",
+                )
+            };
+            if (*q).commandType != pg_sys::CmdType::CMD_SELECT || (*q).hasModifyingCTE || !(*q).rowMarks.is_null() {
+                fail(
+                    E::ERRCODE_WRONG_OBJECT_TYPE,
+                    "only a read-only SELECT can be analysed (no data-modifying CTE, no FOR UPDATE)",
+                );
+            }
+            let stmt =
+                pg_sys::pg_plan_query(q, text.as_ptr(), pg_sys::CURSOR_OPT_PARALLEL_OK as i32, std::ptr::null_mut());
+            let pushed = !pg_sys::ActiveSnapshotSet();
+            if pushed {
+                pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            }
+            let qd = pg_sys::CreateQueryDesc(
+                stmt,
+                text.as_ptr(),
+                pg_sys::GetActiveSnapshot(),
+                std::ptr::null_mut(),
+                pg_sys::None_Receiver,
+                std::ptr::null_mut(),
+                std::ptr::null_mut(),
+                0,
+            );
+            pg_sys::ExecutorStart(qd, pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32);
+            let json = explain_json(qd, false);
+            pg_sys::ExecutorEnd(qd);
+            pg_sys::FreeQueryDesc(qd);
+            if pushed {
+                pg_sys::PopActiveSnapshot();
+            }
+            let options = crate::capture::index_ams(stmt);
+            dag_from_explain_with(&json, &options)
+                .unwrap_or_else(|e| fail(E::ERRCODE_INTERNAL_ERROR, format!("importing the plan failed: {e}")))
+        }
+    })
+}

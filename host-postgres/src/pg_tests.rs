@@ -216,4 +216,60 @@ mod tests {
         assert!(rows.iter().any(|(c, _)| c == "trajectory_ring"));
         assert!(rows.iter().any(|(c, _)| c == "config"));
     }
+
+    #[pg_test]
+    fn dag_plan_matches_explain() {
+        setup_tables();
+        let query = "SELECT t.title, count(*) FROM rv_users u JOIN rv_teams t ON t.id = u.team \
+                     WHERE u.id > 100 GROUP BY t.title ORDER BY 2 DESC LIMIT 3";
+        let plan = Spi::get_one::<pgrx::JsonB>(&format!("SELECT ruvector.dag_plan($q${query}$q$)")).unwrap().unwrap();
+        let dag = dag::QueryDag::from_json(&plan.0.to_string()).unwrap();
+        let explain = Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (FORMAT JSON) {query}")).unwrap().unwrap();
+        let expected = dag::QueryDag::from_explain_json(&explain.0.to_string()).unwrap();
+        assert_eq!(dag, expected, "dag_plan is EXPLAIN's plan, conditions included");
+        assert!(dag.nodes().any(|n| n.op.condition().is_some_and(|c| c.contains("rv_teams") || c.contains("t.id"))));
+        assert!(count_trajectories() >= 0);
+    }
+
+    #[pg_test]
+    fn dag_plan_does_not_execute_or_capture() {
+        setup_tables();
+        let query = "SELECT * FROM rv_users WHERE id = 4242";
+        Spi::run(&format!("SELECT ruvector.dag_plan('{query}')")).unwrap();
+        let explain = Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {query}")).unwrap().unwrap();
+        let query_id = explain.0[0]["Query Identifier"].as_i64().unwrap();
+        let captured =
+            Spi::get_one::<i64>(&format!("SELECT count(*) FROM ruvector.dag_get_trajectories(100000, {query_id})"));
+        assert_eq!(captured.unwrap(), Some(0), "the analysed query was neither run nor captured");
+    }
+
+    #[pg_test(error = "expected exactly one SQL statement, found 2")]
+    fn dag_plan_rejects_several_statements() {
+        Spi::run("SELECT ruvector.dag_plan('SELECT 1; SELECT 2')").unwrap();
+    }
+
+    #[pg_test(error = "only a SELECT statement can be analysed (the query is planned, not run)")]
+    fn dag_plan_rejects_other_statements() {
+        setup_tables();
+        Spi::run("SELECT ruvector.dag_plan('DELETE FROM rv_users')").unwrap();
+    }
+
+    #[pg_test(error = "only a read-only SELECT can be analysed (no data-modifying CTE, no FOR UPDATE)")]
+    fn dag_plan_rejects_modifying_ctes() {
+        setup_tables();
+        Spi::run("SELECT ruvector.dag_plan('WITH d AS (DELETE FROM rv_users RETURNING id) SELECT * FROM d')").unwrap();
+    }
+
+    #[pg_test(error = "syntax error at or near \"SELEC\"")]
+    fn dag_plan_reports_syntax_errors() {
+        Spi::run("SELECT ruvector.dag_plan('SELEC 1')").unwrap();
+    }
+
+    /// Planning is not permission-checked by PostgreSQL; dag_plan checks like EXPLAIN does.
+    #[pg_test(error = "permission denied for table rv_users")]
+    fn dag_plan_checks_privileges_like_explain() {
+        setup_tables();
+        Spi::run("CREATE ROLE rv_nobody; GRANT USAGE ON SCHEMA ruvector TO rv_nobody; SET ROLE rv_nobody").unwrap();
+        Spi::run("SELECT ruvector.dag_plan('SELECT * FROM rv_users')").unwrap();
+    }
 }

@@ -389,3 +389,14 @@ fn dag_trajectory_stats() -> TableIterator<
         pct(0.95),
     ))
 }
+
+// ---- plans --------------------------------------------------------------------------------------------------
+
+/// The DAG of a query's plan (planned, not run), in ruvector's JSON format: nodes with operators, estimates and
+/// conditions as `EXPLAIN` prints them, edges from inputs to consumers, CTEs as shared subplans.
+#[pg_extern]
+fn dag_plan(query_text: &str) -> JsonB {
+    let dag = crate::explain::plan_query(query_text);
+    let json = dag.to_json().unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()));
+    JsonB(serde_json::from_str(&json).expect("to_json produces JSON"))
+}
