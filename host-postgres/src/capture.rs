@@ -463,3 +463,157 @@ pub(crate) unsafe fn index_ams(stmt: *mut pg_sys::PlannedStmt) -> dag::dag::Expl
     }
     out
 }
+
+/// Element `i` of a pointer `List`, read directly (PostgreSQL 13+ lists are arrays): no FFI call, as the hooks
+/// need it for every execution.
+///
+/// # Safety
+/// `list` must be null or a valid pointer `List`.
+unsafe fn list_nth_ptr<T>(list: *mut pg_sys::List, i: usize) -> Option<*mut T> {
+    // SAFETY: a valid List has `length` initialised cells in `elements`.
+    unsafe {
+        if list.is_null() || i >= (*list).length.max(0) as usize {
+            None
+        } else {
+            Some((*(*list).elements.add(i)).ptr_value.cast::<T>())
+        }
+    }
+}
+
+/// The elements of a pointer `List`, read directly.
+///
+/// # Safety
+/// As [`list_nth_ptr`]; the list must not change while iterating.
+unsafe fn list_ptrs<T>(list: *mut pg_sys::List) -> impl Iterator<Item = *mut T> {
+    // SAFETY: as list_nth_ptr.
+    let len = if list.is_null() { 0 } else { unsafe { (*list).length.max(0) as usize } };
+    // SAFETY: every index is below the length.
+    (0..len).map(move |i| unsafe { list_nth_ptr::<T>(list, i).expect("index below the length") })
+}
+
+/// A cheap structural fingerprint of a plan: node tags, relation and index OIDs and the tree's shape, hashed
+/// without catalog lookups or allocation. The hooks compute it for every execution and build the full DAG only
+/// the first time a backend meets a fingerprint.
+///
+/// # Safety
+/// As [`dag_from_planned_stmt`].
+pub(crate) unsafe fn plan_fingerprint(stmt: *mut pg_sys::PlannedStmt) -> u64 {
+    struct Fp {
+        stmt: *mut pg_sys::PlannedStmt,
+        hash: u64,
+        has_subplans: bool,
+    }
+    impl Fp {
+        fn mix(&mut self, v: u64) {
+            // FNV-1a over 64-bit words, then a final avalanche in `finish`.
+            self.hash = (self.hash ^ v).wrapping_mul(0x0000_0100_0000_01B3);
+        }
+        unsafe fn relid(&self, scanrelid: pg_sys::Index) -> u64 {
+            if scanrelid == 0 {
+                return 0;
+            }
+            // SAFETY: scanrelid indexes the statement's range table.
+            unsafe {
+                list_nth_ptr::<pg_sys::RangeTblEntry>((*self.stmt).rtable, scanrelid as usize - 1)
+                    .map_or(0, |rte| u64::from((*rte).relid.to_u32()))
+            }
+        }
+        unsafe fn subplan(&mut self, plan_id: i32) {
+            // SAFETY: plan_id indexes PlannedStmt.subplans from 1.
+            let root = unsafe {
+                list_nth_ptr::<pg_sys::Plan>((*self.stmt).subplans, usize::try_from(plan_id - 1).unwrap_or(usize::MAX))
+            };
+            self.mix(0x5B);
+            if let Some(root) = root {
+                // SAFETY: a valid subplan root.
+                unsafe { self.walk(root) };
+            }
+            self.mix(0x5D);
+        }
+        unsafe fn walk(&mut self, plan: *mut pg_sys::Plan) {
+            if plan.is_null() {
+                self.mix(0);
+                return;
+            }
+            // SAFETY: for the whole block, `plan` is valid and casts follow its tag.
+            unsafe {
+                let p = &*plan;
+                self.mix(u64::from(p.type_ as u32) + 1);
+                match p.type_ {
+                    pg_sys::NodeTag::T_IndexScan => {
+                        self.mix(u64::from((*(plan as *mut pg_sys::IndexScan)).indexid.to_u32()))
+                    }
+                    pg_sys::NodeTag::T_IndexOnlyScan => {
+                        self.mix(u64::from((*(plan as *mut pg_sys::IndexOnlyScan)).indexid.to_u32()))
+                    }
+                    pg_sys::NodeTag::T_BitmapIndexScan => {
+                        self.mix(u64::from((*(plan as *mut pg_sys::BitmapIndexScan)).indexid.to_u32()))
+                    }
+                    pg_sys::NodeTag::T_Agg => self.mix(u64::from((*(plan as *mut pg_sys::Agg)).aggstrategy)),
+                    pg_sys::NodeTag::T_NestLoop | pg_sys::NodeTag::T_HashJoin | pg_sys::NodeTag::T_MergeJoin => {
+                        self.mix(u64::from((*(plan as *mut pg_sys::Join)).jointype))
+                    }
+                    _ => {}
+                }
+                if matches!(
+                    p.type_,
+                    pg_sys::NodeTag::T_SeqScan
+                        | pg_sys::NodeTag::T_SampleScan
+                        | pg_sys::NodeTag::T_IndexScan
+                        | pg_sys::NodeTag::T_IndexOnlyScan
+                        | pg_sys::NodeTag::T_BitmapHeapScan
+                        | pg_sys::NodeTag::T_TidScan
+                        | pg_sys::NodeTag::T_TidRangeScan
+                ) {
+                    let relid = self.relid((*(plan as *mut pg_sys::Scan)).scanrelid);
+                    self.mix(relid);
+                }
+                for sp in list_ptrs::<pg_sys::SubPlan>(p.initPlan) {
+                    self.subplan((*sp).plan_id);
+                }
+                self.walk(p.lefttree);
+                self.walk(p.righttree);
+                let members = match p.type_ {
+                    pg_sys::NodeTag::T_Append => (*(plan as *mut pg_sys::Append)).appendplans,
+                    pg_sys::NodeTag::T_MergeAppend => (*(plan as *mut pg_sys::MergeAppend)).mergeplans,
+                    pg_sys::NodeTag::T_BitmapAnd => (*(plan as *mut pg_sys::BitmapAnd)).bitmapplans,
+                    pg_sys::NodeTag::T_BitmapOr => (*(plan as *mut pg_sys::BitmapOr)).bitmapplans,
+                    pg_sys::NodeTag::T_CustomScan => (*(plan as *mut pg_sys::CustomScan)).custom_plans,
+                    _ => std::ptr::null_mut(),
+                };
+                for child in list_ptrs::<pg_sys::Plan>(members) {
+                    self.walk(child);
+                }
+                if p.type_ == pg_sys::NodeTag::T_SubqueryScan {
+                    self.walk((*(plan as *mut pg_sys::SubqueryScan)).subplan);
+                }
+                // Expression subplans exist only when the statement has subplans at all.
+                if self.has_subplans {
+                    let mut found = Vec::new();
+                    collect_subplans(p.targetlist as *mut pg_sys::Node, &mut found);
+                    collect_subplans(p.qual as *mut pg_sys::Node, &mut found);
+                    if matches!(
+                        p.type_,
+                        pg_sys::NodeTag::T_NestLoop | pg_sys::NodeTag::T_HashJoin | pg_sys::NodeTag::T_MergeJoin
+                    ) {
+                        collect_subplans((*(plan as *mut pg_sys::Join)).joinqual as *mut pg_sys::Node, &mut found);
+                    }
+                    for sp in found {
+                        self.subplan((*sp).plan_id);
+                    }
+                }
+                self.mix(0xFF);
+            }
+        }
+    }
+    // SAFETY: the caller guarantees `stmt` is valid.
+    unsafe {
+        let has_subplans = !(*stmt).subplans.is_null();
+        let mut fp = Fp { stmt, hash: 0xCBF2_9CE4_8422_2325, has_subplans };
+        fp.walk((*stmt).planTree);
+        let mut z = fp.hash;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}

@@ -1,23 +1,26 @@
 //! Planner and executor hooks: capture every plan as a DAG and every execution as a trajectory record.
 //!
-//! - `planner_hook` times planning, converts the `PlannedStmt` to a [`dag::QueryDag`] and notes it for the
-//!   executor, keyed by the statement's address.
-//! - `ExecutorStart` makes sure total time is measured (allocating `totaltime` as pg_stat_statements does) and,
-//!   for the fraction `ruvector.dag_actuals_sample_rate` of queries, asks for per-node row counts.
-//! - `ExecutorEnd` pushes one record into the shared ring: query id (as `pg_stat_statements` and
-//!   `EXPLAIN VERBOSE` show it; never changed), plan fingerprint, planning and execution time, rows, and the
-//!   encoded plan — with per-node actuals when sampled.
+//! - `planner_hook` times planning and notes it for the executor, keyed by the statement's address.
+//! - `ExecutorStart` makes sure total time is measured (allocating a timer-only `totaltime`, as
+//!   pg_stat_statements does) and, for the fraction `ruvector.dag_actuals_sample_rate` of queries, asks for
+//!   per-node row counts.
+//! - `ExecutorEnd` fingerprints the plan (node tags, relation and index OIDs, shape; no catalog access, no
+//!   allocation), converts the `PlannedStmt` to a [`dag::QueryDag`] the first time this backend meets that
+//!   fingerprint, and pushes one record into the shared ring: query id (as `pg_stat_statements` and
+//!   `EXPLAIN VERBOSE` show it; never changed), plan hash, planning and execution time, rows, and — first time
+//!   or when sampled — the encoded plan, with per-node actuals when sampled.
 //!
-//! Every hook calls the previous one (through `pg_guard_ffi_boundary`) or the standard function; a Rust panic
-//! inside becomes an ERROR, never a crashed backend. Statements planned by this extension itself (analysis
-//! functions) are not captured.
+//! Building the DAG once per shape rather than per query is what keeps capture cheap on short queries (see
+//! `benches/pg/pgbench_overhead.sh`). Every hook calls the previous one (through `pg_guard_ffi_boundary`) or the
+//! standard function; a Rust panic inside becomes an ERROR, never a crashed backend. Statements planned by this
+//! extension itself (analysis functions) are not captured.
 
-use crate::ring::{self, Record, Source};
+use crate::ring::{self, Source};
 use dag::QueryDag;
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use rustc_hash::FxHashMap;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::time::Instant;
 
@@ -26,34 +29,36 @@ static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 static mut PREV_EXECUTOR_END: pg_sys::ExecutorEnd_hook_type = None;
 static mut INSTALLED: bool = false;
 
-/// What the planner hook learned about a statement, waiting for its execution.
-struct PlanNote {
-    dag: QueryDag,
+/// What the hooks remember about a plan shape (by fingerprint), so the DAG is built once per shape and
+/// backend, not per execution.
+#[derive(Clone, Copy)]
+struct Shape {
     plan_hash: u64,
-    planning_ms: f64,
+    node_count: u32,
 }
 
-/// Per-execution state between ExecutorStart and ExecutorEnd.
-struct Tracked {
-    sampled: bool,
+/// Per-backend capture state (one thread-local: each access from a shared library costs a TLS lookup).
+#[derive(Default)]
+struct State {
+    /// Planning times noted by the planner hook, by `PlannedStmt` address, waiting for the execution. Tiny:
+    /// usually one entry; bounded by `MAX_NOTES` (statements planned but never executed are dropped).
+    notes: Vec<(usize, f64)>,
+    /// Executions being tracked, by `QueryDesc` address, with whether per-node actuals were requested.
+    tracked: Vec<(usize, bool)>,
+    /// Plan shapes this backend has met, by fingerprint; the first meeting stores the encoded plan in the ring.
+    shapes: FxHashMap<u64, Shape>,
+    /// Deterministic sampler state (xorshift), seeded from the PID.
+    sampler: u64,
 }
 
 thread_local! {
-    /// Plans noted by the planner hook, by `PlannedStmt` address. Bounded: cleared when it grows past
-    /// `MAX_NOTES` (statements planned but never executed, such as prepared ones).
-    static NOTES: RefCell<HashMap<usize, PlanNote>> = RefCell::new(HashMap::new());
-    /// Executions being tracked, by `QueryDesc` address.
-    static TRACKED: RefCell<HashMap<usize, Tracked>> = RefCell::new(HashMap::new());
-    /// Plan fingerprints whose encoded plan this backend already stored in the ring.
-    static STORED_PLANS: RefCell<std::collections::HashSet<u64>> = RefCell::new(Default::default());
+    static STATE: RefCell<State> = RefCell::new(State::default());
     /// Set while this extension plans or runs statements of its own.
     static SUPPRESS: Cell<u32> = const { Cell::new(0) };
-    /// Deterministic per-backend sampler state (xorshift), seeded from the PID.
-    static SAMPLER: Cell<u64> = const { Cell::new(0) };
 }
 
 const MAX_NOTES: usize = 64;
-const MAX_STORED_PLANS: usize = 4096;
+const MAX_SHAPES: usize = 4096;
 
 /// Installs the hooks (while preloading).
 pub(crate) fn init() {
@@ -101,8 +106,9 @@ fn sample(rate: f64) -> bool {
     if rate >= 1.0 {
         return true;
     }
-    SAMPLER.with(|s| {
-        let mut x = s.get();
+    STATE.with(|s| {
+        let mut s = s.borrow_mut();
+        let mut x = s.sampler;
         if x == 0 {
             // SAFETY: MyProcPid is set for every backend.
             x = 0x9E37_79B9_7F4A_7C15 ^ u64::from(unsafe { pg_sys::MyProcPid }.unsigned_abs());
@@ -110,7 +116,7 @@ fn sample(rate: f64) -> bool {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        s.set(x);
+        s.sampler = x;
         ((x >> 11) as f64 / (1u64 << 53) as f64) < rate
     })
 }
@@ -150,17 +156,13 @@ unsafe extern "C-unwind" fn planner(
     };
     if capturing() && !stmt.is_null() {
         let planning_ms = start.elapsed().as_secs_f64() * 1000.0;
-        // SAFETY: `stmt` is the valid PlannedStmt just returned by the planner.
-        if let Ok(dag) = unsafe { crate::capture::dag_from_planned_stmt(stmt) } {
-            let plan_hash = plan_hash(&dag);
-            NOTES.with(|notes| {
-                let mut notes = notes.borrow_mut();
-                if notes.len() >= MAX_NOTES {
-                    notes.clear();
-                }
-                notes.insert(stmt as usize, PlanNote { dag, plan_hash, planning_ms });
-            });
-        }
+        STATE.with(|s| {
+            let notes = &mut s.borrow_mut().notes;
+            if notes.len() >= MAX_NOTES {
+                notes.clear();
+            }
+            notes.push((stmt as usize, planning_ms));
+        });
     }
     stmt
 }
@@ -184,15 +186,17 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
             if (*query_desc).totaltime.is_null() {
                 // As pg_stat_statements: allocate in the query's context so it lives as long as the query.
                 let old = pg_sys::MemoryContextSwitchTo((*(*query_desc).estate).es_query_cxt);
-                (*query_desc).totaltime = pg_sys::InstrAlloc(1, pg_sys::InstrumentOption::INSTRUMENT_ALL as i32, false);
+                // Only the timer: buffer and WAL accounting would cost every query and we do not use them.
+                (*query_desc).totaltime =
+                    pg_sys::InstrAlloc(1, pg_sys::InstrumentOption::INSTRUMENT_TIMER as i32, false);
                 pg_sys::MemoryContextSwitchTo(old);
             }
-            TRACKED.with(|t| {
-                let mut t = t.borrow_mut();
-                if t.len() >= MAX_NOTES {
-                    t.clear();
+            STATE.with(|s| {
+                let tracked = &mut s.borrow_mut().tracked;
+                if tracked.len() >= MAX_NOTES {
+                    tracked.clear();
                 }
-                t.insert(query_desc as usize, Tracked { sampled });
+                tracked.push((query_desc as usize, sampled));
             });
         }
     }
@@ -201,10 +205,10 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
 #[pg_guard]
 #[allow(ffi_unwind_calls)] // the previous hook is called inside pg_guard_ffi_boundary
 unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
-    let tracked = TRACKED.with(|t| t.borrow_mut().remove(&(query_desc as usize)));
-    if let Some(tracked) = tracked {
+    let tracked = STATE.with(|s| take(&mut s.borrow_mut().tracked, query_desc as usize));
+    if let Some(sampled) = tracked {
         // SAFETY: the QueryDesc is still valid before the standard ExecutorEnd frees the executor state.
-        unsafe { record_execution(query_desc, &tracked) };
+        unsafe { record_execution(query_desc, sampled) };
     }
     // SAFETY: chaining as in executor_start.
     unsafe {
@@ -215,10 +219,16 @@ unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
     }
 }
 
+/// Removes and returns the value noted for `key` (newest first: nested statements end before outer ones).
+fn take<T: Copy>(notes: &mut Vec<(usize, T)>, key: usize) -> Option<T> {
+    let at = notes.iter().rposition(|&(k, _)| k == key)?;
+    Some(notes.swap_remove(at).1)
+}
+
 /// Builds and pushes the trajectory record of a finished execution.
-unsafe fn record_execution(query_desc: *mut pg_sys::QueryDesc, tracked: &Tracked) {
-    // SAFETY: for the whole function, `query_desc`, its plannedstmt, estate and totaltime are valid until the standard
-    // ExecutorEnd runs, which happens after this.
+unsafe fn record_execution(query_desc: *mut pg_sys::QueryDesc, sampled: bool) {
+    // SAFETY: for the whole function, `query_desc`, its plannedstmt, estate and totaltime are valid until the
+    // standard ExecutorEnd runs, which happens after this.
     unsafe {
         let qd = &*query_desc;
         if qd.totaltime.is_null() || qd.plannedstmt.is_null() {
@@ -228,57 +238,65 @@ unsafe fn record_execution(query_desc: *mut pg_sys::QueryDesc, tracked: &Tracked
         let execution_ms = (*qd.totaltime).total * 1000.0;
         let rows = if qd.estate.is_null() { 0 } else { (*qd.estate).es_processed };
         let stmt = qd.plannedstmt;
-
-        let note = NOTES.with(|n| n.borrow_mut().remove(&(stmt as usize)));
-        let (mut dag, plan_hash, planning_ms) = match note {
-            Some(n) => (n.dag, n.plan_hash, n.planning_ms),
-            // A cached plan: the planner hook did not see it this time.
-            None => match crate::capture::dag_from_planned_stmt(stmt) {
-                Ok(dag) => {
-                    let h = plan_hash(&dag);
-                    (dag, h, f64::NAN)
-                }
-                Err(_) => return,
-            },
+        // The DAG is built once per plan shape; afterwards only the cheap fingerprint is computed.
+        let fingerprint = crate::capture::plan_fingerprint(stmt);
+        let (planning_ms, known) = STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            // A cached plan was not planned this time: its planning time is unknown.
+            let planning_ms = take(&mut s.notes, stmt as usize).unwrap_or(f64::NAN);
+            (planning_ms, s.shapes.get(&fingerprint).copied())
+        });
+        let mut dag = None;
+        let shape = match known {
+            Some(shape) => shape,
+            None => {
+                let Ok(built) = crate::capture::dag_from_planned_stmt(stmt) else { return };
+                let shape = Shape { plan_hash: plan_hash(&built), node_count: built.node_count() as u32 };
+                STATE.with(|s| {
+                    let shapes = &mut s.borrow_mut().shapes;
+                    if shapes.len() >= MAX_SHAPES {
+                        shapes.clear();
+                    }
+                    shapes.insert(fingerprint, shape);
+                });
+                dag = Some(built);
+                shape
+            }
         };
         let mut has_actuals = false;
-        if tracked.sampled {
+        if sampled {
             let json = suppressed(|| crate::explain::explain_json(query_desc, true));
             let options = crate::capture::index_ams(stmt);
             if let Ok(with_actuals) = crate::explain::dag_from_explain_with(&json, &options) {
                 // EXPLAIN numbers nodes as the capture does; keep the actuals only when the shapes agree.
-                if with_actuals.node_count() == dag.node_count() {
-                    dag = with_actuals;
+                if with_actuals.node_count() as u32 == shape.node_count {
+                    dag = Some(with_actuals);
                     has_actuals = true;
                 }
             }
         }
 
-        let mut record = Record::empty();
-        record.query_id = (*stmt).queryId;
-        record.plan_hash = plan_hash;
-        record.recorded_at = pg_sys::GetCurrentTimestamp();
-        record.execution_ms = execution_ms;
-        record.planning_ms = planning_ms;
-        record.rows = rows;
-        record.user_id = pg_sys::GetUserId().to_u32();
-        record.db_id = pg_sys::MyDatabaseId.to_u32();
-        record.node_count = dag.node_count() as u32;
-        record.mechanism = crate::gucs::ATTENTION.get() as u8;
-        record.source = Source::Hook as u8;
-        record.has_actuals = has_actuals;
-        // Store the plan the first time this backend sees its shape, and whenever it carries actuals.
-        let first_time = STORED_PLANS.with(|s| {
-            let mut s = s.borrow_mut();
-            if s.len() >= MAX_STORED_PLANS {
-                s.clear();
-            }
-            s.insert(plan_hash)
+        // The plan is stored the first time this backend meets its shape, and whenever it carries actuals.
+        let plan_bytes = dag.map(|d| d.to_bytes());
+        let query_id = (*stmt).queryId;
+        let recorded_at = pg_sys::GetCurrentStatementStartTimestamp();
+        let user_id = pg_sys::GetUserId().to_u32();
+        let db_id = pg_sys::MyDatabaseId.to_u32();
+        let mechanism = crate::gucs::ATTENTION.get() as u8;
+        ring::push(|record| {
+            record.query_id = query_id;
+            record.plan_hash = shape.plan_hash;
+            record.recorded_at = recorded_at;
+            record.execution_ms = execution_ms;
+            record.planning_ms = planning_ms;
+            record.rows = rows;
+            record.user_id = user_id;
+            record.db_id = db_id;
+            record.node_count = shape.node_count;
+            record.mechanism = mechanism;
+            record.source = Source::Hook as u8;
+            record.has_actuals = has_actuals;
+            plan_bytes.as_ref().is_none_or(|b| record.set_plan(b))
         });
-        let mut too_large = false;
-        if first_time || has_actuals {
-            too_large = !record.set_plan(&dag.to_bytes());
-        }
-        ring::push(record, too_large);
     }
 }

@@ -1,8 +1,9 @@
-//! The shared-memory trajectory ring: every captured execution, fixed-size records, one LWLock.
+//! The shared-memory trajectory ring: every captured execution, fixed-size records, lock-free writes.
 //!
 //! Sized at server start by `ruvector.dag_max_trajectories`. When full, a new record overwrites the oldest and
 //! the overwrite is counted; a plan whose binary encoding does not fit a record's plan area is recorded without
-//! it (timings kept) and counted too. Readers copy records out under a shared lock.
+//! it (timings kept) and counted too. Writers never block each other (an atomic counter assigns slots, a
+//! per-slot sequence number guards each record); readers copy records out and skip any being rewritten.
 //!
 //! Without `shared_preload_libraries` there is no ring: [`available`] is false, writers drop records and
 //! readers see an empty ring.
@@ -10,7 +11,7 @@
 use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
 /// Bytes of a record's plan area (the binary-encoded DAG).
 pub(crate) const PLAN_BYTES: usize = 960;
@@ -78,6 +79,26 @@ impl Record {
         }
     }
 
+    /// Resets every field but the plan area, which `plan_len = 0` marks unused (so a reused slot is not
+    /// rewritten byte by byte).
+    fn reset(&mut self, seq: u64) {
+        self.seq = seq;
+        self.query_id = 0;
+        self.plan_hash = 0;
+        self.recorded_at = 0;
+        self.execution_ms = 0.0;
+        self.planning_ms = f64::NAN;
+        self.rows = 0;
+        self.improvement_ratio = f64::NAN;
+        self.user_id = 0;
+        self.db_id = 0;
+        self.node_count = 0;
+        self.plan_len = 0;
+        self.mechanism = 0;
+        self.source = Source::Hook as u8;
+        self.has_actuals = false;
+    }
+
     /// Stores `bytes` as the plan if it fits; returns whether it did.
     pub(crate) fn set_plan(&mut self, bytes: &[u8]) -> bool {
         if bytes.len() > PLAN_BYTES {
@@ -97,12 +118,22 @@ impl Record {
 
 #[repr(C)]
 struct Header {
-    lock: *mut pg_sys::LWLock,
     capacity: u64,
-    next_seq: u64,
-    overwritten: u64,
-    plans_too_large: u64,
+    next_seq: AtomicU64,
+    overwritten: AtomicU64,
+    plans_too_large: AtomicU64,
+    /// Records lost because their slot was still being written by a descheduled writer a whole ring earlier.
+    dropped: AtomicU64,
 }
+
+/// One slot: the committed sequence number (0 empty, `BUSY` while written) guarding the record (a seqlock).
+#[repr(C)]
+struct Slot {
+    seq: AtomicU64,
+    record: Record,
+}
+
+const BUSY: u64 = u64::MAX;
 
 /// Counters of the ring.
 #[derive(Debug, Clone, Copy, Default)]
@@ -111,6 +142,7 @@ pub(crate) struct Stats {
     pub(crate) recorded: u64,
     pub(crate) overwritten: u64,
     pub(crate) plans_too_large: u64,
+    pub(crate) dropped: u64,
 }
 
 static RING: AtomicPtr<Header> = AtomicPtr::new(ptr::null_mut());
@@ -124,7 +156,7 @@ fn capacity() -> usize {
 }
 
 fn size_of_ring(capacity: usize) -> usize {
-    size_of::<Header>() + capacity * size_of::<Record>()
+    size_of::<Header>() + capacity * size_of::<Slot>()
 }
 
 /// Installs the shared-memory hooks. Call from `_PG_init` while preloading.
@@ -147,7 +179,6 @@ unsafe extern "C-unwind" fn shmem_request() {
             pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| prev());
         }
         pg_sys::RequestAddinShmemSpace(size_of_ring(capacity()));
-        pg_sys::RequestNamedLWLockTranche(NAME.as_ptr(), 1);
     }
 }
 
@@ -166,15 +197,15 @@ unsafe extern "C-unwind" fn shmem_startup() {
         let header = pg_sys::ShmemInitStruct(NAME.as_ptr(), size_of_ring(cap), &mut found).cast::<Header>();
         if !found {
             header.write(Header {
-                lock: &raw mut (*pg_sys::GetNamedLWLockTranche(NAME.as_ptr())).lock,
                 capacity: cap as u64,
-                next_seq: 1,
-                overwritten: 0,
-                plans_too_large: 0,
+                next_seq: AtomicU64::new(1),
+                overwritten: AtomicU64::new(0),
+                plans_too_large: AtomicU64::new(0),
+                dropped: AtomicU64::new(0),
             });
-            let records = records_ptr(header);
+            let slots = slots_ptr(header);
             for i in 0..cap {
-                records.add(i).write(Record::empty());
+                slots.add(i).write(Slot { seq: AtomicU64::new(0), record: Record::empty() });
             }
         }
         pg_sys::LWLockRelease(init_lock);
@@ -182,9 +213,9 @@ unsafe extern "C-unwind" fn shmem_startup() {
     }
 }
 
-fn records_ptr(header: *mut Header) -> *mut Record {
-    // SAFETY: the records follow the header in the same allocation; Header's size keeps Record aligned (8).
-    unsafe { header.cast::<u8>().add(size_of::<Header>()).cast::<Record>() }
+fn slots_ptr(header: *mut Header) -> *mut Slot {
+    // SAFETY: the slots follow the header in the same allocation; Header's size keeps Slot aligned (8).
+    unsafe { header.cast::<u8>().add(size_of::<Header>()).cast::<Slot>() }
 }
 
 /// True when the ring exists (the library was preloaded).
@@ -192,57 +223,72 @@ pub(crate) fn available() -> bool {
     !RING.load(Ordering::Acquire).is_null()
 }
 
-/// Appends `record` (its `seq` is assigned here). Returns the sequence number, or `None` without a ring.
-pub(crate) fn push(mut record: Record, plan_too_large: bool) -> Option<u64> {
+/// Appends a record filled in by `fill` (its `seq` is assigned here); returns the sequence number, or `None`
+/// without a ring or when the record had to be dropped.
+///
+/// Lock-free: a writer claims a sequence number with one atomic add and its slot with one compare-and-swap, so
+/// concurrent backends never wait for each other.
+pub(crate) fn push(fill: impl FnOnce(&mut Record) -> bool) -> Option<u64> {
     let header = RING.load(Ordering::Acquire);
     if header.is_null() {
         return None;
     }
-    // SAFETY: the header and records live in shared memory for the server's lifetime; writes happen under the
-    // exclusive LWLock.
+    // SAFETY: the header and slots live in shared memory for the server's lifetime. The slot's body is written
+    // only by the writer that swapped its `seq` to BUSY; readers validate `seq` around their copy (seqlock).
     unsafe {
-        let h = &mut *header;
-        pg_sys::LWLockAcquire(h.lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
-        let seq = h.next_seq;
-        h.next_seq += 1;
-        let slot = ((seq - 1) % h.capacity) as usize;
-        let target = records_ptr(header).add(slot);
-        if (*target).seq != 0 {
-            h.overwritten += 1;
+        let h = &*header;
+        let seq = h.next_seq.fetch_add(1, Ordering::Relaxed);
+        let slot = &mut *slots_ptr(header).add(((seq - 1) % h.capacity) as usize);
+        let mut current = slot.seq.load(Ordering::Relaxed);
+        loop {
+            if current == BUSY {
+                h.dropped.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            match slot.seq.compare_exchange_weak(current, BUSY, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(now) => current = now,
+            }
         }
-        if plan_too_large {
-            h.plans_too_large += 1;
+        if current != 0 {
+            h.overwritten.fetch_add(1, Ordering::Relaxed);
         }
-        record.seq = seq;
-        target.write(record);
-        pg_sys::LWLockRelease(h.lock);
+        let record = &mut slot.record;
+        record.reset(seq);
+        if !fill(record) {
+            h.plans_too_large.fetch_add(1, Ordering::Relaxed);
+        }
+        slot.seq.store(seq, Ordering::Release);
         Some(seq)
     }
 }
 
-/// Copies out up to `limit` records, newest first, that pass `keep`.
+/// Copies out up to `limit` records, newest first, that pass `keep`. Records being written at that moment are
+/// skipped.
 pub(crate) fn read(limit: usize, mut keep: impl FnMut(&Record) -> bool) -> Vec<Record> {
     let header = RING.load(Ordering::Acquire);
     if header.is_null() {
         return Vec::new();
     }
     let mut out = Vec::new();
-    // SAFETY: as in `push`, under the shared LWLock. `keep` only reads the record; it must not raise an ERROR
-    // while the lock is held (an ERROR would release it anyway through LWLockReleaseAll).
+    // SAFETY: seqlock read: copy the body between two loads of the slot's seq and keep it only if both equal the
+    // wanted sequence number (a concurrent writer changes seq to BUSY first). The copy is a volatile read.
     unsafe {
         let h = &*header;
-        pg_sys::LWLockAcquire(h.lock, pg_sys::LWLockMode::LW_SHARED);
-        let newest = h.next_seq - 1;
+        let newest = h.next_seq.load(Ordering::Acquire) - 1;
         let oldest = newest.saturating_sub(h.capacity - 1).max(1);
         let mut seq = newest;
-        while seq >= oldest && out.len() < limit && seq > 0 {
-            let r = &*records_ptr(header).add(((seq - 1) % h.capacity) as usize);
-            if r.seq == seq && keep(r) {
-                out.push(*r);
+        while seq >= oldest && seq > 0 && out.len() < limit {
+            let slot = slots_ptr(header).add(((seq - 1) % h.capacity) as usize);
+            if (*slot).seq.load(Ordering::Acquire) == seq {
+                let copy = ptr::read_volatile(&raw const (*slot).record);
+                std::sync::atomic::fence(Ordering::Acquire);
+                if (*slot).seq.load(Ordering::Relaxed) == seq && copy.seq == seq && keep(&copy) {
+                    out.push(copy);
+                }
             }
             seq -= 1;
         }
-        pg_sys::LWLockRelease(h.lock);
     }
     out
 }
@@ -253,17 +299,13 @@ pub(crate) fn stats() -> Stats {
     if header.is_null() {
         return Stats::default();
     }
-    // SAFETY: as in `read`.
-    unsafe {
-        let h = &*header;
-        pg_sys::LWLockAcquire(h.lock, pg_sys::LWLockMode::LW_SHARED);
-        let s = Stats {
-            capacity: h.capacity,
-            recorded: h.next_seq - 1,
-            overwritten: h.overwritten,
-            plans_too_large: h.plans_too_large,
-        };
-        pg_sys::LWLockRelease(h.lock);
-        s
+    // SAFETY: the header lives in shared memory for the server's lifetime; its counters are atomics.
+    let h = unsafe { &*header };
+    Stats {
+        capacity: h.capacity,
+        recorded: h.next_seq.load(Ordering::Acquire) - 1,
+        overwritten: h.overwritten.load(Ordering::Relaxed),
+        plans_too_large: h.plans_too_large.load(Ordering::Relaxed),
+        dropped: h.dropped.load(Ordering::Relaxed),
     }
 }

@@ -182,16 +182,17 @@ fn dag_health_check() -> TableIterator<
     }
     let s = ring::stats();
     if ring::available() {
-        let status = if s.overwritten > 0 { "warning" } else { "ok" };
+        let status = if s.overwritten > 0 || s.dropped > 0 { "warning" } else { "ok" };
         rows.push((
             "trajectory_ring",
             status,
             format!(
-                "{} of {} slots used, {} recorded, {} overwritten, {} plans too large to store",
+                "{} of {} slots used, {} recorded, {} overwritten, {} dropped, {} plans too large to store",
                 s.recorded.min(s.capacity),
                 s.capacity,
                 s.recorded,
                 s.overwritten,
+                s.dropped,
                 s.plans_too_large
             ),
         ));
@@ -244,23 +245,33 @@ fn dag_record_trajectory(
         );
     };
     let dag = parse_dag(&dag_structure.0);
-    let mut record = Record::empty();
-    record.query_id = query_hash as u64;
-    record.plan_hash = crate::hooks::plan_hash(&dag);
+    let plan_hash = crate::hooks::plan_hash(&dag);
+    let bytes = dag.to_bytes();
+    let has_actuals = dag.nodes().any(|n| n.info.actual.is_some());
     // SAFETY: plain reads of the clock and session identity.
-    unsafe {
-        record.recorded_at = pg_sys::GetCurrentTimestamp();
-        record.user_id = pg_sys::GetUserId().to_u32();
-        record.db_id = pg_sys::MyDatabaseId.to_u32();
+    let (recorded_at, user_id, db_id) =
+        unsafe { (pg_sys::GetCurrentTimestamp(), pg_sys::GetUserId().to_u32(), pg_sys::MyDatabaseId.to_u32()) };
+    let seq = ring::push(|record| {
+        record.query_id = query_hash as u64;
+        record.plan_hash = plan_hash;
+        record.recorded_at = recorded_at;
+        record.user_id = user_id;
+        record.db_id = db_id;
+        record.execution_ms = execution_time_ms;
+        record.improvement_ratio = improvement_ratio.unwrap_or(f64::NAN);
+        record.node_count = dag.node_count() as u32;
+        record.mechanism = mechanism as u8;
+        record.source = Source::Manual as u8;
+        record.has_actuals = has_actuals;
+        record.set_plan(&bytes)
+    });
+    match seq {
+        Some(seq) => seq as i64,
+        None => fail(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            "RV010 TRAJECTORY_OVERFLOW: the ring slot was busy; the record was dropped (retry)",
+        ),
     }
-    record.execution_ms = execution_time_ms;
-    record.improvement_ratio = improvement_ratio.unwrap_or(f64::NAN);
-    record.node_count = dag.node_count() as u32;
-    record.mechanism = mechanism as u8;
-    record.source = Source::Manual as u8;
-    record.has_actuals = dag.nodes().any(|n| n.info.actual.is_some());
-    let too_large = !record.set_plan(&dag.to_bytes());
-    ring::push(record, too_large).map_or(0, |seq| seq as i64)
 }
 
 fn parse_dag(value: &serde_json::Value) -> QueryDag {
@@ -361,6 +372,7 @@ fn dag_trajectory_stats() -> TableIterator<
         name!(recorded, i64),
         name!(in_ring, i64),
         name!(overwritten, i64),
+        name!(dropped, i64),
         name!(plans_too_large, i64),
         name!(distinct_queries, i64),
         name!(avg_execution_ms, Option<f64>),
@@ -382,6 +394,7 @@ fn dag_trajectory_stats() -> TableIterator<
         s.recorded as i64,
         records.len() as i64,
         s.overwritten as i64,
+        s.dropped as i64,
         s.plans_too_large as i64,
         ids.len() as i64,
         (!times.is_empty()).then(|| times.iter().sum::<f64>() / times.len() as f64),

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Exact per-execution cost of capture, in instructions (valgrind callgrind; repeatable on a noisy machine).
+#
+# A single-user backend (preloading ruvector_dag) runs a PL/pgSQL loop of N indexed lookups, once with
+# ruvector.neural_dag_enabled = off and once on; a third run with 2N lookups (off) gives the baseline cost per
+# lookup. Prints instructions per execution for both and the relative capture cost.
+# Usage (as root, after `cargo pgrx install --release` of host-postgres; note that `cargo pgrx test` replaces the
+# installed library with a debug build): benches/pg/capture_instructions.sh [N=20000]
+set -euo pipefail
+N=${1:-20000}
+BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PORT=${PORT:-55443}
+WORK=$(mktemp -d /tmp/rvcg.XXXXXX)
+chown postgres "$WORK"
+as_pg() { runuser -u postgres -- "$@"; }
+trap 'as_pg "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
+command -v valgrind >/dev/null || { echo "valgrind is required (apt-get install valgrind)" >&2; exit 1; }
+
+as_pg "$BIN/initdb" -D "$WORK/data" -A trust -U postgres >/dev/null
+as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/log" -w -o "-p $PORT -k $WORK -c listen_addresses=''" start >/dev/null
+as_pg "$BIN/pgbench" -h "$WORK" -p "$PORT" -i -s 1 -q postgres >/dev/null 2>&1
+as_pg "$BIN/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null
+
+run() { # MODE COUNT -> total instructions of the whole single-user session
+    local sql="$WORK/in-$1-$2.sql"
+    echo "SET ruvector.neural_dag_enabled = $1; DO \$\$ BEGIN FOR i IN 1..$2 LOOP PERFORM abalance FROM pgbench_accounts WHERE aid = (i % 100000) + 1; END LOOP; END \$\$;" >"$sql"
+    chown postgres "$sql"
+    (cd "$WORK" && runuser -u postgres -- valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
+        "$BIN/postgres" --single -D "$WORK/data" -c shared_preload_libraries=ruvector_dag -c jit=off postgres \
+        <"$sql" >/dev/null 2>&1) || true
+    awk '/^(summary|totals):/ {print $2; exit}' "$WORK/cg.out"
+}
+off=$(run off "$N"); on=$(run on "$N"); off2=$(run off $((2 * N)))
+echo "session totals: off(N) $off, on(N) $on, off(2N) $off2 instructions"
+awk -v n="$N" -v off="$off" -v on="$on" -v off2="$off2" 'BEGIN {
+    base = (off2 - off) / n; cost = (on - off) / n
+    printf "per execution: %.0f instructions without capture, %.0f more with capture (%.1f%%)\n", base, cost, 100 * cost / base }'
