@@ -5,6 +5,14 @@
 //! into a plan embedding, analysis functions to rank operators, and the selector to pick the mechanism that
 //! predicts best for a class of queries.
 
+mod cache;
+mod prepared;
+mod selector;
+
+pub use cache::{AttentionCache, CacheStats, PlanFingerprint};
+pub use prepared::{PreparedDag, operator_signature};
+pub use selector::{ArmStats, AttentionSelector, DEFAULT_CLASS};
+
 use crate::dag::QueryDag;
 use crate::error::{Error, Result};
 use crate::learning::ExecutionMetrics;
@@ -17,6 +25,11 @@ use crate::learning::ExecutionMetrics;
 ///
 /// Mechanisms that learn from executions (eligibility traces, for instance) override `update`; the default
 /// ignores feedback, so a purely structural mechanism implements two methods.
+///
+/// Hot paths score many plans: a mechanism may also implement
+/// [`forward_prepared`](DagAttention::forward_prepared), which reads a [`PreparedDag`] (computed once per plan)
+/// and writes into a reused [`AttentionScores`] without allocating. The built-in mechanisms implement `forward`
+/// as "prepare, then `forward_prepared`".
 ///
 /// ```
 /// use ruvector_dag::attention::{AttentionScores, DagAttention};
@@ -39,6 +52,13 @@ pub trait DagAttention: Send + Sync {
     /// One weight per node, in insertion order.
     fn forward(&self, dag: &QueryDag) -> Result<AttentionScores>;
 
+    /// The allocation-free form of [`forward`](Self::forward): scores a prepared plan into `out` (reusing its
+    /// buffer). Default: not supported.
+    fn forward_prepared(&self, dag: &PreparedDag, out: &mut AttentionScores) -> Result<()> {
+        let _ = (dag, out);
+        Err(Error::NotSupported(format!("forward_prepared for attention mechanism `{}`", self.name())))
+    }
+
     /// Learns from one execution of `dag`. Default: ignores it.
     fn update(&mut self, dag: &QueryDag, metrics: &ExecutionMetrics) -> Result<()> {
         let _ = (dag, metrics);
@@ -53,6 +73,10 @@ impl<T: DagAttention + ?Sized> DagAttention for Box<T> {
 
     fn forward(&self, dag: &QueryDag) -> Result<AttentionScores> {
         (**self).forward(dag)
+    }
+
+    fn forward_prepared(&self, dag: &PreparedDag, out: &mut AttentionScores) -> Result<()> {
+        (**self).forward_prepared(dag, out)
     }
 
     fn update(&mut self, dag: &QueryDag, metrics: &ExecutionMetrics) -> Result<()> {
@@ -78,10 +102,7 @@ impl AttentionScores {
     /// than hidden.
     pub fn normalize(mut raw: Vec<f32>) -> Result<Self> {
         if let Some((i, v)) = raw.iter().enumerate().find(|(_, v)| !v.is_finite() || **v < 0.0) {
-            return Err(Error::Plugin {
-                plugin: "attention".into(),
-                message: format!("raw score {v} at position {i}: expected a finite non-negative number"),
-            });
+            return Err(bad_score(i, f64::from(*v)));
         }
         let sum: f64 = raw.iter().map(|&v| f64::from(v)).sum();
         if raw.is_empty() {
@@ -94,6 +115,76 @@ impl AttentionScores {
             raw.iter_mut().for_each(|v| *v = (f64::from(*v) / sum) as f32);
         }
         Ok(AttentionScores { weights: raw })
+    }
+
+    /// Fills the scores from non-negative raw values `raw(p)` for `p` in `0..n`, normalised to sum to 1 (all
+    /// zero: uniform). Reuses the buffer: no allocation once it has held `n` weights.
+    ///
+    /// # Errors
+    /// As [`normalize`](Self::normalize).
+    pub fn fill_normalized(&mut self, n: usize, mut raw: impl FnMut(usize) -> f64) -> Result<()> {
+        self.weights.clear();
+        let mut sum = 0.0f64;
+        for p in 0..n {
+            let v = raw(p);
+            if !v.is_finite() || v < 0.0 {
+                self.weights.clear();
+                return Err(bad_score(p, v));
+            }
+            sum += v;
+            self.weights.push(v as f32);
+        }
+        if sum > 0.0 {
+            // Normalise in f64 from the f32 values kept, so the f32 weights sum to 1 within rounding.
+            let total: f64 = self.weights.iter().map(|&w| f64::from(w)).sum();
+            if total > 0.0 {
+                self.weights.iter_mut().for_each(|w| *w = (f64::from(*w) / total) as f32);
+                return Ok(());
+            }
+        }
+        let u = if n == 0 { 0.0 } else { 1.0 / n as f32 };
+        self.weights.iter_mut().for_each(|w| *w = u);
+        Ok(())
+    }
+
+    /// Fills the scores with `softmax(logit(p) / temperature)` for `p` in `0..n`; logits of `-inf` get weight
+    /// 0 (masked). Reuses the buffer.
+    ///
+    /// # Errors
+    /// [`Error::Plugin`] for a NaN or `+inf` logit, or a non-positive temperature.
+    pub fn fill_softmax(&mut self, n: usize, temperature: f64, mut logit: impl FnMut(usize) -> f64) -> Result<()> {
+        if temperature.is_nan() || temperature <= 0.0 {
+            return Err(Error::Plugin {
+                plugin: "attention".into(),
+                message: format!("softmax temperature {temperature}: expected a positive number"),
+            });
+        }
+        self.weights.clear();
+        let mut max = f64::NEG_INFINITY;
+        for p in 0..n {
+            let l = logit(p);
+            if l.is_nan() || l == f64::INFINITY {
+                self.weights.clear();
+                return Err(bad_score(p, l));
+            }
+            let l = l / temperature;
+            max = max.max(l);
+            self.weights.push(l as f32);
+        }
+        if max == f64::NEG_INFINITY {
+            // Everything masked: uniform, as for all-zero raw scores.
+            let u = if n == 0 { 0.0 } else { 1.0 / n as f32 };
+            self.weights.iter_mut().for_each(|w| *w = u);
+            return Ok(());
+        }
+        let mut sum = 0.0f64;
+        for w in &mut self.weights {
+            let e = (f64::from(*w) - max).exp();
+            sum += e;
+            *w = e as f32;
+        }
+        self.weights.iter_mut().for_each(|w| *w = (f64::from(*w) / sum) as f32);
+        Ok(())
     }
 
     /// Equal weight on every node of `dag`.
@@ -133,6 +224,13 @@ impl AttentionScores {
     }
 }
 
+fn bad_score(position: usize, value: f64) -> Error {
+    Error::Plugin {
+        plugin: "attention".into(),
+        message: format!("raw score {value} at position {position}: expected a finite non-negative number"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -147,6 +245,19 @@ mod tests {
         assert!(AttentionScores::normalize(vec![]).unwrap().is_empty());
         assert!(AttentionScores::normalize(vec![1.0, -0.5]).unwrap_err().to_string().contains("-0.5 at position 1"));
         assert!(AttentionScores::normalize(vec![f32::NAN]).is_err());
+    }
+
+    #[test]
+    fn fill_helpers_reuse_the_buffer() {
+        let mut s = AttentionScores::default();
+        s.fill_normalized(3, |p| p as f64).unwrap();
+        assert_eq!(s.as_slice(), &[0.0, 1.0 / 3.0, 2.0 / 3.0]);
+        s.fill_softmax(3, 1.0, |p| if p == 1 { f64::NEG_INFINITY } else { 0.0 }).unwrap();
+        assert_eq!(s.as_slice(), &[0.5, 0.0, 0.5]);
+        s.fill_softmax(2, 1.0, |_| f64::NEG_INFINITY).unwrap();
+        assert_eq!(s.as_slice(), &[0.5, 0.5]);
+        assert!(s.fill_softmax(2, 0.0, |_| 0.0).is_err());
+        assert!(s.fill_normalized(2, |_| f64::NAN).is_err());
     }
 
     #[test]

@@ -404,6 +404,42 @@ impl DagMinCutEngine {
     }
 }
 
+impl DagMinCutEngine {
+    /// Criticality of every data edge in the found cut, as [`criticality`](Self::criticality) defines it for
+    /// operators: `(from, to, 1 − cut / cut_without_limit)`.
+    pub fn edge_criticality(&mut self) -> Vec<(usize, usize, f64)> {
+        let cut = self.min_cut();
+        let base = self.cut_units();
+        let mut counters = self.counters;
+        let mut out = Vec::with_capacity(cut.edges.len());
+        for (from, to) in cut.edges {
+            let (a, b) = (self.positions[&from], self.positions[&to]);
+            let without = match self.solver.as_ref().expect("built") {
+                Solver::Tree(t) => {
+                    let mut probe = t.clone();
+                    probe.set_edge(a, UNBOUNDED, &mut counters);
+                    probe.value()
+                }
+                Solver::Flow { network, data_edge, .. } => {
+                    let mut probe = network.clone();
+                    probe.set_capacity(data_edge[&(a, b)], UNBOUNDED, &mut counters);
+                    probe.flow()
+                }
+            };
+            let c = if base == 0 {
+                0.0
+            } else if without >= UNBOUNDED {
+                1.0
+            } else {
+                1.0 - base as f64 / without as f64
+            };
+            out.push((from, to, c));
+        }
+        self.counters = counters;
+        out
+    }
+}
+
 fn checked_capacity(capacity: f64) -> Result<u64> {
     if capacity.is_nan() || capacity < 0.0 {
         return Err(Error::NotSupported(format!("capacity {capacity} (expected a non-negative number)")));
