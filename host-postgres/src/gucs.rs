@@ -2,6 +2,7 @@
 //! fits what it controls.
 
 use pgrx::guc::{GucContext, GucFlags, GucRegistry, GucSetting};
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 use std::ffi::CString;
 
@@ -51,7 +52,31 @@ pub(crate) static MICRO_LORA_RANK: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub(crate) static BASE_LORA_RANK: GucSetting<i32> = GucSetting::<i32>::new(8);
 pub(crate) static CONFIG_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// Registers the GUCs. Server-start (`PGC_POSTMASTER`) settings can only be defined while the library is
+/// preloaded; loaded later (by `CREATE EXTENSION` in a backend) they are skipped, as pg_stat_statements does, and
+/// their defaults apply — which is harmless because what they size (the shared ring) only exists when preloaded.
 pub(crate) fn init() {
+    // SAFETY: a flag PostgreSQL sets while processing shared_preload_libraries.
+    if unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_int_guc(
+            c"ruvector.dag_max_trajectories",
+            c"Capacity of the shared-memory trajectory ring.",
+            c"Executions beyond it overwrite the oldest records; the overflow is counted.",
+            &MAX_TRAJECTORIES,
+            64,
+            1_000_000,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+        GucRegistry::define_string_guc(
+            c"ruvector.config_file",
+            c"Path of ruvector.toml (plugin selection and parameters).",
+            c"Read at server start; empty uses built-in defaults.",
+            &CONFIG_FILE,
+            GucContext::Postmaster,
+            GucFlags::SUPERUSER_ONLY,
+        );
+    }
     GucRegistry::define_bool_guc(
         c"ruvector.neural_dag_enabled",
         c"Capture plans and executions for DAG learning.",
@@ -126,16 +151,6 @@ pub(crate) fn init() {
         GucContext::Sighup,
         GucFlags::UNIT_MS,
     );
-    GucRegistry::define_int_guc(
-        c"ruvector.dag_max_trajectories",
-        c"Capacity of the shared-memory trajectory ring.",
-        c"Executions beyond it overwrite the oldest records; the overflow is counted.",
-        &MAX_TRAJECTORIES,
-        64,
-        1_000_000,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
     GucRegistry::define_float_guc(
         c"ruvector.dag_actuals_sample_rate",
         c"Fraction of queries whose per-node actual rows are captured.",
@@ -165,13 +180,5 @@ pub(crate) fn init() {
         64,
         GucContext::Userset,
         GucFlags::default(),
-    );
-    GucRegistry::define_string_guc(
-        c"ruvector.config_file",
-        c"Path of ruvector.toml (plugin selection and parameters).",
-        c"Read at server start; empty uses built-in defaults.",
-        &CONFIG_FILE,
-        GucContext::Postmaster,
-        GucFlags::SUPERUSER_ONLY,
     );
 }

@@ -11,13 +11,18 @@
 // This crate is the FFI boundary: `unsafe` is required, and every block carries a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
+mod analysis;
 mod capture;
 mod explain;
 mod gucs;
 mod hooks;
 mod ring;
+mod session;
 mod settings;
 mod sql;
+
+// Link the built-in plugin crates so their registrations are kept.
+use ruvector_dag_attention as _;
 
 use pgrx::prelude::*;
 

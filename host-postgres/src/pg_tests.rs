@@ -272,4 +272,191 @@ mod tests {
         Spi::run("CREATE ROLE rv_nobody; GRANT USAGE ON SCHEMA ruvector TO rv_nobody; SET ROLE rv_nobody").unwrap();
         Spi::run("SELECT ruvector.dag_plan('SELECT * FROM rv_users')").unwrap();
     }
+
+    #[pg_test]
+    fn milestone_m4_configuration_and_analysis() {
+        Spi::run("CREATE TABLE rv_vectors (id int PRIMARY KEY, embedding float8[]); INSERT INTO rv_vectors SELECT g, ARRAY[g * 0.1, g * 0.2, g * 0.3] FROM generate_series(1, 500) g; ANALYZE rv_vectors").unwrap();
+        // Configuration works
+        Spi::run("SELECT ruvector.dag_set_enabled(true)").unwrap();
+        Spi::run("SELECT ruvector.dag_set_attention('auto')").unwrap();
+        // Query analysis works (the text's `<->` needs pgvector; this is the same shape on a float8[] table)
+        let kinds = Spi::connect(|c| {
+            c.select(
+                "SELECT operator_type, criticality, bottleneck_score FROM ruvector.dag_analyze_plan($$
+                    SELECT * FROM rv_vectors WHERE embedding[1] < 0.5 LIMIT 10 $$) ORDER BY node_id",
+                None,
+                &[],
+            )
+            .unwrap()
+            .map(|r| {
+                (
+                    r.get::<String>(1).unwrap().unwrap(),
+                    r.get::<f64>(2).unwrap().unwrap(),
+                    r.get::<f64>(3).unwrap().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+        });
+        assert_eq!(kinds.iter().map(|k| k.0.as_str()).collect::<Vec<_>>(), ["Limit", "Seq Scan on rv_vectors"]);
+        assert!(kinds.iter().all(|k| (0.0..=1.0).contains(&k.1) && (0.0..=1.0).contains(&k.2)));
+        assert!(kinds.iter().any(|k| k.2 == 1.0), "the costliest operator on the critical path scores 1");
+    }
+
+    #[pg_test]
+    fn analyze_plan_matches_explain_for_joins_aggregates_and_sorts() {
+        setup_tables();
+        let query = "SELECT t.title, count(*) FROM rv_users u JOIN rv_teams t ON t.id = u.team WHERE u.id % 7 = 0 GROUP BY t.title ORDER BY 2 DESC";
+        let explain = Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (FORMAT JSON) {query}")).unwrap().unwrap();
+        let expected = dag::QueryDag::from_explain_json(&explain.0.to_string()).unwrap();
+        let rows = Spi::connect(|c| {
+            c.select(&format!("SELECT node_id, operator_type, array_length(embedding, 1), parent_ids, child_ids FROM ruvector.dag_analyze_plan($q${query}$q$) ORDER BY node_id"), None, &[])
+                .unwrap()
+                .map(|r| (
+                    r.get::<i32>(1).unwrap().unwrap(),
+                    r.get::<String>(2).unwrap().unwrap(),
+                    r.get::<i32>(3).unwrap().unwrap(),
+                    r.get::<Vec<i32>>(4).unwrap().unwrap(),
+                    r.get::<Vec<i32>>(5).unwrap().unwrap(),
+                ))
+                .collect::<Vec<_>>()
+        });
+        assert_eq!(rows.len(), expected.node_count());
+        for (id, op, dims, parents, children) in rows {
+            let id = id as usize;
+            assert_eq!(op, expected.node(id).unwrap().to_string());
+            assert_eq!(dims, 128);
+            assert_eq!(parents, expected.parents(id).unwrap().map(|p| p as i32).collect::<Vec<_>>());
+            assert_eq!(children, expected.children(id).unwrap().map(|p| p as i32).collect::<Vec<_>>());
+        }
+    }
+
+    #[pg_test]
+    fn critical_path_bottlenecks_and_mincut() {
+        setup_tables();
+        let q = "$q$SELECT t.title, count(*) FROM rv_users u JOIN rv_teams t ON t.id = u.team GROUP BY t.title$q$";
+        let acc = Spi::connect(|c| {
+            c.select(&format!("SELECT accumulated_cost, attention_weight FROM ruvector.dag_critical_path({q}) ORDER BY path_position"), None, &[])
+                .unwrap()
+                .map(|r| (r.get::<f64>(1).unwrap().unwrap(), r.get::<f64>(2).unwrap().unwrap()))
+                .collect::<Vec<_>>()
+        });
+        assert!(acc.len() >= 2);
+        assert!(acc.windows(2).all(|w| w[1].0 >= w[0].0), "accumulated cost grows along the path");
+        assert!(acc.iter().all(|a| (0.0..=1.0).contains(&a.1)));
+        let n =
+            Spi::get_one::<i64>(&format!("SELECT count(*) FROM ruvector.dag_bottlenecks({q}, 0.0)")).unwrap().unwrap();
+        let all =
+            Spi::get_one::<i64>(&format!("SELECT count(*) FROM ruvector.dag_analyze_plan({q})")).unwrap().unwrap();
+        assert_eq!(n, all, "threshold 0 lists every operator");
+        let (cap, covered) = Spi::get_two::<f64, bool>(&format!(
+            "SELECT cut_capacity, cardinality(source_nodes) + cardinality(sink_nodes) = (SELECT count(*) FROM ruvector.dag_analyze_plan({q})) FROM ruvector.dag_mincut_analysis({q})"
+        ))
+        .unwrap();
+        assert!(cap.unwrap() > 0.0);
+        assert_eq!(covered, Some(true), "every operator is on one side of the cut");
+    }
+
+    #[pg_test(error = "threshold 2 is out of range: expected 0..=1")]
+    fn bottlenecks_reject_bad_thresholds() {
+        Spi::run("SELECT * FROM ruvector.dag_bottlenecks('SELECT 1', 2)").unwrap();
+    }
+
+    #[pg_test(error = "query_text must not be NULL")]
+    fn analysis_rejects_null_text() {
+        Spi::run("SELECT * FROM ruvector.dag_analyze_plan(NULL)").unwrap();
+    }
+
+    #[pg_test]
+    fn suggestions_include_an_index_for_a_filtered_scan() {
+        Spi::run("CREATE TABLE rv_big (id int, team int, payload text); INSERT INTO rv_big SELECT g, g % 1000, repeat('x', 50) FROM generate_series(1, 100000) g; ANALYZE rv_big").unwrap();
+        let sql = Spi::get_one::<String>(
+            "SELECT implementation_sql FROM ruvector.dag_suggest_optimizations('SELECT * FROM rv_big WHERE team = 3') WHERE category = 'index'",
+        )
+        .unwrap();
+        assert_eq!(sql.as_deref(), Some("CREATE INDEX ON rv_big (team)"));
+    }
+
+    #[pg_test]
+    fn every_mechanism_scores_a_plan_through_sql() {
+        setup_tables();
+        for m in [
+            "auto",
+            "topological",
+            "causal_cone",
+            "critical_path",
+            "mincut_gated",
+            "hierarchical_lorentz",
+            "parallel_branch",
+            "temporal_btsp",
+        ] {
+            let sum = Spi::get_one::<f64>(&format!(
+                "SELECT sum(attention_weight) FROM ruvector.dag_attention_scores('SELECT * FROM rv_users u JOIN rv_teams t ON t.id = u.team', '{m}')"
+            ))
+            .unwrap()
+            .unwrap();
+            assert!((sum - 1.0).abs() < 1e-3, "{m}: weights sum to {sum}");
+        }
+        let (rows, cols) = Spi::get_two::<i32, i32>(
+            "SELECT array_length(m, 1), array_length(m, 2) FROM (SELECT ruvector.dag_attention_matrix('SELECT * FROM rv_users u JOIN rv_teams t ON t.id = u.team', 'critical_path') AS m) x",
+        )
+        .unwrap();
+        assert_eq!(rows, cols);
+        assert!(rows.unwrap() >= 3);
+        let dot = Spi::get_one::<String>(
+            "SELECT ruvector.dag_attention_visualize('SELECT * FROM rv_users ORDER BY name', 'topological', 'dot')",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(dot.starts_with("digraph plan {") && dot.contains("->"), "{dot}");
+        let json = Spi::get_one::<String>(
+            "SELECT ruvector.dag_attention_visualize('SELECT * FROM rv_users ORDER BY name', 'topological', 'json')",
+        )
+        .unwrap()
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(v["mechanism"], "topological");
+        let ascii = Spi::get_one::<String>(
+            "SELECT ruvector.dag_attention_visualize('SELECT * FROM rv_users ORDER BY name', 'auto', 'ascii')",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(ascii.contains("Sort"), "{ascii}");
+        let invocations = Spi::get_one::<i64>(
+            "SELECT invocations FROM ruvector.dag_attention_stats() WHERE mechanism = 'topological'",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(invocations >= 2);
+    }
+
+    #[pg_test(
+        error = "RV002 INVALID_ATTENTION: unknown or disabled attention mechanism \"nope\"; enabled: auto, causal_cone, critical_path, hierarchical_lorentz, mincut_gated, parallel_branch, temporal_btsp, topological"
+    )]
+    fn unknown_mechanisms_are_rv002_in_analysis() {
+        Spi::run("SELECT * FROM ruvector.dag_attention_scores('SELECT 1', 'nope')").unwrap();
+    }
+
+    #[pg_test]
+    fn configure_changes_a_mechanism_for_the_session() {
+        setup_tables();
+        let weight = || {
+            Spi::get_one::<f64>("SELECT max(attention_weight) FROM ruvector.dag_attention_scores('SELECT * FROM rv_users ORDER BY name LIMIT 5', 'topological')")
+                .unwrap()
+                .unwrap()
+        };
+        let before = weight();
+        Spi::run(
+            r#"SELECT ruvector.dag_attention_configure('topological', '{"decay_factor": 0.1, "cost_exponent": 0}')"#,
+        )
+        .unwrap();
+        let after = weight();
+        assert!(after > before, "a steeper decay concentrates weight on the root: {before} -> {after}");
+    }
+
+    #[pg_test(
+        error = "RV002 INVALID_ATTENTION: attention.topological.decay_factor = 3: expected a number in 0.000000001..=1"
+    )]
+    fn configure_rejects_bad_parameters() {
+        Spi::run(r#"SELECT ruvector.dag_attention_configure('topological', '{"decay_factor": 3}')"#).unwrap();
+    }
 }

@@ -19,6 +19,11 @@ pub(crate) fn fail(code: PgSqlErrorCode, message: impl Into<String>) -> ! {
     ereport!(ERROR, code, message);
 }
 
+/// The value of a required argument, or an ERROR naming it when it is NULL.
+pub(crate) fn required<T>(name: &str, value: Option<T>) -> T {
+    value.unwrap_or_else(|| fail(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{name} must not be NULL")))
+}
+
 fn notice_if_not_preloaded() {
     if !crate::preloaded() {
         notice!("ruvector_dag is not in shared_preload_libraries: plan capture is off (add it and restart to capture)");
@@ -57,21 +62,24 @@ fn check_range(what: &str, value: f64, lo: f64, hi: f64) {
 
 /// Turns plan capture and learning on or off for this session.
 #[pg_extern]
-fn dag_set_enabled(enabled: bool) {
+fn dag_set_enabled(enabled: Option<bool>) {
+    let enabled = required("enabled", enabled);
     notice_if_not_preloaded();
     set_guc("ruvector.neural_dag_enabled", if enabled { "on" } else { "off" });
 }
 
 /// Sets the instant adapter's learning rate for this session (0.0001..=1).
 #[pg_extern]
-fn dag_set_learning_rate(rate: f64) {
+fn dag_set_learning_rate(rate: Option<f64>) {
+    let rate = required("rate", rate);
     check_range("learning rate", rate, 0.0001, 1.0);
     set_guc("ruvector.dag_learning_rate", &rate.to_string());
 }
 
 /// Chooses the attention mechanism (`auto` lets the selector choose) for this session.
 #[pg_extern]
-fn dag_set_attention(mechanism: &str) {
+fn dag_set_attention(mechanism: Option<&str>) {
+    let mechanism = required("mechanism", mechanism);
     if !ATTENTION_TYPES.contains(&mechanism) {
         fail(
             PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
@@ -87,11 +95,15 @@ fn dag_set_attention(mechanism: &str) {
 /// Configures the learning tiers for this session.
 #[pg_extern]
 fn dag_configure_sona(
-    micro_lora_rank: default!(i32, 2),
-    base_lora_rank: default!(i32, 8),
-    ewc_lambda: default!(f64, 5000.0),
-    pattern_clusters: default!(i32, 100),
+    micro_lora_rank: default!(Option<i32>, 2),
+    base_lora_rank: default!(Option<i32>, 8),
+    ewc_lambda: default!(Option<f64>, 5000.0),
+    pattern_clusters: default!(Option<i32>, 100),
 ) {
+    let micro_lora_rank = required("micro_lora_rank", micro_lora_rank);
+    let base_lora_rank = required("base_lora_rank", base_lora_rank);
+    let ewc_lambda = required("ewc_lambda", ewc_lambda);
+    let pattern_clusters = required("pattern_clusters", pattern_clusters);
     check_range("micro_lora_rank", f64::from(micro_lora_rank), 1.0, 4.0);
     check_range("base_lora_rank", f64::from(base_lora_rank), 4.0, 64.0);
     check_range("ewc_lambda", ewc_lambda, 0.0, 50_000.0);
@@ -214,12 +226,16 @@ fn dag_health_check() -> TableIterator<
 /// JSON format or PostgreSQL's `EXPLAIN (FORMAT JSON)` output. Returns the trajectory id.
 #[pg_extern]
 fn dag_record_trajectory(
-    query_hash: i64,
-    dag_structure: JsonB,
-    execution_time_ms: f64,
+    query_hash: Option<i64>,
+    dag_structure: Option<JsonB>,
+    execution_time_ms: Option<f64>,
     improvement_ratio: default!(Option<f64>, "NULL"),
-    attention_mechanism: default!(&str, "'auto'"),
+    attention_mechanism: default!(Option<&str>, "'auto'"),
 ) -> i64 {
+    let query_hash = required("query_hash", query_hash);
+    let dag_structure = required("dag_structure", dag_structure);
+    let execution_time_ms = required("execution_time_ms", execution_time_ms);
+    let attention_mechanism = required("attention_mechanism", attention_mechanism);
     if !ring::available() {
         fail(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
@@ -408,8 +424,8 @@ fn dag_trajectory_stats() -> TableIterator<
 /// The DAG of a query's plan (planned, not run), in ruvector's JSON format: nodes with operators, estimates and
 /// conditions as `EXPLAIN` prints them, edges from inputs to consumers, CTEs as shared subplans.
 #[pg_extern]
-fn dag_plan(query_text: &str) -> JsonB {
-    let dag = crate::explain::plan_query(query_text);
+fn dag_plan(query_text: Option<&str>) -> JsonB {
+    let dag = crate::explain::plan_query(required("query_text", query_text));
     let json = dag.to_json().unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()));
     JsonB(serde_json::from_str(&json).expect("to_json produces JSON"))
 }

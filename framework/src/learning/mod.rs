@@ -7,6 +7,8 @@
 //! product ships two tiers — an instant one (µs budget, per query) and a background one (batch) — and a tier
 //! set is a `Vec` of them.
 
+pub mod embedding;
+
 use crate::dag::QueryDag;
 use crate::error::Result;
 
