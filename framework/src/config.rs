@@ -131,7 +131,9 @@ impl Default for AttentionSection {
 pub struct LearningSection {
     /// `tiers`: the learning tiers to load; absent = every registered one.
     pub tiers: Selection,
-    /// `learning_rate` of the instant adapter, in 0.0001..=1. Default 0.002.
+    /// `learning_rate` of the instant adapter, in 0.0001..=1. Default 0.1:
+    /// the fraction of a plan's prediction error one execution corrects (normalised steps; the spec's 0.002 was
+    /// a raw SGD step on an adapter whose signal was all zeros).
     pub learning_rate: f64,
     /// `embedding_dim` of plan embeddings, in 8..=4096. Default 256.
     pub embedding_dim: usize,
@@ -157,7 +159,7 @@ impl Default for LearningSection {
     fn default() -> Self {
         LearningSection {
             tiers: Selection::All,
-            learning_rate: 0.002,
+            learning_rate: 0.1,
             embedding_dim: 256,
             micro_lora_rank: 2,
             base_lora_rank: 8,

@@ -39,7 +39,7 @@ impl AttentionType {
 }
 
 pub(crate) static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
-pub(crate) static LEARNING_RATE: GucSetting<f64> = GucSetting::<f64>::new(0.002);
+pub(crate) static LEARNING_RATE: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 pub(crate) static PATTERN_CLUSTERS: GucSetting<i32> = GucSetting::<i32>::new(100);
 pub(crate) static QUALITY_THRESHOLD: GucSetting<f64> = GucSetting::<f64>::new(0.3);
 pub(crate) static ATTENTION: GucSetting<AttentionType> = GucSetting::<AttentionType>::new(AttentionType::auto);

@@ -1,5 +1,7 @@
 //! Shared helpers of the workspace acceptance tests: fixture paths and proptest strategies.
 
+pub mod alloc;
+
 use proptest::prelude::*;
 use ruvector_dag::{
     Actuals, Estimates, JoinType, ModifyOperation, NodeInfo, OperatorKind, OperatorNode, QueryDag, Relationship,

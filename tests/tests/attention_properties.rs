@@ -8,6 +8,20 @@ use ruvector_dag_attention::{
     AttentionConfig, CausalConeAttention, CausalConeParams, CriticalPathAttention, HierarchicalLorentzAttention,
     LorentzParams, MinCutGatedAttention, ParallelBranchAttention, all_mechanisms, lorentz_inner,
 };
+use std::collections::HashMap;
+
+/// Number of input paths from `from` down to `to` (1 when they are the same operator).
+fn paths_to(dag: &QueryDag, from: usize, to: usize, memo: &mut HashMap<usize, f64>) -> f64 {
+    if from == to {
+        return 1.0;
+    }
+    if let Some(&p) = memo.get(&from) {
+        return p;
+    }
+    let p = dag.children(from).unwrap().collect::<Vec<_>>().into_iter().map(|c| paths_to(dag, c, to, memo)).sum();
+    memo.insert(from, p);
+    p
+}
 
 fn config() -> ProptestConfig {
     ProptestConfig { cases: 1000, ..ProptestConfig::default() }
@@ -93,10 +107,11 @@ proptest! {
     fn raising_a_critical_operators_cost_never_lowers_its_weight(dag in arb_dag(), pick in any::<usize>(), delta in 0.1f64..10_000.0) {
         let cp = ruvector_dag::mincut::bottleneck::critical_path(&dag);
         let v = cp.path[pick % cp.path.len()];
-        // Raise v's own cost: its total and every total above it grow by delta.
+        // Raise v's own cost by delta: a node's total is its own cost plus its inputs' totals, so every total
+        // above v grows by delta once per path down to v (a shared subplan feeds several parents).
         let mut raised = dag.clone();
         for id in std::iter::once(v).chain(dag.ancestors(v).unwrap()) {
-            raised.info_mut(id).unwrap().estimates.total_cost += delta;
+            raised.info_mut(id).unwrap().estimates.total_cost += delta * paths_to(&dag, id, v, &mut HashMap::new());
         }
         let m = CriticalPathAttention::new(AttentionConfig::default());
         let before = m.forward(&dag).unwrap().get(&dag, v).unwrap();
