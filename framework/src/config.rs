@@ -126,6 +126,19 @@ impl Default for AttentionSection {
     }
 }
 
+/// `[learning]` settings every learning tier receives in its parameters (see [`Config::plugin_params`]).
+pub const LEARNING_SHARED_KEYS: [&str; 9] = [
+    "learning_rate",
+    "embedding_dim",
+    "micro_lora_rank",
+    "base_lora_rank",
+    "pattern_clusters",
+    "quality_threshold",
+    "ewc_lambda",
+    "ewc_decay",
+    "trajectory_capacity",
+];
+
 /// `[learning]`: the learning tiers and their shared parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LearningSection {
@@ -303,12 +316,30 @@ impl Config {
     }
 
     /// The parameters of plugin `name` of `kind` (empty when it has no table), scoped for error messages.
+    ///
+    /// A learning tier also receives the `[learning]` section's model settings ([`LEARNING_SHARED_KEYS`]) as
+    /// parameters, so every tier learns with the operator's settings; its own table overrides them.
     pub fn plugin_params(&self, kind: PluginKind, name: &str) -> PluginParams {
         let scope = format!("{}.{name}", kind.section());
-        match self.params(kind).get(name) {
-            Some(map) => PluginParams::new(scope, map.clone()),
-            None => PluginParams::empty(scope),
+        let mut map = self.params(kind).get(name).cloned().unwrap_or_default();
+        if kind == PluginKind::Learning {
+            let l = &self.learning;
+            let shared: [(&str, serde_json::Value); 9] = [
+                ("learning_rate", l.learning_rate.into()),
+                ("embedding_dim", l.embedding_dim.into()),
+                ("micro_lora_rank", l.micro_lora_rank.into()),
+                ("base_lora_rank", l.base_lora_rank.into()),
+                ("pattern_clusters", l.pattern_clusters.into()),
+                ("quality_threshold", l.quality_threshold.into()),
+                ("ewc_lambda", l.ewc_lambda.into()),
+                ("ewc_decay", l.ewc_decay.into()),
+                ("trajectory_capacity", l.trajectory_capacity.into()),
+            ];
+            for (key, value) in shared {
+                map.entry(key.to_owned()).or_insert(value);
+            }
         }
+        PluginParams::new(scope, map)
     }
 
     /// Sets the parameter table of plugin `name` of `kind`, replacing any from the file.

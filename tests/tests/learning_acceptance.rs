@@ -421,3 +421,39 @@ proptest! {
         prop_assert_eq!(drained + left.len() as u64 + buffer.dropped(), pushed, "every push is drained or counted as dropped");
     }
 }
+
+#[test]
+fn both_tiers_are_plugins_configured_from_ruvector_toml() {
+    use ruvector_dag::plugin::{PluginKind, PluginParams, Registry};
+    let config = ruvector_dag::Config::from_toml_str(
+        "[learning]\ntiers = [\"instant\", \"background\"]\nlearning_rate = 0.5\n[learning.background]\nbase_epochs = 2\n",
+    )
+    .unwrap();
+    let registry = Registry::builtin().unwrap();
+    let params = config.plugin_params(PluginKind::Learning, "instant");
+    assert_eq!(params.get::<f64>("learning_rate", "a number").unwrap(), Some(0.5), "the section reaches the tier");
+    let mut instant = registry.learning("instant", &params).unwrap();
+    let mut background =
+        registry.learning("background", &config.plugin_params(PluginKind::Learning, "background")).unwrap();
+    assert_eq!((instant.name(), background.name()), ("instant", "background"));
+    // The two tiers share one engine: what the instant tier records, the background tier processes.
+    let dag = generate(DagShape::Chain, 6, 1);
+    instant.post_query(&dag, &metrics(3.0, &[])).unwrap();
+    instant.post_query(&dag, &metrics(3.0, &[])).unwrap();
+    assert!(background.run_cycle().unwrap().trajectories_processed >= 2);
+    assert!(instant.pre_query(&dag).unwrap().is_some(), "advice from the learned pattern");
+
+    let typo =
+        PluginParams::new("learning.instant", serde_json::json!({ "learning_rat": 0.1 }).as_object().unwrap().clone());
+    let err = registry.learning("instant", &typo).err().expect("a typo is rejected").to_string();
+    assert!(err.contains("learning_rat"), "{err}");
+    let out_of_range = config_with("[learning.instant]\nmax_patterns = 0\n");
+    let err = registry.learning("instant", &out_of_range).err().expect("0 patterns is rejected").to_string();
+    assert!(err.contains("max_patterns"), "{err}");
+}
+
+fn config_with(toml: &str) -> ruvector_dag::plugin::PluginParams {
+    ruvector_dag::Config::from_toml_str(toml)
+        .unwrap()
+        .plugin_params(ruvector_dag::plugin::PluginKind::Learning, "instant")
+}

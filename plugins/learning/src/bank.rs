@@ -12,6 +12,7 @@
 //! [`DagReasoningBank::brute_force_similar`] is the exact reference. Eviction removes the patterns with the lowest
 //! `(0.1 + quality) × ln(2 + usage) × 0.5^(age / half_life)`: a score that changes as patterns are used.
 
+use crate::dot;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -157,21 +158,6 @@ fn normalize(v: &mut [f32]) {
     if n > 0.0 {
         v.iter_mut().for_each(|x| *x /= n);
     }
-}
-
-/// Dot product with eight independent accumulators over exact chunks (no bounds checks, so it vectorises; the
-/// plain `zip().sum()` is one sequential chain and does not).
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| x * y).sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 /// The best `k` (index, score) pairs offered, best first (ties keep the earlier).

@@ -16,6 +16,7 @@
 // Dense linear algebra indexes several arrays with one index; iterator chains would obscure it.
 #![allow(clippy::needless_range_loop)]
 
+use crate::dot;
 use crate::ewc::EwcPlusPlus;
 
 /// A low-rank adapter with a regression head (see the [module docs](self)).
@@ -33,6 +34,8 @@ pub struct LoRa {
     c: Vec<f32>,
     /// Scratch gradient, for the EWC path.
     grad: Vec<f32>,
+    /// Scratch adapted vector `y`.
+    y: Vec<f32>,
 }
 
 /// A rank-1 or rank-2 adapter used per query.
@@ -69,6 +72,7 @@ impl LoRa {
             h: vec![0.0; rank],
             c: vec![0.0; rank],
             grad: vec![0.0; 2 * dim * rank + dim + 1],
+            y: Vec::with_capacity(dim),
         }
     }
 
@@ -133,7 +137,7 @@ impl LoRa {
         for j in 0..r {
             let bj = &self.params[b_at + j * d..b_at + (j + 1) * d];
             let w = &self.params[w_at..w_at + d];
-            self.c[j] = bj.iter().zip(w).map(|(a, b)| a * b).sum();
+            self.c[j] = dot(bj, w);
         }
     }
 
@@ -156,7 +160,7 @@ impl LoRa {
         assert_eq!(x.len(), self.dim, "input dimension");
         self.project(x);
         let (_, w_at, b_at) = self.offsets();
-        let wx: f32 = x.iter().zip(&self.params[w_at..w_at + self.dim]).map(|(a, b)| a * b).sum();
+        let wx = dot(x, &self.params[w_at..w_at + self.dim]);
         let low: f32 = (0..self.rank).map(|j| self.h[j] * self.c[j]).sum();
         wx + self.scale * low + self.params[b_at]
     }
@@ -174,20 +178,23 @@ impl LoRa {
         let (d, r, s) = (self.dim, self.rank, self.scale);
         let (b_at, w_at, bias_at) = self.offsets();
         // ∂A[i,j] = g s x_i c_j
-        for i in 0..d {
-            for j in 0..r {
-                grad[i * r + j] = g * s * x[i] * self.c[j];
-            }
+        for (i, row) in grad[..d * r].chunks_exact_mut(r).enumerate() {
+            let gx = g * s * x[i];
+            row.iter_mut().zip(&self.c).for_each(|(a, &c)| *a = gx * c);
         }
-        // ∂B[j,k] = g s h_j w_k ; ∂w_k = g y_k with y_k = x_k + s Σ_j h_j B[j,k]
-        for k in 0..d {
-            let mut yk = x[k];
-            for j in 0..r {
-                grad[b_at + j * d + k] = g * s * self.h[j] * self.params[w_at + k];
-                yk += s * self.h[j] * self.params[b_at + j * d + k];
-            }
-            grad[w_at + k] = g * yk;
+        // ∂B[j,k] = g s h_j w_k, row by row; y = x + s Σ_j h_j B[j,:] alongside; ∂w = g y.
+        let mut y = std::mem::take(&mut self.y);
+        y.clear();
+        y.extend_from_slice(x);
+        let w = &self.params[w_at..w_at + d];
+        for j in 0..r {
+            let gh = g * s * self.h[j];
+            grad[b_at + j * d..b_at + (j + 1) * d].iter_mut().zip(w).for_each(|(a, &wk)| *a = gh * wk);
+            let sh = s * self.h[j];
+            y.iter_mut().zip(&self.params[b_at + j * d..b_at + (j + 1) * d]).for_each(|(yk, &b)| *yk += sh * b);
         }
+        grad[w_at..w_at + d].iter_mut().zip(&y).for_each(|(a, &yk)| *a = g * yk);
+        self.y = y;
         grad[bias_at] = g;
         g
     }
@@ -202,7 +209,7 @@ impl LoRa {
         let mut grad = std::mem::take(&mut self.grad);
         let err = self.gradient(x, target, &mut grad);
         // ∇L = g ∇ŷ, so ‖∇ŷ‖² = ‖∇L‖² / g².
-        let sensitivity = if err != 0.0 { grad.iter().map(|v| v * v).sum::<f32>() / (err * err) } else { 1.0 };
+        let sensitivity = if err != 0.0 { dot(&grad, &grad) / (err * err) } else { 1.0 };
         if let Some(ewc) = ewc {
             ewc.accumulate(&grad);
             ewc.add_penalty_gradient(&self.params, &mut grad);
