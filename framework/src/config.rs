@@ -832,7 +832,14 @@ mod tests {
         assert_eq!(p.scope(), "attention.topological");
         assert_eq!(p.number_in("decay", 0.5, 0.0..=1.0).unwrap(), 0.9);
         assert!(c.plugin_params(PluginKind::Repair, "reindex").bool_or("concurrently", false).unwrap());
-        assert!(c.plugin_params(PluginKind::Learning, "instant").is_empty());
+        assert!(c.plugin_params(PluginKind::Attention, "cone").is_empty());
+        // A learning tier without a table still gets the [learning] section's settings.
+        let learning = c.plugin_params(PluginKind::Learning, "instant");
+        let keys: Vec<&str> = learning.as_map().keys().map(String::as_str).collect();
+        let mut shared = LEARNING_SHARED_KEYS.to_vec();
+        shared.sort_unstable();
+        assert_eq!(keys, shared);
+        assert_eq!(learning.number_in("learning_rate", 0.0, 0.0..=1.0).unwrap(), c.learning.learning_rate);
     }
 
     #[test]

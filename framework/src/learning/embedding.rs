@@ -48,6 +48,21 @@ fn fnv(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xCBF2_9CE4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01B3))
 }
 
+/// Non-overlapping occurrences of the ASCII `needle` in `hay`, ignoring ASCII case (what
+/// `hay.to_ascii_uppercase().matches(needle).count()` counts, without allocating).
+fn count_ignore_case(hay: &[u8], needle: &[u8]) -> usize {
+    let (mut count, mut i) = (0, 0);
+    while i + needle.len() <= hay.len() {
+        if hay[i..i + needle.len()].eq_ignore_ascii_case(needle) {
+            count += 1;
+            i += needle.len();
+        } else {
+            i += 1;
+        }
+    }
+    count
+}
+
 fn log_scaled(v: f64, scale: f64) -> f32 {
     ((1.0 + v.max(0.0)).ln() / scale) as f32
 }
@@ -74,12 +89,12 @@ pub fn node_features(dag: &QueryDag, out: &mut Vec<f32>) {
         f[64] = depths[p] as f32 / (1.0 + max_depth);
         f[65] = heights[p] as f32 / (1.0 + max_height);
         if let Some(filter) = node.info.filter.as_deref().or(node.op.condition()) {
-            let upper = filter.to_ascii_uppercase();
+            let b = filter.as_bytes();
             f[66] = 1.0;
-            f[67] = (upper.matches(" AND ").count() as f32 / 10.0).min(1.0);
-            f[68] = (upper.matches(" OR ").count() as f32 / 10.0).min(1.0);
-            f[69] = f32::from(filter.contains("~~") || upper.contains(" LIKE "));
-            f[70] = f32::from(upper.contains("ANY (") || upper.contains(" IN ("));
+            f[67] = (count_ignore_case(b, b" AND ") as f32 / 10.0).min(1.0);
+            f[68] = (count_ignore_case(b, b" OR ") as f32 / 10.0).min(1.0);
+            f[69] = f32::from(filter.contains("~~") || count_ignore_case(b, b" LIKE ") > 0);
+            f[70] = f32::from(count_ignore_case(b, b"ANY (") > 0 || count_ignore_case(b, b" IN (") > 0);
         }
         match node.op.join_type() {
             Some(j) => f[71 + JoinType::ALL.iter().position(|&x| x == j).expect("listed")] = 1.0,
@@ -168,6 +183,14 @@ const _: () = assert!(OperatorKind::COUNT == 51);
 mod tests {
     use super::*;
     use crate::dag::generator::{DagShape, generate};
+
+    #[test]
+    fn counting_ignores_case_without_overlaps() {
+        assert_eq!(count_ignore_case(b"a and b AND c", b" AND "), 2);
+        assert_eq!(count_ignore_case(b" AND AND ", b" AND "), 1);
+        assert_eq!(count_ignore_case(b"x in (1)", b" IN ("), 1);
+        assert_eq!(count_ignore_case(b"", b" OR "), 0);
+    }
 
     #[test]
     fn embeddings_are_normalised_deterministic_and_shape_sensitive() {
