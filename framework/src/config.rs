@@ -126,19 +126,6 @@ impl Default for AttentionSection {
     }
 }
 
-/// `[learning]` settings every learning tier receives in its parameters (see [`Config::plugin_params`]).
-pub const LEARNING_SHARED_KEYS: [&str; 9] = [
-    "learning_rate",
-    "embedding_dim",
-    "micro_lora_rank",
-    "base_lora_rank",
-    "pattern_clusters",
-    "quality_threshold",
-    "ewc_lambda",
-    "ewc_decay",
-    "trajectory_capacity",
-];
-
 /// `[learning]`: the learning tiers and their shared parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LearningSection {
@@ -183,6 +170,106 @@ impl Default for LearningSection {
             trajectory_capacity: 1000,
             background_interval_ms: 3_600_000,
         }
+    }
+}
+
+impl LearningSection {
+    /// The model settings every learning tier receives in its parameters (see [`Config::plugin_params`]): all
+    /// fields but `tiers` and `background_interval_ms`.
+    pub fn model_params(&self) -> serde_json::Map<String, serde_json::Value> {
+        [
+            ("learning_rate", self.learning_rate.into()),
+            ("embedding_dim", self.embedding_dim.into()),
+            ("micro_lora_rank", self.micro_lora_rank.into()),
+            ("base_lora_rank", self.base_lora_rank.into()),
+            ("pattern_clusters", self.pattern_clusters.into()),
+            ("quality_threshold", self.quality_threshold.into()),
+            ("ewc_lambda", self.ewc_lambda.into()),
+            ("ewc_decay", self.ewc_decay.into()),
+            ("trajectory_capacity", self.trajectory_capacity.into()),
+        ]
+        .into_iter()
+        .map(|(key, value): (&str, serde_json::Value)| (key.to_owned(), value))
+        .collect()
+    }
+
+    /// This section with the model settings present in `params` (a learning tier's parameters) replaced, checked
+    /// against the same ranges as `ruvector.toml`.
+    ///
+    /// # Errors
+    /// A model setting of the wrong type or out of its range, named by its key.
+    pub fn with_params(&self, params: &PluginParams) -> crate::Result<Self> {
+        let mut section = self.clone();
+        section.read_model(&mut &*params)?;
+        Ok(section)
+    }
+
+    /// Reads the model settings from `s`, keeping the current value of each one absent: the one list of their
+    /// keys and ranges, for the file and for tier parameters alike.
+    fn read_model<S: RangedSettings>(&mut self, s: &mut S) -> Result<(), S::Error> {
+        self.learning_rate = s.read_number("learning_rate", self.learning_rate, 0.0001..=1.0, "")?;
+        self.embedding_dim = s.read_count("embedding_dim", self.embedding_dim, 8..=4096)?;
+        self.micro_lora_rank = s.read_count("micro_lora_rank", self.micro_lora_rank, 1..=4)?;
+        self.base_lora_rank = s.read_count("base_lora_rank", self.base_lora_rank, 4..=64)?;
+        self.pattern_clusters = s.read_count("pattern_clusters", self.pattern_clusters, 10..=1000)?;
+        self.quality_threshold = s.read_number("quality_threshold", self.quality_threshold, 0.0..=1.0, "")?;
+        self.ewc_lambda = s.read_number("ewc_lambda", self.ewc_lambda, 0.0..=50_000.0, "")?;
+        self.ewc_decay = s.read_number("ewc_decay", self.ewc_decay, 1e-9..=1.0, "a number in (0, 1]")?;
+        self.trajectory_capacity = s.read_count("trajectory_capacity", self.trajectory_capacity, 16..=1_000_000)?;
+        Ok(())
+    }
+}
+
+/// A source of range-checked settings: a `ruvector.toml` section, or a plugin's parameters.
+trait RangedSettings {
+    type Error;
+    /// A number in `range` (`expected` describes it; empty for "a number in a..=b"), or `default` when absent.
+    fn read_number(
+        &mut self,
+        key: &str,
+        default: f64,
+        range: RangeInclusive<f64>,
+        expected: &str,
+    ) -> Result<f64, Self::Error>;
+    /// An integer in `range`, or `default` when absent.
+    fn read_count(&mut self, key: &str, default: usize, range: RangeInclusive<usize>) -> Result<usize, Self::Error>;
+}
+
+fn expected_number(range: &RangeInclusive<f64>, expected: &str) -> String {
+    if expected.is_empty() { format!("a number in {}..={}", range.start(), range.end()) } else { expected.to_owned() }
+}
+
+impl RangedSettings for Section<'_> {
+    type Error = ConfigError;
+    fn read_number(
+        &mut self,
+        key: &str,
+        default: f64,
+        range: RangeInclusive<f64>,
+        expected: &str,
+    ) -> Result<f64, ConfigError> {
+        self.number(key, default, range, expected)
+    }
+    fn read_count(&mut self, key: &str, default: usize, range: RangeInclusive<usize>) -> Result<usize, ConfigError> {
+        self.integer(key, default, range)
+    }
+}
+
+impl RangedSettings for &PluginParams {
+    type Error = crate::Error;
+    fn read_number(
+        &mut self,
+        key: &str,
+        default: f64,
+        range: RangeInclusive<f64>,
+        expected: &str,
+    ) -> crate::Result<f64> {
+        let expected = expected_number(&range, expected);
+        self.ranged(key, default, range, &expected)
+    }
+    fn read_count(&mut self, key: &str, default: usize, range: RangeInclusive<usize>) -> crate::Result<usize> {
+        let expected = format!("an integer in {}..={}", range.start(), range.end());
+        self.ranged(key, default, range, &expected)
     }
 }
 
@@ -317,26 +404,15 @@ impl Config {
 
     /// The parameters of plugin `name` of `kind` (empty when it has no table), scoped for error messages.
     ///
-    /// A learning tier also receives the `[learning]` section's model settings ([`LEARNING_SHARED_KEYS`]) as
-    /// parameters, so every tier learns with the operator's settings; its own table overrides them.
+    /// A learning tier also receives the `[learning]` section's model settings
+    /// ([`LearningSection::model_params`]) as parameters, so every tier learns with the operator's settings; its
+    /// own table overrides them.
     pub fn plugin_params(&self, kind: PluginKind, name: &str) -> PluginParams {
         let scope = format!("{}.{name}", kind.section());
         let mut map = self.params(kind).get(name).cloned().unwrap_or_default();
         if kind == PluginKind::Learning {
-            let l = &self.learning;
-            let shared: [(&str, serde_json::Value); 9] = [
-                ("learning_rate", l.learning_rate.into()),
-                ("embedding_dim", l.embedding_dim.into()),
-                ("micro_lora_rank", l.micro_lora_rank.into()),
-                ("base_lora_rank", l.base_lora_rank.into()),
-                ("pattern_clusters", l.pattern_clusters.into()),
-                ("quality_threshold", l.quality_threshold.into()),
-                ("ewc_lambda", l.ewc_lambda.into()),
-                ("ewc_decay", l.ewc_decay.into()),
-                ("trajectory_capacity", l.trajectory_capacity.into()),
-            ];
-            for (key, value) in shared {
-                map.entry(key.to_owned()).or_insert(value);
+            for (key, value) in self.learning.model_params() {
+                map.entry(key).or_insert(value);
             }
         }
         PluginParams::new(scope, map)
@@ -399,15 +475,7 @@ impl Config {
         let mut s = take("learning");
         let l = &mut config.learning;
         l.tiers = s.selection("tiers")?;
-        l.learning_rate = s.number("learning_rate", l.learning_rate, 0.0001..=1.0, "")?;
-        l.embedding_dim = s.integer("embedding_dim", l.embedding_dim, 8..=4096)?;
-        l.micro_lora_rank = s.integer("micro_lora_rank", l.micro_lora_rank, 1..=4)?;
-        l.base_lora_rank = s.integer("base_lora_rank", l.base_lora_rank, 4..=64)?;
-        l.pattern_clusters = s.integer("pattern_clusters", l.pattern_clusters, 10..=1000)?;
-        l.quality_threshold = s.number("quality_threshold", l.quality_threshold, 0.0..=1.0, "")?;
-        l.ewc_lambda = s.number("ewc_lambda", l.ewc_lambda, 0.0..=50_000.0, "")?;
-        l.ewc_decay = s.number("ewc_decay", l.ewc_decay, 1e-9..=1.0, "a number in (0, 1]")?;
-        l.trajectory_capacity = s.integer("trajectory_capacity", l.trajectory_capacity, 16..=1_000_000)?;
+        l.read_model(&mut s)?;
         l.background_interval_ms = s.integer("background_interval_ms", l.background_interval_ms, 1000..=86_400_000)?;
         config.set_section_params(
             PluginKind::Learning,
@@ -514,11 +582,7 @@ impl Section<'_> {
         range: RangeInclusive<f64>,
         expected: &str,
     ) -> Result<f64, ConfigError> {
-        let expected = if expected.is_empty() {
-            format!("a number in {}..={}", range.start(), range.end())
-        } else {
-            expected.to_owned()
-        };
+        let expected = expected_number(&range, expected);
         self.ranged(key, default, range, &expected)
     }
 
@@ -825,6 +889,23 @@ mod tests {
     }
 
     #[test]
+    fn tier_parameters_are_checked_like_the_learning_section() {
+        let file =
+            Config::from_toml_str("[learning]\nlearning_rate = 0.3\nembedding_dim = 64\newc_decay = 0.5").unwrap();
+        let round_trip = LearningSection::default()
+            .with_params(&PluginParams::new("learning.instant", file.learning.model_params()))
+            .unwrap();
+        assert_eq!(round_trip, LearningSection { tiers: Selection::All, ..file.learning.clone() });
+        let bad = |json: serde_json::Value| {
+            let params = PluginParams::from_json("learning.instant", json).unwrap();
+            LearningSection::default().with_params(&params).unwrap_err().to_string()
+        };
+        assert!(bad(serde_json::json!({"embedding_dim": 3})).ends_with("expected an integer in 8..=4096"));
+        assert!(bad(serde_json::json!({"ewc_decay": 0})).ends_with("expected a number in (0, 1]"));
+        assert!(bad(serde_json::json!({"learning_rate": "fast"})).contains("learning.instant.learning_rate"));
+    }
+
+    #[test]
     fn plugin_tables_are_kept_as_params() {
         let c = Config::from_toml_str("[attention.topological]\ndecay = 0.9\n[healing.reindex]\nconcurrently = true")
             .unwrap();
@@ -836,9 +917,8 @@ mod tests {
         // A learning tier without a table still gets the [learning] section's settings.
         let learning = c.plugin_params(PluginKind::Learning, "instant");
         let keys: Vec<&str> = learning.as_map().keys().map(String::as_str).collect();
-        let mut shared = LEARNING_SHARED_KEYS.to_vec();
-        shared.sort_unstable();
-        assert_eq!(keys, shared);
+        let model = c.learning.model_params();
+        assert_eq!(keys, model.keys().map(String::as_str).collect::<Vec<_>>());
         assert_eq!(learning.number_in("learning_rate", 0.0, 0.0..=1.0).unwrap(), c.learning.learning_rate);
     }
 

@@ -136,10 +136,18 @@ impl PluginParams {
         T: DeserializeOwned + PartialOrd + Display + Copy,
     {
         let expected = format!("{what} in {}..={}", range.start(), range.end());
-        match self.get::<T>(key, &expected)? {
+        self.ranged(key, default, range, &expected)
+    }
+
+    /// A `T` in `range`, or `default` when absent; `expected` describes the accepted values for the error.
+    pub(crate) fn ranged<T>(&self, key: &str, default: T, range: RangeInclusive<T>, expected: &str) -> Result<T>
+    where
+        T: DeserializeOwned + PartialOrd + Copy,
+    {
+        match self.get::<T>(key, expected)? {
             None => Ok(default),
             Some(v) if range.contains(&v) => Ok(v),
-            Some(_) => Err(ConfigError::invalid(&self.key(key), &self.values[key], &expected).into()),
+            Some(_) => Err(ConfigError::invalid(&self.key(key), &self.values[key], expected).into()),
         }
     }
 }

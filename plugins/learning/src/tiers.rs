@@ -4,7 +4,7 @@
 //! and the other shares it, so patterns the instant tier records are the ones the background tier maintains.
 
 use crate::engine::{DagSonaEngine, SonaConfig};
-use ruvector_dag::config::{LEARNING_SHARED_KEYS, LearningSection};
+use ruvector_dag::config::LearningSection;
 use ruvector_dag::learning::{Advice, CycleReport, ExecutionMetrics, LearningTier};
 use ruvector_dag::plugin::PluginParams;
 use ruvector_dag::{QueryDag, Result};
@@ -72,30 +72,16 @@ impl LearningTier for BackgroundTier {
     }
 }
 
-/// Tier parameters: the `[learning]` section's settings ([`LEARNING_SHARED_KEYS`], passed by
-/// [`Config::plugin_params`](ruvector_dag::Config::plugin_params), same ranges as there) and the engine's own
-/// `match_threshold` (0..=1), `max_patterns` (1..=10 000 000), `base_epochs` (1..=100).
+/// Tier parameters: the `[learning]` section's model settings ([`LearningSection::model_params`], passed by
+/// [`Config::plugin_params`](ruvector_dag::Config::plugin_params), checked against the same ranges) and the
+/// engine's own `match_threshold` (0..=1), `max_patterns` (1..=10 000 000), `base_epochs` (1..=100).
 pub(crate) fn config_from(params: &PluginParams) -> Result<SonaConfig> {
-    let mut known: Vec<&str> = LEARNING_SHARED_KEYS.to_vec();
+    let defaults = LearningSection::default();
+    let model = defaults.model_params();
+    let mut known: Vec<&str> = model.keys().map(String::as_str).collect();
     known.extend(["match_threshold", "max_patterns", "base_epochs"]);
     params.deny_unknown(&known)?;
-    let d = LearningSection::default();
-    let int = |key: &str, default: usize, range: std::ops::RangeInclusive<i64>| -> Result<usize> {
-        Ok(params.integer_in(key, default as i64, range)? as usize)
-    };
-    let section = LearningSection {
-        learning_rate: params.number_in("learning_rate", d.learning_rate, 0.0001..=1.0)?,
-        embedding_dim: int("embedding_dim", d.embedding_dim, 8..=4096)?,
-        micro_lora_rank: int("micro_lora_rank", d.micro_lora_rank, 1..=4)?,
-        base_lora_rank: int("base_lora_rank", d.base_lora_rank, 4..=64)?,
-        pattern_clusters: int("pattern_clusters", d.pattern_clusters, 10..=1000)?,
-        quality_threshold: params.number_in("quality_threshold", d.quality_threshold, 0.0..=1.0)?,
-        ewc_lambda: params.number_in("ewc_lambda", d.ewc_lambda, 0.0..=50_000.0)?,
-        ewc_decay: params.number_in("ewc_decay", d.ewc_decay, f64::MIN_POSITIVE..=1.0)?,
-        trajectory_capacity: int("trajectory_capacity", d.trajectory_capacity, 16..=1_000_000)?,
-        ..d
-    };
-    let e = SonaConfig::from_section(&section);
+    let e = SonaConfig::from_section(&defaults.with_params(params)?);
     Ok(SonaConfig {
         match_threshold: params.number_in("match_threshold", f64::from(e.match_threshold), 0.0..=1.0)? as f32,
         max_patterns: params.integer_in("max_patterns", e.max_patterns as i64, 1..=10_000_000)? as usize,
