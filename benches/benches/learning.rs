@@ -3,30 +3,15 @@
 //! background cycle on 1K trajectories. Run: `cargo bench -p ruvector-dag-benches --bench learning`.
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use ruvector_dag::dag::generator::{DagShape, generate};
+use ruvector_dag::dag::generator::{DagShape, SplitMix64, generate};
 use ruvector_dag::learning::ExecutionMetrics;
 use ruvector_dag_learning::{DagReasoningBank, DagSonaEngine, EwcPlusPlus, LoRa, SonaConfig};
 use std::hint::black_box;
 
-/// SplitMix64 → standard normal (Box-Muller).
-fn normals(seed: u64) -> impl FnMut() -> f32 {
-    let mut state = seed;
-    move || {
-        let mut next = || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
-        let (u1, u2) = (next().max(1e-12), next());
-        ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
-    }
-}
-
 /// `n` unit vectors around `clusters` random centres.
 fn clustered(n: usize, clusters: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut normal = normals(seed);
+    let mut rng = SplitMix64::new(seed);
+    let mut normal = || rng.normal() as f32;
     let unit = |v: Vec<f32>| {
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.into_iter().map(|x| x / norm).collect::<Vec<f32>>()

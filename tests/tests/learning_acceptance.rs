@@ -3,32 +3,12 @@
 //! without freezing the new one, IVF search agrees with brute force, and the bank's maintenance behaves.
 
 use proptest::prelude::*;
-use ruvector_dag::dag::generator::{DagShape, generate};
+use ruvector_dag::dag::generator::{DagShape, SplitMix64 as Rng, generate};
 use ruvector_dag::learning::ExecutionMetrics;
 use ruvector_dag::{OperatorNode, QueryDag};
 use ruvector_dag_learning::{
     DagReasoningBank, DagSonaEngine, DagTrajectory, DagTrajectoryBuffer, EwcPlusPlus, LoRa, SonaConfig,
 };
-
-/// A small deterministic generator (SplitMix64) so every test is reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn uniform(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
-    }
-    fn normal(&mut self) -> f64 {
-        let (u1, u2) = (self.uniform().max(1e-12), self.uniform());
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-}
 
 fn create_query_dag() -> QueryDag {
     let mut dag = QueryDag::new();
@@ -105,7 +85,7 @@ fn families() -> [Family; 2] {
 fn learning_learns_latencies_and_the_better_settings_per_family() {
     let families = families();
     let mut sona = DagSonaEngine::new(SonaConfig::default());
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     let log_error = |sona: &mut DagSonaEngine| -> f64 {
         families
             .iter()
@@ -208,7 +188,7 @@ fn task_sample(rng: &mut Rng, task_b: bool) -> (Vec<f32>, f32) {
 
 /// Explained variance (1 − MSE / Var(t)) of the model on 2000 fresh samples of a task.
 fn skill(model: &Linear, task_b: bool, seed: u64) -> f64 {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let samples: Vec<(Vec<f32>, f32)> = (0..2000).map(|_| task_sample(&mut rng, task_b)).collect();
     let mean = samples.iter().map(|s| f64::from(s.1)).sum::<f64>() / samples.len() as f64;
     let var = samples.iter().map(|s| (f64::from(s.1) - mean).powi(2)).sum::<f64>();
@@ -218,7 +198,7 @@ fn skill(model: &Linear, task_b: bool, seed: u64) -> f64 {
 
 /// Trains task A then task B; returns (retention of A, plasticity on B) relative to each task trained alone.
 fn two_tasks(lambda: f32, seed: u64) -> (f64, f64) {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let (lr, steps) = (0.01, 4000);
     let mut model = Linear { w: vec![0.0; D] };
     let mut ewc = EwcPlusPlus::new(D, lambda, 0.999);
@@ -254,7 +234,7 @@ fn ewc_keeps_the_old_task_and_still_learns_the_new_one() {
 #[test]
 fn ewc_detects_a_task_boundary_from_the_loss_stream() {
     let mut ewc = EwcPlusPlus::new(4, 10.0, 0.99);
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     let stable = (0..200).filter(|_| ewc.observe_loss(1.0 + 0.05 * rng.normal())).count();
     assert_eq!(stable, 0, "no boundary in a stationary loss stream");
     assert!(ewc.observe_loss(5.0), "a loss far above the running mean is a boundary");
@@ -262,7 +242,7 @@ fn ewc_detects_a_task_boundary_from_the_loss_stream() {
 
 /// `n` unit vectors around `clusters` random centres (cosine ≈ 0.9 to their centre).
 fn clustered(n: usize, clusters: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let unit = |v: Vec<f32>| {
         let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
         v.into_iter().map(|x| x / norm).collect::<Vec<f32>>()

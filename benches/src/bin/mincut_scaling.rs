@@ -8,24 +8,8 @@
 //! Run: `cargo run --release -p ruvector-dag-benches --bin mincut-scaling [UPDATES=1000]`
 
 use ruvector_dag::QueryDag;
-use ruvector_dag::dag::generator::{DagShape, generate};
+use ruvector_dag::dag::generator::{DagShape, SplitMix64 as Rng, generate};
 use ruvector_dag::mincut::DagMinCutEngine;
-
-/// SplitMix64: deterministic across platforms.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 /// Work (nodes touched) of each of `updates` updates.
 fn run(dag: &QueryDag, adversarial: bool, updates: usize, rng: &mut Rng) -> Vec<u64> {
@@ -85,7 +69,7 @@ fn main() {
     let mut summary = Vec::new();
     for (shape, shape_name) in [(DagShape::BushyJoin, "bushy"), (DagShape::LeftDeepJoin, "left-deep")] {
         for (adversarial, kind) in [(false, "random"), (true, "adversarial")] {
-            let mut rng = Rng(0x5EED ^ shape as u64 ^ u64::from(adversarial));
+            let mut rng = Rng::new(0x5EED ^ shape as u64 ^ u64::from(adversarial));
             let mut per_size: Vec<Vec<u64>> = Vec::new();
             for &n in &sizes {
                 let dag = generate(shape, n, 42);
@@ -100,7 +84,7 @@ fn main() {
             let ys: Vec<f64> = per_size.iter().map(|w| mean_of(w).max(1e-9).ln()).collect();
             let point = slope(&xs, &ys);
             // Bootstrap: resample the updates of every size, 1000 times.
-            let mut boot = Rng(0xB007);
+            let mut boot = Rng::new(0xB007);
             let mut slopes: Vec<f64> = (0..1000)
                 .map(|_| {
                     let ys: Vec<f64> = per_size

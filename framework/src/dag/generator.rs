@@ -96,12 +96,20 @@ pub fn generate(shape: DagShape, nodes: usize, seed: u64) -> QueryDag {
     QueryDag::try_from_parts(g.parts, g.edges).expect("generated graphs are acyclic and well-formed")
 }
 
-/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and fixed forever.
+/// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and fixed forever, so seeded streams are the same on every
+/// platform and version. The workspace's one seeded generator (plan generation, adapter initialisation, k-means++
+/// seeding, tests and benches).
 #[derive(Debug, Clone)]
-struct SplitMix64(u64);
+pub struct SplitMix64(u64);
 
 impl SplitMix64 {
-    fn next_u64(&mut self) -> u64 {
+    /// A generator whose state starts at `state`.
+    pub fn new(state: u64) -> Self {
+        SplitMix64(state)
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -110,16 +118,24 @@ impl SplitMix64 {
     }
 
     /// Uniform in `[0, 1)`.
-    fn unit(&mut self) -> f64 {
+    pub fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
-    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+    /// Uniform in `[lo, hi)`.
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * self.unit()
     }
 
-    fn below(&mut self, n: usize) -> usize {
+    /// Uniform in `0..n` (modulo bias below 2⁻⁴⁰ for the sizes used here).
+    pub fn below(&mut self, n: usize) -> usize {
         (self.next_u64() % n as u64) as usize
+    }
+
+    /// Standard normal (Box–Muller, cosine branch; two uniforms per value).
+    pub fn normal(&mut self) -> f64 {
+        let (u1, u2) = (self.unit().max(1e-12), self.unit());
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
     }
 }
 

@@ -13,6 +13,7 @@
 //! `(0.1 + quality) × ln(2 + usage) × 0.5^(age / half_life)`: a score that changes as patterns are used.
 
 use crate::dot;
+use ruvector_dag::dag::generator::SplitMix64;
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -371,14 +372,8 @@ impl DagReasoningBank {
             return 0;
         }
         let d = self.dim;
-        let mut rng = seed ^ 0xD1B5_4A32_D192_ED03;
-        let mut next = || {
-            rng = rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = rng;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut rng = SplitMix64::new(seed ^ 0xD1B5_4A32_D192_ED03);
+        let mut next = || rng.unit();
         // k-means++: first centre uniform, then proportional to squared distance (2 − 2 cos for unit vectors).
         let mut centres: Vec<usize> = vec![(next() * n as f64) as usize % n];
         let mut dist: Vec<f64> = self

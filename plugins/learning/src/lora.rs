@@ -18,6 +18,7 @@
 
 use crate::dot;
 use crate::ewc::EwcPlusPlus;
+use ruvector_dag::dag::generator::SplitMix64;
 
 /// A low-rank adapter with a regression head (see the [module docs](self)).
 #[derive(Debug, Clone, PartialEq)]
@@ -49,19 +50,11 @@ impl LoRa {
     pub fn new(dim: usize, rank: usize, learning_rate: f32, seed: u64) -> Self {
         assert!(dim > 0 && rank > 0, "an adapter needs a positive dimension and rank");
         let mut params = vec![0f32; 2 * dim * rank + dim + 1];
-        // A ~ N(0, 1/d) from a fixed generator (Box-Muller over SplitMix64).
-        let mut state = seed ^ 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
-        };
+        // A ~ N(0, 1/d) from the workspace's fixed generator.
+        let mut rng = SplitMix64::new(seed ^ 0x9E37_79B9_7F4A_7C15);
         let std = (1.0 / dim as f64).sqrt();
         for a in params.iter_mut().take(dim * rank) {
-            let (u1, u2) = (next().max(1e-12), next());
-            *a = (std * (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32;
+            *a = (std * rng.normal()) as f32;
         }
         LoRa {
             dim,
