@@ -385,59 +385,66 @@ impl DagMinCutEngine {
         let mut counters = self.counters;
         for id in cut.nodes {
             let p = self.positions[&id];
-            let without = match self.solver.as_ref().expect("built") {
-                Solver::Tree(t) => {
-                    let mut probe = t.clone();
-                    probe.set_node(p, UNBOUNDED, &mut counters);
-                    probe.value()
-                }
-                Solver::Flow { network, node_edge, .. } => {
-                    let mut probe = network.clone();
-                    probe.set_capacity(node_edge[p as usize], UNBOUNDED, &mut counters);
-                    probe.flow()
-                }
-            };
-            out[p as usize] = if without >= UNBOUNDED { 1.0 } else { 1.0 - base as f64 / without as f64 };
+            out[p as usize] = share_of_cut(base, self.cut_without_limit(Unlimited::Node(p), &mut counters));
         }
         self.counters = counters;
         out
     }
-}
 
-impl DagMinCutEngine {
     /// Criticality of every data edge in the found cut, as [`criticality`](Self::criticality) defines it for
     /// operators: `(from, to, 1 − cut / cut_without_limit)`.
     pub fn edge_criticality(&mut self) -> Vec<(usize, usize, f64)> {
         let cut = self.min_cut();
         let base = self.cut_units();
+        if base == 0 {
+            return cut.edges.into_iter().map(|(from, to)| (from, to, 0.0)).collect();
+        }
         let mut counters = self.counters;
         let mut out = Vec::with_capacity(cut.edges.len());
         for (from, to) in cut.edges {
-            let (a, b) = (self.positions[&from], self.positions[&to]);
-            let without = match self.solver.as_ref().expect("built") {
-                Solver::Tree(t) => {
-                    let mut probe = t.clone();
-                    probe.set_edge(a, UNBOUNDED, &mut counters);
-                    probe.value()
-                }
-                Solver::Flow { network, data_edge, .. } => {
-                    let mut probe = network.clone();
-                    probe.set_capacity(data_edge[&(a, b)], UNBOUNDED, &mut counters);
-                    probe.flow()
-                }
-            };
-            let c = if base == 0 {
-                0.0
-            } else if without >= UNBOUNDED {
-                1.0
-            } else {
-                1.0 - base as f64 / without as f64
-            };
-            out.push((from, to, c));
+            let edge = Unlimited::Edge(self.positions[&from], self.positions[&to]);
+            out.push((from, to, share_of_cut(base, self.cut_without_limit(edge, &mut counters))));
         }
         self.counters = counters;
         out
     }
+
+    /// The cut value, in units, on a copy of the solver where `what` cannot be cut.
+    fn cut_without_limit(&self, what: Unlimited, counters: &mut WorkCounters) -> u64 {
+        match (self.solver.as_ref().expect("built"), what) {
+            (Solver::Tree(t), Unlimited::Node(p)) => {
+                let mut probe = t.clone();
+                probe.set_node(p, UNBOUNDED, counters);
+                probe.value()
+            }
+            (Solver::Tree(t), Unlimited::Edge(a, _)) => {
+                let mut probe = t.clone();
+                probe.set_edge(a, UNBOUNDED, counters);
+                probe.value()
+            }
+            (Solver::Flow { network, node_edge, data_edge }, what) => {
+                let edge = match what {
+                    Unlimited::Node(p) => node_edge[p as usize],
+                    Unlimited::Edge(a, b) => data_edge[&(a, b)],
+                };
+                let mut probe = network.clone();
+                probe.set_capacity(edge, UNBOUNDED, counters);
+                probe.flow()
+            }
+        }
+    }
+}
+
+/// What a criticality probe makes uncuttable: an operator, or a data edge (from, to), by position.
+#[derive(Debug, Clone, Copy)]
+enum Unlimited {
+    Node(u32),
+    Edge(u32, u32),
+}
+
+/// `1 − cut / cut_without_limit` (1 when nothing finite is left to cut), for a non-zero cut.
+fn share_of_cut(base: u64, without: u64) -> f64 {
+    if without >= UNBOUNDED { 1.0 } else { 1.0 - base as f64 / without as f64 }
 }
 
 fn checked_capacity(capacity: f64) -> Result<u64> {
