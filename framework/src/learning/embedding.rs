@@ -69,10 +69,14 @@ fn log_scaled(v: f64, scale: f64) -> f32 {
 
 /// The 128 features of every operator, by insertion position, written into `out` (`n × 128`).
 pub fn node_features(dag: &QueryDag, out: &mut Vec<f32>) {
+    write_node_features(dag, &dag.depths(), out);
+}
+
+/// [`node_features`] with the plan's depths already computed.
+fn write_node_features(dag: &QueryDag, depths: &[usize], out: &mut Vec<f32>) {
     let n = dag.node_count();
     out.clear();
     out.resize(n * NODE_FEATURES, 0.0);
-    let depths = dag.depths();
     let heights = dag.heights();
     let max_depth = depths.iter().copied().max().unwrap_or(0) as f32;
     let max_height = heights.iter().copied().max().unwrap_or(0) as f32;
@@ -129,8 +133,9 @@ pub fn plan_embedding(dag: &QueryDag, dim: usize, weights: Option<&[f32]>) -> Ve
     let n = dag.node_count();
     let mut v = vec![0f32; DEFAULT_DIM];
     if n > 0 {
+        let depths = dag.depths();
         let mut features = Vec::new();
-        node_features(dag, &mut features);
+        write_node_features(dag, &depths, &mut features);
         let costs = self_costs(dag);
         let total: f64 = costs.iter().sum();
         let share: Vec<f32> = match weights {
@@ -145,7 +150,6 @@ pub fn plan_embedding(dag: &QueryDag, dim: usize, weights: Option<&[f32]>) -> Ve
                 v[NODE_FEATURES + i] += share[p] * f[i];
             }
         }
-        let depths = dag.depths();
         v[124] = log_scaled(n as f64, 10.0);
         v[125] = (depths.iter().copied().max().unwrap_or(0) as f32 / 64.0).min(1.0);
         v[126] = log_scaled(total, 30.0);
