@@ -79,27 +79,10 @@ impl Walker {
             self.subplans(p.initPlan, id, Relationship::InitPlan);
             self.visit(p.lefttree, Some(id), Some(Relationship::Outer), None);
             self.visit(p.righttree, Some(id), Some(Relationship::Inner), None);
-            match p.type_ {
-                pg_sys::NodeTag::T_Append => {
-                    self.members((*(plan as *mut pg_sys::Append)).appendplans, id);
-                }
-                pg_sys::NodeTag::T_MergeAppend => {
-                    self.members((*(plan as *mut pg_sys::MergeAppend)).mergeplans, id);
-                }
-                pg_sys::NodeTag::T_BitmapAnd => {
-                    self.members((*(plan as *mut pg_sys::BitmapAnd)).bitmapplans, id);
-                }
-                pg_sys::NodeTag::T_BitmapOr => {
-                    self.members((*(plan as *mut pg_sys::BitmapOr)).bitmapplans, id);
-                }
-                pg_sys::NodeTag::T_SubqueryScan => {
-                    let sub = (*(plan as *mut pg_sys::SubqueryScan)).subplan;
-                    self.visit(sub, Some(id), Some(Relationship::Subquery), None);
-                }
-                pg_sys::NodeTag::T_CustomScan => {
-                    self.members((*(plan as *mut pg_sys::CustomScan)).custom_plans, id);
-                }
-                _ => {}
+            self.members(member_plans(plan), id);
+            if p.type_ == pg_sys::NodeTag::T_SubqueryScan {
+                let sub = (*(plan as *mut pg_sys::SubqueryScan)).subplan;
+                self.visit(sub, Some(id), Some(Relationship::Subquery), None);
             }
             // SubPlans referenced from this node's expressions.
             let mut found: Vec<*mut pg_sys::SubPlan> = Vec::new();
@@ -421,13 +404,7 @@ pub(crate) unsafe fn index_ams(stmt: *mut pg_sys::PlannedStmt) -> dag::dag::Expl
         // SAFETY: `plan` is a valid plan node; casts follow its tag.
         unsafe {
             let p = &*plan;
-            let indexid = match p.type_ {
-                pg_sys::NodeTag::T_IndexScan => Some((*(plan as *mut pg_sys::IndexScan)).indexid),
-                pg_sys::NodeTag::T_IndexOnlyScan => Some((*(plan as *mut pg_sys::IndexOnlyScan)).indexid),
-                pg_sys::NodeTag::T_BitmapIndexScan => Some((*(plan as *mut pg_sys::BitmapIndexScan)).indexid),
-                _ => None,
-            };
-            if let Some(oid) = indexid {
+            if let Some(oid) = scanned_index(plan) {
                 let (name, am) = index_name_and_am(oid);
                 if let Some(am) = am {
                     out.index_am.insert(name, am);
@@ -435,15 +412,7 @@ pub(crate) unsafe fn index_ams(stmt: *mut pg_sys::PlannedStmt) -> dag::dag::Expl
             }
             walk(p.lefttree, out);
             walk(p.righttree, out);
-            let members = match p.type_ {
-                pg_sys::NodeTag::T_Append => (*(plan as *mut pg_sys::Append)).appendplans,
-                pg_sys::NodeTag::T_MergeAppend => (*(plan as *mut pg_sys::MergeAppend)).mergeplans,
-                pg_sys::NodeTag::T_BitmapAnd => (*(plan as *mut pg_sys::BitmapAnd)).bitmapplans,
-                pg_sys::NodeTag::T_BitmapOr => (*(plan as *mut pg_sys::BitmapOr)).bitmapplans,
-                pg_sys::NodeTag::T_CustomScan => (*(plan as *mut pg_sys::CustomScan)).custom_plans,
-                _ => std::ptr::null_mut(),
-            };
-            for child in PgList::<pg_sys::Plan>::from_pg(members).iter_ptr() {
+            for child in list_ptrs::<pg_sys::Plan>(member_plans(plan)) {
                 walk(child, out);
             }
             if p.type_ == pg_sys::NodeTag::T_SubqueryScan {
@@ -489,6 +458,41 @@ unsafe fn list_ptrs<T>(list: *mut pg_sys::List) -> impl Iterator<Item = *mut T> 
     let len = if list.is_null() { 0 } else { unsafe { (*list).length.max(0) as usize } };
     // SAFETY: every index is below the length.
     (0..len).map(move |i| unsafe { list_nth_ptr::<T>(list, i).expect("index below the length") })
+}
+
+/// The member plans (a List of Plan) of an Append, MergeAppend, BitmapAnd, BitmapOr or CustomScan node; null for
+/// every other node. The one place the plan walkers learn which nodes have members.
+///
+/// # Safety
+/// `plan` is a valid plan node.
+unsafe fn member_plans(plan: *mut pg_sys::Plan) -> *mut pg_sys::List {
+    // SAFETY: casts follow the node's tag.
+    unsafe {
+        match (*plan).type_ {
+            pg_sys::NodeTag::T_Append => (*(plan as *mut pg_sys::Append)).appendplans,
+            pg_sys::NodeTag::T_MergeAppend => (*(plan as *mut pg_sys::MergeAppend)).mergeplans,
+            pg_sys::NodeTag::T_BitmapAnd => (*(plan as *mut pg_sys::BitmapAnd)).bitmapplans,
+            pg_sys::NodeTag::T_BitmapOr => (*(plan as *mut pg_sys::BitmapOr)).bitmapplans,
+            pg_sys::NodeTag::T_CustomScan => (*(plan as *mut pg_sys::CustomScan)).custom_plans,
+            _ => std::ptr::null_mut(),
+        }
+    }
+}
+
+/// The index an IndexScan, IndexOnlyScan or BitmapIndexScan node reads; `None` for every other node.
+///
+/// # Safety
+/// `plan` is a valid plan node.
+unsafe fn scanned_index(plan: *mut pg_sys::Plan) -> Option<pg_sys::Oid> {
+    // SAFETY: casts follow the node's tag.
+    unsafe {
+        match (*plan).type_ {
+            pg_sys::NodeTag::T_IndexScan => Some((*(plan as *mut pg_sys::IndexScan)).indexid),
+            pg_sys::NodeTag::T_IndexOnlyScan => Some((*(plan as *mut pg_sys::IndexOnlyScan)).indexid),
+            pg_sys::NodeTag::T_BitmapIndexScan => Some((*(plan as *mut pg_sys::BitmapIndexScan)).indexid),
+            _ => None,
+        }
+    }
 }
 
 /// A cheap structural fingerprint of a plan: node tags, relation and index OIDs and the tree's shape, hashed
@@ -539,16 +543,10 @@ pub(crate) unsafe fn plan_fingerprint(stmt: *mut pg_sys::PlannedStmt) -> u64 {
             unsafe {
                 let p = &*plan;
                 self.mix(u64::from(p.type_ as u32) + 1);
+                if let Some(index) = scanned_index(plan) {
+                    self.mix(u64::from(index.to_u32()));
+                }
                 match p.type_ {
-                    pg_sys::NodeTag::T_IndexScan => {
-                        self.mix(u64::from((*(plan as *mut pg_sys::IndexScan)).indexid.to_u32()))
-                    }
-                    pg_sys::NodeTag::T_IndexOnlyScan => {
-                        self.mix(u64::from((*(plan as *mut pg_sys::IndexOnlyScan)).indexid.to_u32()))
-                    }
-                    pg_sys::NodeTag::T_BitmapIndexScan => {
-                        self.mix(u64::from((*(plan as *mut pg_sys::BitmapIndexScan)).indexid.to_u32()))
-                    }
                     pg_sys::NodeTag::T_Agg => self.mix(u64::from((*(plan as *mut pg_sys::Agg)).aggstrategy)),
                     pg_sys::NodeTag::T_NestLoop | pg_sys::NodeTag::T_HashJoin | pg_sys::NodeTag::T_MergeJoin => {
                         self.mix(u64::from((*(plan as *mut pg_sys::Join)).jointype))
@@ -573,15 +571,7 @@ pub(crate) unsafe fn plan_fingerprint(stmt: *mut pg_sys::PlannedStmt) -> u64 {
                 }
                 self.walk(p.lefttree);
                 self.walk(p.righttree);
-                let members = match p.type_ {
-                    pg_sys::NodeTag::T_Append => (*(plan as *mut pg_sys::Append)).appendplans,
-                    pg_sys::NodeTag::T_MergeAppend => (*(plan as *mut pg_sys::MergeAppend)).mergeplans,
-                    pg_sys::NodeTag::T_BitmapAnd => (*(plan as *mut pg_sys::BitmapAnd)).bitmapplans,
-                    pg_sys::NodeTag::T_BitmapOr => (*(plan as *mut pg_sys::BitmapOr)).bitmapplans,
-                    pg_sys::NodeTag::T_CustomScan => (*(plan as *mut pg_sys::CustomScan)).custom_plans,
-                    _ => std::ptr::null_mut(),
-                };
-                for child in list_ptrs::<pg_sys::Plan>(members) {
+                for child in list_ptrs::<pg_sys::Plan>(member_plans(plan)) {
                     self.walk(child);
                 }
                 if p.type_ == pg_sys::NodeTag::T_SubqueryScan {
