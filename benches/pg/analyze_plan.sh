@@ -5,14 +5,9 @@
 # Usage (as root, after `cargo pgrx install --release` of host-postgres): benches/pg/analyze_plan.sh [N=200]
 set -euo pipefail
 N=${1:-200}
-BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PORT=${PORT:-55444}
-WORK=$(mktemp -d /tmp/rvanalyze.XXXXXX)
-chown postgres "$WORK"
-as_pg() { runuser -u postgres -- "$@"; }
-trap 'as_pg "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-as_pg "$BIN/initdb" -D "$WORK/data" -A trust -U postgres >/dev/null
-as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/log" -w -o "-p $PORT -k $WORK -c listen_addresses='' -c jit=off" start >/dev/null
+. "$(dirname "$0")/../../host-postgres/tests/throwaway_cluster.sh"
+cluster_start -c jit=off
 psql_q() { as_pg "$BIN/psql" -X -q -h "$WORK" -p "$PORT" -d postgres "$@"; }
 psql_q -c "CREATE EXTENSION ruvector_dag; CREATE TABLE a (id int PRIMARY KEY, v int); CREATE TABLE b (id int PRIMARY KEY, w int);
            INSERT INTO a SELECT g, g % 100 FROM generate_series(1, 10000) g; INSERT INTO b SELECT g, g % 7 FROM generate_series(1, 10000) g; ANALYZE"

@@ -4,16 +4,9 @@
 # Usage (as root, after `cargo pgrx install --release` of host-postgres): benches/pg/capture_cost.sh [N=200000]
 set -euo pipefail
 N=${1:-200000}
-BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PORT=${PORT:-55441}
-WORK=$(mktemp -d /tmp/rvloop.XXXXXX)
-chown postgres "$WORK"
-as_pg() { runuser -u postgres -- "$@"; }
-cleanup() { as_pg "$BIN/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
-as_pg "$BIN/initdb" -D "$WORK/data" -A trust -U postgres >/dev/null
-as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/log" -w \
-    -o "-p $PORT -k $WORK -c listen_addresses='' -c shared_preload_libraries='ruvector_dag' -c jit=off" start >/dev/null
+. "$(dirname "$0")/../../host-postgres/tests/throwaway_cluster.sh"
+cluster_start -c shared_preload_libraries=ruvector_dag -c jit=off
 as_pg "$BIN/pgbench" -h "$WORK" -p "$PORT" -i -s 1 -q postgres >/dev/null 2>&1
 {
     echo '\timing on'

@@ -8,18 +8,13 @@
 # installed library with a debug build): benches/pg/capture_instructions.sh [N=20000]
 set -euo pipefail
 N=${1:-20000}
-BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PORT=${PORT:-55443}
-WORK=$(mktemp -d /tmp/rvcg.XXXXXX)
-chown postgres "$WORK"
-as_pg() { runuser -u postgres -- "$@"; }
-trap 'as_pg "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
 command -v valgrind >/dev/null || { echo "valgrind is required (apt-get install valgrind)" >&2; exit 1; }
+. "$(dirname "$0")/../../host-postgres/tests/throwaway_cluster.sh"
 
-as_pg "$BIN/initdb" -D "$WORK/data" -A trust -U postgres >/dev/null
-as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/log" -w -o "-p $PORT -k $WORK -c listen_addresses=''" start >/dev/null
+cluster_start
 as_pg "$BIN/pgbench" -h "$WORK" -p "$PORT" -i -s 1 -q postgres >/dev/null 2>&1
-as_pg "$BIN/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null
+cluster_stop
 
 run() { # MODE COUNT -> total instructions of the whole single-user session
     local sql="$WORK/in-$1-$2.sql"

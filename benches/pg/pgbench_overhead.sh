@@ -11,20 +11,11 @@ SECONDS_PER_RUN=${1:-60}
 ROUNDS=${2:-3}
 SCALE=${3:-10}
 CLIENTS=${4:-2}
-BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PORT=${PORT:-55440}
-WORK=$(mktemp -d /tmp/rvbench.XXXXXX)
-chown postgres "$WORK"
-as_pg() { runuser -u postgres -- "$@"; }
-cleanup() { as_pg "$BIN/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$WORK"; }
-trap cleanup EXIT
+. "$(dirname "$0")/../../host-postgres/tests/throwaway_cluster.sh"
 
-as_pg "$BIN/initdb" -D "$WORK/data" -A trust -U postgres >/dev/null
-start() {
-    as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/log" -w \
-        -o "-p $PORT -k $WORK -c listen_addresses='' -c shared_preload_libraries='$1' -c jit=off ${2:-}" start >/dev/null
-}
-stop() { as_pg "$BIN/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null; }
+start() { cluster_start "-c shared_preload_libraries='$1' -c jit=off ${2:-}"; }
+stop() { cluster_stop; }
 tps() {
     as_pg "$BIN/pgbench" -h "$WORK" -p "$PORT" -S -c "$CLIENTS" -j "$CLIENTS" -T "$SECONDS_PER_RUN" -n postgres 2>/dev/null \
         | awk '/^tps/ {print $3; exit}'

@@ -3,14 +3,9 @@
 # shared memory); SQL functions must still work and say (NOTICE) that capture is off. Needs root and the
 # extension installed for the system PostgreSQL 15 (`cargo pgrx install`). Exits non-zero on any failure.
 set -euo pipefail
-BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PORT=${PORT:-55445}
-WORK=$(mktemp -d /tmp/rvnopreload.XXXXXX)
-chown postgres "$WORK"
-as_pg() { runuser -u postgres -- "$@"; }
-trap 'as_pg "$BIN/pg_ctl" -D "$WORK/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$WORK"' EXIT
-as_pg "$BIN/initdb" -D "$WORK/data" -A trust -U postgres >/dev/null
-as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/log" -w -o "-p $PORT -k $WORK -c listen_addresses=''" start >/dev/null
+. "$(dirname "$0")/throwaway_cluster.sh"
+cluster_start
 sql() { as_pg "$BIN/psql" -X -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -d postgres -A -t "$@" 2>&1; }
 fail() { echo "no_preload: $*" >&2; exit 1; }
 
