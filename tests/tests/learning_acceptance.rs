@@ -111,6 +111,7 @@ fn learning_learns_latencies_and_the_better_settings_per_family() {
         }
         let report = sona.run_background_cycle().unwrap();
         assert_eq!(report.trajectories_processed, 20, "round {round}");
+        assert_eq!(report.patterns_updated, 2, "round {round}: one pattern per family, nothing merged or evicted");
     }
     let learned = log_error(&mut sona);
     eprintln!("mean |ln(1+predicted) - ln(1+true)| over the two families: {initial:.3} -> {learned:.3}");
@@ -389,7 +390,7 @@ proptest! {
             if op == 0 {
                 drained += buffer.drain().len() as u64;
             } else {
-                buffer.push(DagTrajectory { embedding: vec![pushed as f32], plan_hash: pushed, latency_ms: 1.0, settings: Vec::new() });
+                buffer.push(DagTrajectory { embedding: vec![pushed as f32], plan_hash: pushed, pattern_id: 0, latency_ms: 1.0, settings: Vec::new() });
                 pushed += 1;
             }
             prop_assert!(buffer.len() <= capacity);

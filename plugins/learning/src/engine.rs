@@ -189,10 +189,11 @@ impl DagSonaEngine {
                 self.ewc.consolidate(self.micro.parameters());
             }
         }
-        self.reasoning_bank.observe(&embedding, &metrics.settings, metrics.latency_ms);
+        let pattern_id = self.reasoning_bank.observe(&embedding, &metrics.settings, metrics.latency_ms);
         self.trajectories.push(DagTrajectory {
             embedding,
             plan_hash: ruvector_dag::attention::PlanFingerprint::of(dag).0 as u64,
+            pattern_id,
             latency_ms: metrics.latency_ms,
             settings: metrics.settings.clone(),
         });
@@ -224,13 +225,15 @@ impl DagSonaEngine {
                 self.micro.adapt(&t.embedding, residual, None);
             }
         }
-        let before = self.reasoning_bank.len();
         let merged = self.reasoning_bank.consolidate(0.995);
         let evicted = self.reasoning_bank.evict(self.config.max_patterns);
         let lists = self.reasoning_bank.rebuild_index(self.config.clusters, self.queries);
         Ok(CycleReport {
             trajectories_processed: batch.len(),
-            patterns_updated: merged + evicted + before.min(batch.len()),
+            // Patterns the batch's executions created or changed, plus those merged away or evicted.
+            patterns_updated: batch.iter().map(|t| t.pattern_id).collect::<std::collections::HashSet<_>>().len()
+                + merged
+                + evicted,
             new_clusters: lists,
             ewc_constraints_updated: consolidated,
         })

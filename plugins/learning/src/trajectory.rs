@@ -14,6 +14,8 @@ pub struct DagTrajectory {
     pub embedding: Vec<f32>,
     /// Structural hash of the plan (its class).
     pub plan_hash: u64,
+    /// The ReasoningBank pattern the execution was recorded in.
+    pub pattern_id: u64,
     /// Measured latency in milliseconds.
     pub latency_ms: f64,
     /// Planner settings in force (empty for the native plan).
@@ -86,7 +88,7 @@ mod tests {
     use super::*;
 
     fn t(ms: f64) -> DagTrajectory {
-        DagTrajectory { embedding: vec![], plan_hash: 0, latency_ms: ms, settings: vec![] }
+        DagTrajectory { embedding: vec![], plan_hash: 0, pattern_id: 0, latency_ms: ms, settings: vec![] }
     }
 
     #[test]
