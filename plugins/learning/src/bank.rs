@@ -548,6 +548,38 @@ impl DagReasoningBank {
         before - self.patterns.len()
     }
 
+    /// The persistent part of the bank: patterns with their ids, the next id and the logical clock (the IVF index
+    /// is derived and rebuilt on restore).
+    pub(crate) fn to_state(&self) -> BankState {
+        BankState { patterns: self.patterns.clone(), next_id: self.next_id, clock: self.clock }
+    }
+
+    /// Replaces the bank's patterns with `state` (ids kept) and leaves it unindexed.
+    ///
+    /// # Errors
+    /// When a centroid has the wrong dimension or two patterns share an id.
+    pub(crate) fn restore(&mut self, state: BankState) -> ruvector_dag::Result<()> {
+        let mut seen = std::collections::HashSet::with_capacity(state.patterns.len());
+        for p in &state.patterns {
+            if p.centroid.len() != self.dim {
+                return Err(state_error(format!(
+                    "pattern {} has dimension {}, expected {}",
+                    p.id,
+                    p.centroid.len(),
+                    self.dim
+                )));
+            }
+            if !seen.insert(p.id) || p.id >= state.next_id {
+                return Err(state_error(format!("pattern id {} is duplicated or beyond next id", p.id)));
+            }
+        }
+        self.patterns = state.patterns;
+        self.next_id = state.next_id;
+        self.clock = state.clock;
+        self.reset_index();
+        Ok(())
+    }
+
     /// Serialises every pattern (JSON), for persistence.
     pub fn export(&self) -> String {
         serde_json::to_string(&self.patterns).expect("patterns serialise")
@@ -578,6 +610,18 @@ impl DagReasoningBank {
         }
         Ok(n)
     }
+}
+
+/// What [`DagReasoningBank::to_state`] saves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct BankState {
+    pub(crate) patterns: Vec<Pattern>,
+    pub(crate) next_id: u64,
+    pub(crate) clock: u64,
+}
+
+fn state_error(message: String) -> ruvector_dag::Error {
+    ruvector_dag::Error::Plugin { plugin: "reasoning_bank".into(), message: format!("state: {message}") }
 }
 
 fn merge_into(into: &mut Pattern, other: Pattern) {

@@ -15,7 +15,7 @@
 //! deviations above the running mean (Welford) starts a new task.
 
 /// EWC++ state for a parameter vector (see the [module docs](self)).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EwcPlusPlus {
     /// λ.
     pub lambda: f32,
@@ -71,6 +71,16 @@ impl EwcPlusPlus {
         self.consolidations += 1;
     }
 
+    /// Number of parameters covered.
+    pub fn parameters(&self) -> usize {
+        self.fisher.len()
+    }
+
+    /// True when every per-parameter vector covers exactly `parameters` (a check for restored state).
+    pub(crate) fn covers(&self, parameters: usize) -> bool {
+        [self.fisher.len(), self.importance.len(), self.anchor.len()].iter().all(|&n| n == parameters)
+    }
+
     /// Consolidations so far.
     pub fn consolidations(&self) -> u64 {
         self.consolidations
@@ -97,6 +107,19 @@ impl EwcPlusPlus {
         }
         for ((g, (p, a)), f) in grad.iter_mut().zip(params.iter().zip(&self.anchor)).zip(&self.importance) {
             *g += self.lambda * f * (p - a);
+        }
+    }
+
+    /// Pulls `params` towards the anchor by the proximal step of the penalty with step size `lr`:
+    /// `θ_i ← (θ_i + c_i θ*_i) / (1 + c_i)`, `c_i = lr λ F_i` (exactly minimises
+    /// `½ (θ_i − θ'_i)² + lr (λ/2) F_i (θ_i − θ*_i)²`; never overshoots the anchor, whatever λ).
+    pub fn proximal_step(&self, params: &mut [f32], lr: f32) {
+        if !self.anchored || self.lambda == 0.0 {
+            return;
+        }
+        for ((p, a), f) in params.iter_mut().zip(&self.anchor).zip(&self.importance) {
+            let c = lr * self.lambda * f;
+            *p = (*p + c * a) / (1.0 + c);
         }
     }
 
@@ -145,6 +168,25 @@ mod tests {
         e.add_penalty_gradient(&[1.0, 1.0, 1.0], &mut g);
         // F = 0.5 * g²: [0.5, 0, 2]; gradient λ F (θ − θ*) = 2 * [0.5, 0, 2]
         assert_eq!(g, [1.0, 0.0, 4.0]);
+    }
+
+    #[test]
+    fn the_proximal_step_never_overshoots_the_anchor() {
+        let mut e = EwcPlusPlus::new(2, 1e6, 0.0);
+        e.accumulate(&[1.0, 0.5]);
+        e.consolidate(&[0.0, 0.0]);
+        let mut p = [1.0f32, -1.0];
+        for _ in 0..5 {
+            e.proximal_step(&mut p, 0.1);
+            assert!(p[0] >= 0.0 && p[0] < 1.0 && p[1] <= 0.0 && p[1] > -1.0, "{p:?}");
+        }
+        // For small λ it is the explicit gradient step to first order.
+        let small = EwcPlusPlus { lambda: 1e-3, ..e.clone() };
+        let mut q = [1.0f32, -1.0];
+        small.proximal_step(&mut q, 0.1);
+        let mut g = [0.0f32; 2];
+        small.add_penalty_gradient(&[1.0, -1.0], &mut g);
+        assert!((q[0] - (1.0 - 0.1 * g[0])).abs() < 1e-6 && (q[1] - (-1.0 - 0.1 * g[1])).abs() < 1e-6);
     }
 
     #[test]

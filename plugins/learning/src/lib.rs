@@ -18,6 +18,7 @@ mod bank;
 mod engine;
 mod ewc;
 mod lora;
+mod state;
 mod tiers;
 mod trajectory;
 
@@ -25,6 +26,7 @@ pub use bank::{Arm, DagReasoningBank, Pattern, PatternMatch};
 pub use engine::{DagSonaEngine, QueryEnhancement, SonaConfig};
 pub use ewc::EwcPlusPlus;
 pub use lora::{LoRa, MicroLoRa};
+pub use state::{Restored, STATE_VERSION};
 pub use tiers::{BackgroundTier, InstantTier, shared_engine};
 pub use trajectory::{DagTrajectory, DagTrajectoryBuffer};
 

@@ -198,17 +198,22 @@ impl LoRa {
     /// The step is `θ ← θ − η ∇L / (‖∇ŷ‖² + ε)` (normalised LMS): to first order it moves the prediction by
     /// `η (t − ŷ)`, so the learning rate `η` is the fraction of the error one example corrects, independent of
     /// the input's scale and dimension, and the step is stable for `0 < η < 2`.
+    ///
+    /// The EWC penalty is applied as a proximal (implicit) step, `θ_i ← (θ_i + c_i θ*_i) / (1 + c_i)` with
+    /// `c_i = lr λ F_i`: the same as the explicit gradient step for small `c_i`, and stable for any λ — the
+    /// explicit step `θ_i −= c_i (θ_i − θ*_i)` overshoots the anchor and diverges once `c_i > 2`, which real
+    /// workloads reach with λ in the thousands.
     pub fn adapt(&mut self, x: &[f32], target: f32, ewc: Option<&mut EwcPlusPlus>) -> f32 {
         let mut grad = std::mem::take(&mut self.grad);
         let err = self.gradient(x, target, &mut grad);
         // ∇L = g ∇ŷ, so ‖∇ŷ‖² = ‖∇L‖² / g².
         let sensitivity = if err != 0.0 { dot(&grad, &grad) / (err * err) } else { 1.0 };
-        if let Some(ewc) = ewc {
-            ewc.accumulate(&grad);
-            ewc.add_penalty_gradient(&self.params, &mut grad);
-        }
         let lr = self.learning_rate / (sensitivity + 1e-6);
         self.params.iter_mut().zip(&grad).for_each(|(p, g)| *p -= lr * g);
+        if let Some(ewc) = ewc {
+            ewc.accumulate(&grad);
+            ewc.proximal_step(&mut self.params, lr);
+        }
         self.grad = grad;
         err
     }
