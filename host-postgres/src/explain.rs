@@ -54,6 +54,32 @@ pub(crate) fn dag_from_explain_with(json: &str, options: &ExplainOptions) -> dag
 /// statement; anything but a read-only `SELECT` (including data-modifying CTEs).
 pub(crate) fn plan_query(query: &str) -> QueryDag {
     use crate::sql::fail;
+    use pgrx::prelude::PgSqlErrorCode as E;
+    // SAFETY: `with_planned` passes a started, explain-only QueryDesc and its PlannedStmt.
+    with_planned(query, |qd, stmt| unsafe {
+        let json = explain_json(qd, false);
+        let options = crate::capture::index_ams(stmt);
+        dag_from_explain_with(&json, &options)
+            .unwrap_or_else(|e| fail(E::ERRCODE_INTERNAL_ERROR, format!("importing the plan failed: {e}")))
+    })
+}
+
+/// Plans `query` as [`plan_query`] does and returns its DAG as the executor hooks capture it (no conditions or
+/// filters): the representation the learning loop learned from, so predictions for it are comparable.
+pub(crate) fn plan_query_captured(query: &str) -> QueryDag {
+    use crate::sql::fail;
+    use pgrx::prelude::PgSqlErrorCode as E;
+    // SAFETY: `with_planned` passes a valid PlannedStmt inside the current transaction.
+    with_planned(query, |_, stmt| unsafe {
+        crate::capture::dag_from_planned_stmt(stmt)
+            .unwrap_or_else(|e| fail(E::ERRCODE_INTERNAL_ERROR, format!("converting the plan failed: {e}")))
+    })
+}
+
+/// Parses, checks, plans `query` and starts it in explain-only mode (which checks privileges), then calls `f`
+/// with the query descriptor and plan before shutting the executor down.
+fn with_planned<T>(query: &str, f: impl FnOnce(*mut pg_sys::QueryDesc, *mut pg_sys::PlannedStmt) -> T) -> T {
+    use crate::sql::fail;
     use pgrx::PgList;
     use pgrx::prelude::PgSqlErrorCode as E;
 
@@ -113,15 +139,13 @@ pub(crate) fn plan_query(query: &str) -> QueryDag {
                 0,
             );
             pg_sys::ExecutorStart(qd, pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32);
-            let json = explain_json(qd, false);
+            let out = f(qd, stmt);
             pg_sys::ExecutorEnd(qd);
             pg_sys::FreeQueryDesc(qd);
             if pushed {
                 pg_sys::PopActiveSnapshot();
             }
-            let options = crate::capture::index_ams(stmt);
-            dag_from_explain_with(&json, &options)
-                .unwrap_or_else(|e| fail(E::ERRCODE_INTERNAL_ERROR, format!("importing the plan failed: {e}")))
+            out
         }
     })
 }

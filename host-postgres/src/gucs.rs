@@ -51,6 +51,8 @@ pub(crate) static ACTUALS_SAMPLE_RATE: GucSetting<f64> = GucSetting::<f64>::new(
 pub(crate) static MICRO_LORA_RANK: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub(crate) static BASE_LORA_RANK: GucSetting<i32> = GucSetting::<i32>::new(8);
 pub(crate) static CONFIG_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub(crate) static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+pub(crate) static SNAPSHOT_KB: GucSetting<i32> = GucSetting::<i32>::new(16_384);
 
 /// Registers the GUCs. Server-start (`PGC_POSTMASTER`) settings can only be defined while the library is
 /// preloaded; loaded later (by `CREATE EXTENSION` in a backend) they are skipped, as pg_stat_statements does, and
@@ -75,6 +77,24 @@ pub(crate) fn init() {
             &CONFIG_FILE,
             GucContext::Postmaster,
             GucFlags::SUPERUSER_ONLY,
+        );
+        GucRegistry::define_string_guc(
+            c"ruvector.dag_database",
+            c"Database the learner background worker connects to and keeps its state in.",
+            c"CREATE EXTENSION ruvector_dag there; learning from every database is kept in its ruvector tables.",
+            &DATABASE,
+            GucContext::Postmaster,
+            GucFlags::SUPERUSER_ONLY,
+        );
+        GucRegistry::define_int_guc(
+            c"ruvector.dag_snapshot_kb",
+            c"Shared memory for the learned state the worker publishes to backends.",
+            c"A state larger than this is not published (logged); backends then keep the previous one.",
+            &SNAPSHOT_KB,
+            64,
+            1_048_576,
+            GucContext::Postmaster,
+            GucFlags::UNIT_KB,
         );
     }
     GucRegistry::define_bool_guc(

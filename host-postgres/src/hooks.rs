@@ -95,6 +95,11 @@ pub(crate) fn suppressed<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Turns capture off for the rest of this process (the learner worker: its own statements are not workload).
+pub(crate) fn disable_in_this_process() {
+    SUPPRESS.with(|s| s.set(s.get() + 1));
+}
+
 fn capturing() -> bool {
     crate::gucs::ENABLED.get() && SUPPRESS.with(|s| s.get() == 0) && ring::available()
 }

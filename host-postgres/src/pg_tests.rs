@@ -459,4 +459,121 @@ mod tests {
     fn configure_rejects_bad_parameters() {
         Spi::run(r#"SELECT ruvector.dag_attention_configure('topological', '{"decay_factor": 3}')"#).unwrap();
     }
+
+    // ---- the learning loop -----------------------------------------------------------------------------------
+
+    const LEARN_QUERY: &str = "SELECT l.grp, count(*) FROM rv_learn l JOIN rv_teams t ON t.id = l.grp GROUP BY l.grp";
+
+    fn learn_from_executions(n: usize) -> (i64, bool) {
+        setup_tables();
+        // A relation no other test uses: a plan shape this backend has not met, so its plan reaches the worker.
+        Spi::run(
+            "CREATE TABLE IF NOT EXISTS rv_learn (id int, grp int);
+             INSERT INTO rv_learn SELECT g, 1 + g % 20 FROM generate_series(1, 5000) g;
+             ANALYZE rv_learn;",
+        )
+        .unwrap();
+        for _ in 0..n {
+            Spi::run(LEARN_QUERY).unwrap();
+        }
+        let (processed, saved) =
+            Spi::get_two::<i64, bool>("SELECT trajectories_processed, saved FROM ruvector.dag_learn_now()").unwrap();
+        (processed.unwrap(), saved.unwrap())
+    }
+
+    #[pg_test]
+    fn the_learner_learns_saves_and_estimates_from_executions() {
+        let (processed, saved) = learn_from_executions(12);
+        assert!(processed >= 12, "the cycle trained on the drained executions: {processed}");
+        assert!(saved, "saved to ruvector.dag_learning_state");
+        let (source, patterns) =
+            Spi::get_two::<String, i64>("SELECT source, patterns FROM ruvector.dag_learning_status()").unwrap();
+        assert!(source.unwrap().starts_with("snapshot"), "backends read the worker's snapshot");
+        let patterns = patterns.unwrap();
+        assert!(patterns >= 1);
+        assert_eq!(Spi::get_one::<i64>("SELECT active_patterns FROM ruvector.dag_status()").unwrap(), Some(patterns));
+        let saved_patterns =
+            Spi::get_one::<i32>("SELECT patterns FROM ruvector.dag_learning_state WHERE name = 'current'").unwrap();
+        assert_eq!(saved_patterns.map(i64::from), Some(patterns), "the saved state is the published one");
+        let saved_rows = Spi::get_one::<i64>("SELECT count(*) FROM ruvector.dag_trajectories").unwrap().unwrap();
+        assert!(saved_rows >= 12, "drained executions are saved: {saved_rows}");
+
+        // The prediction for this query is close to what it measured (in log space, as the model learns).
+        let explain =
+            Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {LEARN_QUERY}")).unwrap().unwrap();
+        let query_id = explain.0[0]["Query Identifier"].as_i64().unwrap();
+        let measured = Spi::get_one::<f64>(&format!(
+            "SELECT exp(avg(ln(1 + execution_time_ms))) - 1 FROM ruvector.dag_get_trajectories(1000, {query_id})"
+        ))
+        .unwrap()
+        .unwrap();
+        let (neural, confidence) = Spi::get_two::<f64, f64>(&format!(
+            "SELECT neural_estimate, confidence FROM ruvector.dag_estimate($q${LEARN_QUERY}$q$) WHERE metric = 'execution_time_ms'"
+        ))
+        .unwrap();
+        let (neural, confidence) = (neural.unwrap(), confidence.unwrap());
+        let nearest = Spi::get_one::<pgrx::JsonB>(&format!(
+            "SELECT jsonb_agg(jsonb_build_object('id', pattern_id, 'similarity', similarity, 'meta', metadata))
+             FROM ruvector.dag_query_patterns(ruvector.dag_embedding($q${LEARN_QUERY}$q$), 3, -1)"
+        ))
+        .unwrap();
+        let status = Spi::get_one::<pgrx::JsonB>("SELECT to_jsonb(s) FROM ruvector.dag_learning_status() s").unwrap();
+        assert!(
+            (neural.ln_1p() - measured.ln_1p()).abs() < 0.25,
+            "predicted {neural} ms for a query measured at {measured} ms; nearest patterns {:?}; {:?}",
+            nearest.map(|j| j.0),
+            status.map(|j| j.0)
+        );
+        assert!(confidence > 0.8, "backed by at least 12 measurements: {confidence}");
+        let cost = Spi::get_one::<f64>(&format!(
+            "SELECT postgres_estimate FROM ruvector.dag_estimate($q${LEARN_QUERY}$q$) WHERE metric = 'plan_total_cost'"
+        ))
+        .unwrap();
+        assert!(cost.unwrap() > 0.0);
+
+        // The query's own embedding finds its pattern, with its executions behind it.
+        let (similarity, samples) = Spi::get_two::<f64, i64>(&format!(
+            "SELECT similarity, (metadata->>'samples')::bigint
+             FROM ruvector.dag_query_patterns(ruvector.dag_embedding($q${LEARN_QUERY}$q$), 1, 0.9)"
+        ))
+        .unwrap();
+        assert!(similarity.unwrap() > 0.99);
+        assert!(samples.unwrap() >= 12);
+        let listed = Spi::get_one::<i64>("SELECT count(*) FROM ruvector.dag_patterns").unwrap();
+        assert_eq!(listed, Some(patterns));
+        let exported = Spi::get_one::<Vec<u8>>("SELECT ruvector.dag_export_state()").unwrap().unwrap();
+        assert_eq!(&exported[..4], b"RVLS");
+    }
+
+    #[pg_test]
+    fn health_check_reports_the_learner() {
+        learn_from_executions(1);
+        let (status, message) = Spi::get_two::<String, String>(
+            "SELECT status, message FROM ruvector.dag_health_check() WHERE component = 'learner'",
+        )
+        .unwrap();
+        assert_eq!(status.as_deref(), Some("ok"), "{message:?}");
+        assert!(message.unwrap().contains("saved in database \"pgrx_tests\""));
+    }
+
+    #[pg_test(error = "query_vector has 3 dimensions, the learned patterns 256")]
+    fn query_patterns_checks_the_dimension() {
+        Spi::run("SELECT * FROM ruvector.dag_query_patterns(ARRAY[1, 0, 0]::real[])").unwrap();
+    }
+
+    #[pg_test(error = "k 0 is out of range: expected 1..=10000")]
+    fn query_patterns_checks_k() {
+        Spi::run("SELECT * FROM ruvector.dag_query_patterns(ARRAY[1]::real[], 0)").unwrap();
+    }
+
+    #[pg_test(error = "query_vector must not be NULL")]
+    fn query_patterns_rejects_null() {
+        Spi::run("SELECT * FROM ruvector.dag_query_patterns(NULL)").unwrap();
+    }
+
+    #[pg_test(error = "only a SELECT statement can be analysed (the query is planned, not run)")]
+    fn estimate_rejects_other_statements() {
+        setup_tables();
+        Spi::run("SELECT * FROM ruvector.dag_estimate('DELETE FROM rv_users')").unwrap();
+    }
 }

@@ -9,7 +9,6 @@
 //! readers see an empty ring.
 
 use pgrx::pg_sys;
-use pgrx::prelude::*;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU64, Ordering};
 
@@ -146,55 +145,27 @@ pub(crate) struct Stats {
 }
 
 static RING: AtomicPtr<Header> = AtomicPtr::new(ptr::null_mut());
-static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
-static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
-
 const NAME: &std::ffi::CStr = c"ruvector_dag trajectory ring";
 
 fn capacity() -> usize {
     crate::gucs::MAX_TRAJECTORIES.get().max(1) as usize
 }
 
-fn size_of_ring(capacity: usize) -> usize {
-    size_of::<Header>() + capacity * size_of::<Slot>()
+/// Bytes of shared memory the ring needs.
+pub(crate) fn shmem_size() -> usize {
+    size_of::<Header>() + capacity() * size_of::<Slot>()
 }
 
-/// Installs the shared-memory hooks. Call from `_PG_init` while preloading.
-pub(crate) fn init() {
-    // SAFETY: _PG_init runs single-threaded in the postmaster; we chain the previous hooks.
+/// Creates or attaches the ring (see [`crate::shmem`], which holds `AddinShmemInitLock`).
+///
+/// # Safety
+/// Call only from the shared-memory startup hook, under `AddinShmemInitLock`.
+pub(crate) unsafe fn attach() {
+    // SAFETY: the caller holds AddinShmemInitLock in the shmem startup phase.
     unsafe {
-        PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
-        pg_sys::shmem_request_hook = Some(shmem_request);
-        PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
-        pg_sys::shmem_startup_hook = Some(shmem_startup);
-    }
-}
-
-#[pg_guard]
-#[allow(ffi_unwind_calls)] // the previous hook is called inside pg_guard_ffi_boundary
-unsafe extern "C-unwind" fn shmem_request() {
-    // SAFETY: called by the postmaster in the shmem request phase; the previous hook is called first.
-    unsafe {
-        if let Some(prev) = PREV_SHMEM_REQUEST {
-            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| prev());
-        }
-        pg_sys::RequestAddinShmemSpace(size_of_ring(capacity()));
-    }
-}
-
-#[pg_guard]
-#[allow(ffi_unwind_calls)] // the previous hook is called inside pg_guard_ffi_boundary
-unsafe extern "C-unwind" fn shmem_startup() {
-    // SAFETY: shmem startup: we create or attach the struct under AddinShmemInitLock, as PostgreSQL requires.
-    unsafe {
-        if let Some(prev) = PREV_SHMEM_STARTUP {
-            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| prev());
-        }
         let cap = capacity();
-        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock; // AddinShmemInitLock
-        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         let mut found = false;
-        let header = pg_sys::ShmemInitStruct(NAME.as_ptr(), size_of_ring(cap), &mut found).cast::<Header>();
+        let header = pg_sys::ShmemInitStruct(NAME.as_ptr(), shmem_size(), &mut found).cast::<Header>();
         if !found {
             header.write(Header {
                 capacity: cap as u64,
@@ -208,7 +179,6 @@ unsafe extern "C-unwind" fn shmem_startup() {
                 slots.add(i).write(Slot { seq: AtomicU64::new(0), record: Record::empty() });
             }
         }
-        pg_sys::LWLockRelease(init_lock);
         RING.store(header, Ordering::Release);
     }
 }
@@ -291,6 +261,43 @@ pub(crate) fn read(limit: usize, mut keep: impl FnMut(&Record) -> bool) -> Vec<R
         }
     }
     out
+}
+
+/// Copies out the records after sequence number `after`, oldest first, at most `limit`. Returns them, the last
+/// sequence number looked at (pass it as `after` next time) and how many records in between were lost: overwritten
+/// before they were read, or still being written.
+pub(crate) fn read_since(after: u64, limit: usize) -> (Vec<Record>, u64, u64) {
+    let header = RING.load(Ordering::Acquire);
+    if header.is_null() || limit == 0 {
+        return (Vec::new(), after, 0);
+    }
+    // SAFETY: the seqlock read of `read`, over increasing sequence numbers.
+    unsafe {
+        let h = &*header;
+        let newest = h.next_seq.load(Ordering::Acquire) - 1;
+        if newest <= after {
+            // Nothing new (or the ring restarted after a crash: start again from its beginning).
+            return if newest < after { read_since(0, limit) } else { (Vec::new(), after, 0) };
+        }
+        let oldest = newest.saturating_sub(h.capacity - 1).max(1);
+        let start = (after + 1).max(oldest);
+        let end = newest.min(start + limit as u64 - 1);
+        let mut missed = start - (after + 1);
+        let mut out = Vec::with_capacity((end + 1 - start) as usize);
+        for seq in start..=end {
+            let slot = slots_ptr(header).add(((seq - 1) % h.capacity) as usize);
+            if (*slot).seq.load(Ordering::Acquire) == seq {
+                let copy = ptr::read_volatile(&raw const (*slot).record);
+                std::sync::atomic::fence(Ordering::Acquire);
+                if (*slot).seq.load(Ordering::Relaxed) == seq && copy.seq == seq {
+                    out.push(copy);
+                    continue;
+                }
+            }
+            missed += 1;
+        }
+        (out, end, missed)
+    }
 }
 
 /// The ring's counters (zeros without a ring).

@@ -166,8 +166,13 @@ fn dag_status() -> TableIterator<
     let improvements: Vec<f64> =
         ring::read(usize::MAX, |r| r.improvement_ratio.is_finite()).iter().map(|r| r.improvement_ratio).collect();
     let avg = (!improvements.is_empty()).then(|| improvements.iter().sum::<f64>() / improvements.len() as f64);
+    let active_patterns = if crate::preloaded() {
+        crate::learner::status().patterns as i64
+    } else {
+        crate::learner::with_engine(|engine, _| engine.reasoning_bank.len() as i64)
+    };
     TableIterator::once((
-        0,
+        active_patterns,
         stats.recorded as i64,
         avg,
         0,
@@ -211,6 +216,7 @@ fn dag_health_check() -> TableIterator<
     } else {
         rows.push(("trajectory_ring", "disabled", "no shared memory without preload".to_owned()));
     }
+    rows.push(learner_health());
     let loaded = crate::settings::loaded();
     match (&loaded.path, &loaded.error) {
         (_, Some(err)) => rows.push(("config", "warning", format!("{err}; using built-in defaults"))),
@@ -218,6 +224,46 @@ fn dag_health_check() -> TableIterator<
         (None, None) => rows.push(("config", "ok", "built-in defaults (ruvector.config_file is empty)".to_owned())),
     }
     TableIterator::new(rows.into_iter().map(move |(c, st, m)| (c.to_owned(), st.to_owned(), now, m)))
+}
+
+fn learner_health() -> (&'static str, &'static str, String) {
+    if !crate::preloaded() {
+        return (
+            "learner",
+            "disabled",
+            "no background worker without preload; saved state is read from the table".into(),
+        );
+    }
+    let s = crate::learner::status();
+    if s.worker_pid == 0 {
+        return ("learner", "error", "the ruvector_dag_learner worker is not running (see the server log)".into());
+    }
+    let db = gucs::DATABASE.get().and_then(|d| d.into_string().ok()).unwrap_or_default();
+    let (status, saving) = match s.persist_status {
+        0 => ("ok", "not saved yet".to_owned()),
+        1 => ("ok", format!("saved in database \"{db}\"")),
+        _ => ("warning", format!("not saved: CREATE EXTENSION ruvector_dag in database \"{db}\"")),
+    };
+    let status = if s.snapshot_too_large > 0 { "warning" } else { status };
+    (
+        "learner",
+        status,
+        format!(
+            "worker pid {}: {} executions learned ({} coalesced, {} of unknown plan shape, {} lost to ring overflow), \
+             {} patterns, {} cycles; {saving}; snapshot generation {}, {} of {} kB{}",
+            s.worker_pid,
+            s.learned,
+            s.coalesced,
+            s.unknown_plan,
+            s.lost,
+            s.patterns,
+            s.cycles,
+            s.snapshot_generation,
+            s.snapshot_bytes.div_ceil(1024),
+            s.snapshot_capacity / 1024,
+            if s.snapshot_too_large > 0 { " (state too large to publish: raise ruvector.dag_snapshot_kb)" } else { "" }
+        ),
+    )
 }
 
 // ---- trajectories -------------------------------------------------------------------------------------------

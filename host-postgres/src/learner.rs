@@ -1,0 +1,693 @@
+//! The learning loop inside PostgreSQL: the background worker `ruvector_dag_learner`, its shared control block,
+//! persistence of what it learned, and the snapshot backends predict from.
+//!
+//! - The worker (registered in `_PG_init` while preloading; restarted 5 s after it stops) connects to the
+//!   database `ruvector.dag_database`, restores the learned state saved there, and then loops: every second it
+//!   drains the new records of the trajectory ring into the engine's instant tier (`post_query`: MicroLoRA step,
+//!   ReasoningBank update); every `ruvector.dag_background_interval_ms`, when `dag_learn_now()` asks, and at
+//!   shutdown it runs the background tier (BaseLoRA, consolidation, eviction, IVF rebuild), saves the state and
+//!   the drained trajectories to the `ruvector` tables in one transaction, and publishes the state to shared
+//!   memory. SIGHUP re-reads the configuration; SIGTERM saves and exits (the postmaster restarts it unless the
+//!   server is shutting down).
+//! - Backends read the published snapshot (a seqlock-guarded byte area sized by `ruvector.dag_snapshot_kb`) into a
+//!   per-backend engine when its generation changes; without preload they read the saved state from the table.
+//!
+//! The learner costs the user's queries nothing: the hooks only append to the ring. A burst of executions of
+//! one plan shape is learned from at most [`MAX_PER_SHAPE`] times per drain (the rest are counted as coalesced),
+//! so the worker's CPU stays bounded by the number of distinct shapes, not by the query rate.
+
+use crate::ring::{self, Record};
+use crate::sql::fail;
+use dag::QueryDag;
+use dag::learning::ExecutionMetrics;
+use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
+use pgrx::prelude::*;
+use pgrx::{pg_sys, spi};
+use rustc_hash::FxHashMap;
+use ruvector_dag_learning::{DagSonaEngine, SonaConfig};
+use std::cell::RefCell;
+use std::ptr;
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicPtr, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// Executions of one plan shape the worker learns from per drain; further ones in the same drain are coalesced.
+pub(crate) const MAX_PER_SHAPE: u32 = 16;
+/// How often the worker drains the ring.
+const DRAIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Plan shapes the worker remembers (by plan hash).
+const MAX_PLANS: usize = 20_000;
+/// How long `dag_learn_now()` waits for the worker.
+const LEARN_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long `dag_learn_now()` waits for a worker that is not running yet (starting or restarting).
+const WORKER_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Counters and the last cycle's report, in shared memory.
+#[repr(C)]
+struct Control {
+    worker_pid: AtomicI32,
+    worker_latch: AtomicPtr<pg_sys::Latch>,
+    learn_requested: AtomicU64,
+    learn_done: AtomicU64,
+    /// Executions learned from, coalesced, skipped (plan never seen by the worker), lost (ring overwrote them).
+    learned: AtomicU64,
+    coalesced: AtomicU64,
+    unknown_plan: AtomicU64,
+    lost: AtomicU64,
+    cycles: AtomicU64,
+    patterns: AtomicU64,
+    last_cycle_at: AtomicI64,
+    /// Last cycle: trajectories, patterns updated, IVF lists, EWC constraints updated, microseconds.
+    report: [AtomicU64; 5],
+    /// 0 = never saved, 1 = saved, 2 = extension not installed in `ruvector.dag_database`, 3 = save failed.
+    persist_status: AtomicU64,
+    /// Seqlock of the snapshot: odd while the worker writes; the generation is `seq / 2`.
+    snapshot_seq: AtomicU64,
+    snapshot_len: AtomicU64,
+    snapshot_capacity: u64,
+    snapshot_too_large: AtomicU64,
+}
+
+static CONTROL: AtomicPtr<Control> = AtomicPtr::new(ptr::null_mut());
+const NAME: &std::ffi::CStr = c"ruvector_dag learner";
+
+fn snapshot_capacity() -> usize {
+    crate::gucs::SNAPSHOT_KB.get().max(64) as usize * 1024
+}
+
+/// Bytes of shared memory the control block and snapshot need.
+pub(crate) fn shmem_size() -> usize {
+    size_of::<Control>() + snapshot_capacity()
+}
+
+/// Creates or attaches the control block.
+///
+/// # Safety
+/// Call only from the shared-memory startup hook, under `AddinShmemInitLock`.
+pub(crate) unsafe fn attach() {
+    // SAFETY: the caller holds AddinShmemInitLock in the shmem startup phase; a new block is written whole.
+    unsafe {
+        let mut found = false;
+        let control = pg_sys::ShmemInitStruct(NAME.as_ptr(), shmem_size(), &mut found).cast::<Control>();
+        if !found {
+            control.write(Control {
+                worker_pid: AtomicI32::new(0),
+                worker_latch: AtomicPtr::new(ptr::null_mut()),
+                learn_requested: AtomicU64::new(0),
+                learn_done: AtomicU64::new(0),
+                learned: AtomicU64::new(0),
+                coalesced: AtomicU64::new(0),
+                unknown_plan: AtomicU64::new(0),
+                lost: AtomicU64::new(0),
+                cycles: AtomicU64::new(0),
+                patterns: AtomicU64::new(0),
+                last_cycle_at: AtomicI64::new(0),
+                report: Default::default(),
+                persist_status: AtomicU64::new(0),
+                snapshot_seq: AtomicU64::new(0),
+                snapshot_len: AtomicU64::new(0),
+                snapshot_capacity: snapshot_capacity() as u64,
+                snapshot_too_large: AtomicU64::new(0),
+            });
+        }
+        CONTROL.store(control, Ordering::Release);
+    }
+}
+
+fn control() -> Option<&'static Control> {
+    // SAFETY: the block lives in shared memory for the server's lifetime; all mutable fields are atomics.
+    unsafe { CONTROL.load(Ordering::Acquire).as_ref() }
+}
+
+fn snapshot_area(c: &Control) -> *mut u8 {
+    // SAFETY: the snapshot bytes follow the control block in the same allocation.
+    unsafe { (c as *const Control).cast_mut().cast::<u8>().add(size_of::<Control>()) }
+}
+
+/// Registers the worker. Call from `_PG_init` while preloading.
+pub(crate) fn init() {
+    BackgroundWorkerBuilder::new("ruvector_dag_learner")
+        .set_type("ruvector_dag_learner")
+        .set_function("ruvector_dag_learner_main")
+        .set_library("ruvector_dag")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(Duration::from_secs(5)))
+        .load();
+}
+
+/// The learner's configuration: `ruvector.toml`'s `[learning]` section, with the learning GUCs that are set to
+/// something other than their defaults taking precedence.
+pub(crate) fn sona_config() -> SonaConfig {
+    use crate::gucs;
+    let mut c = SonaConfig::from_section(&crate::settings::loaded().config.learning);
+    let defaults = dag::config::LearningSection::default();
+    if gucs::LEARNING_RATE.get() != defaults.learning_rate {
+        c.learning_rate = gucs::LEARNING_RATE.get() as f32;
+        c.base_learning_rate = c.learning_rate / 2.0;
+    }
+    if gucs::QUALITY_THRESHOLD.get() != defaults.quality_threshold {
+        c.quality_threshold = gucs::QUALITY_THRESHOLD.get();
+    }
+    if gucs::PATTERN_CLUSTERS.get() as usize != defaults.pattern_clusters {
+        c.clusters = gucs::PATTERN_CLUSTERS.get() as usize;
+    }
+    if gucs::EWC_LAMBDA.get() != defaults.ewc_lambda {
+        c.ewc_lambda = gucs::EWC_LAMBDA.get() as f32;
+    }
+    if gucs::MICRO_LORA_RANK.get() as usize != defaults.micro_lora_rank {
+        c.micro_rank = (gucs::MICRO_LORA_RANK.get() as usize).min(2);
+    }
+    if gucs::BASE_LORA_RANK.get() as usize != defaults.base_lora_rank {
+        c.base_rank = gucs::BASE_LORA_RANK.get() as usize;
+    }
+    c
+}
+
+// ---- the worker ---------------------------------------------------------------------------------------------
+
+/// Entry point of the background worker.
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn ruvector_dag_learner_main(_arg: pg_sys::Datum) {
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    crate::hooks::disable_in_this_process();
+    let db = crate::gucs::DATABASE.get().and_then(|d| d.into_string().ok()).unwrap_or_else(|| "postgres".into());
+    BackgroundWorker::connect_worker_to_spi(Some(&db), None);
+    let Some(c) = control() else { return };
+    // SAFETY: MyLatch and MyProcPid are this process's; the latch lives in shared memory (PGPROC).
+    unsafe {
+        c.worker_latch.store(pg_sys::MyLatch, Ordering::Release);
+        c.worker_pid.store(pg_sys::MyProcPid, Ordering::Release);
+    }
+    let mut learner = Learner::new(&db);
+    learner.load();
+    learner.publish();
+    let mut next_cycle = Instant::now() + interval();
+    loop {
+        let timeout = DRAIN_INTERVAL.min(next_cycle.saturating_duration_since(Instant::now()));
+        let alive = BackgroundWorker::wait_latch(Some(timeout.max(Duration::from_millis(1))));
+        if BackgroundWorker::sighup_received() {
+            // SAFETY: the documented way for a worker to re-read postgresql.conf after SIGHUP.
+            unsafe { pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP) };
+            learner.engine.config.learning_rate = sona_config().learning_rate;
+            learner.engine.micro.set_learning_rate(learner.engine.config.learning_rate);
+            next_cycle = next_cycle.min(Instant::now() + interval());
+        }
+        // Read the requests before draining: a backend records its executions before it asks, so the drain
+        // below sees every execution made before any request it serves.
+        let requested = c.learn_requested.load(Ordering::Acquire);
+        learner.drain();
+        let asked = requested > c.learn_done.load(Ordering::Acquire);
+        if !alive || asked || Instant::now() >= next_cycle {
+            learner.cycle();
+            c.learn_done.store(requested, Ordering::Release);
+            next_cycle = Instant::now() + interval();
+        }
+        if !alive {
+            break;
+        }
+    }
+    c.worker_pid.store(0, Ordering::Release);
+    c.worker_latch.store(ptr::null_mut(), Ordering::Release);
+    log!("ruvector_dag_learner: saved and stopping");
+    // Exit code 1: the postmaster restarts the worker (after pg_terminate_backend), except at shutdown.
+    // SAFETY: ends this process the PostgreSQL way.
+    unsafe { pg_sys::proc_exit(1) };
+}
+
+fn interval() -> Duration {
+    Duration::from_millis(crate::gucs::BACKGROUND_INTERVAL_MS.get().max(1000) as u64)
+}
+
+/// One drained execution waiting to be saved.
+struct Pending {
+    query_id: i64,
+    plan_hash: i64,
+    recorded_at: i64,
+    execution_ms: f64,
+    planning_ms: Option<f64>,
+    rows: i64,
+    user_id: i64,
+    db_id: i64,
+}
+
+struct Learner {
+    database: String,
+    engine: DagSonaEngine,
+    /// Capture DAGs by plan hash (what the hooks send once per shape and backend).
+    plans: FxHashMap<u64, QueryDag>,
+    /// Plan hashes not yet saved to `ruvector.dag_plans`.
+    new_plans: Vec<u64>,
+    pending: Vec<Pending>,
+    /// Last ring sequence number drained.
+    after: u64,
+    warned_too_large: bool,
+}
+
+impl Learner {
+    fn new(database: &str) -> Self {
+        Learner {
+            database: database.to_owned(),
+            engine: DagSonaEngine::new(sona_config()),
+            plans: FxHashMap::default(),
+            new_plans: Vec::new(),
+            pending: Vec::new(),
+            after: 0,
+            warned_too_large: false,
+        }
+    }
+
+    /// Restores the saved state and plan shapes, if the extension is installed.
+    fn load(&mut self) {
+        let (state, plans) = BackgroundWorker::transaction(|| {
+            if !extension_installed() {
+                return (None, Vec::new());
+            }
+            let state: Option<Vec<u8>> =
+                Spi::get_one("SELECT state FROM ruvector.dag_learning_state WHERE name = 'current'").ok().flatten();
+            let plans = Spi::connect(|client| {
+                let rows = client.select("SELECT plan_hash, plan FROM ruvector.dag_plans", None, &[])?;
+                rows.map(|row| Ok((row.get::<i64>(1)?, row.get::<Vec<u8>>(2)?)))
+                    .collect::<Result<Vec<_>, spi::SpiError>>()
+            })
+            .unwrap_or_default();
+            (state, plans)
+        });
+        for (hash, bytes) in plans {
+            if let (Some(hash), Some(Ok(dag))) = (hash, bytes.map(|b| QueryDag::from_bytes(&b))) {
+                self.plans.insert(hash as u64, dag);
+            }
+        }
+        let Some(state) = state else {
+            log!("ruvector_dag_learner: started in database \"{}\" with nothing learned yet", self.database);
+            return;
+        };
+        match self.engine.restore_state(&state) {
+            Ok(r) => log!(
+                "ruvector_dag_learner: restored {} patterns learned from {} executions ({} plan shapes)",
+                r.patterns,
+                r.queries,
+                self.plans.len()
+            ),
+            Err(e) => {
+                // Keep the old state under another name rather than overwrite it.
+                warning!(
+                    "ruvector_dag_learner: the saved state cannot be restored ({e}); starting fresh and keeping it \
+                     in ruvector.dag_learning_state as 'rejected <time>'"
+                );
+                BackgroundWorker::transaction(|| {
+                    Spi::run(
+                        "UPDATE ruvector.dag_learning_state SET name = 'rejected ' || now() WHERE name = 'current'",
+                    )
+                    .ok();
+                });
+            }
+        }
+    }
+
+    /// Learns from the ring's new records.
+    fn drain(&mut self) {
+        let Some(c) = control() else { return };
+        let (records, last, lost) = ring::read_since(self.after, 1_000_000);
+        self.after = last;
+        c.lost.fetch_add(lost, Ordering::Relaxed);
+        let mut per_shape: FxHashMap<u64, u32> = FxHashMap::default();
+        for r in &records {
+            self.learn(c, r, &mut per_shape);
+        }
+    }
+
+    fn learn(&mut self, c: &Control, r: &Record, per_shape: &mut FxHashMap<u64, u32>) {
+        // A plan with per-node actuals comes from EXPLAIN (conditions, actuals): not the capture representation
+        // the worker learns from, so only plans without actuals are remembered.
+        if !self.plans.contains_key(&r.plan_hash) && !r.has_actuals && self.plans.len() < MAX_PLANS {
+            if let Some(Ok(dag)) = r.plan_bytes().map(QueryDag::from_bytes) {
+                self.plans.insert(r.plan_hash, dag);
+                self.new_plans.push(r.plan_hash);
+            }
+        }
+        if self.pending.len() < crate::gucs::MAX_TRAJECTORIES.get().max(1) as usize {
+            self.pending.push(Pending {
+                query_id: r.query_id as i64,
+                plan_hash: r.plan_hash as i64,
+                recorded_at: r.recorded_at,
+                execution_ms: r.execution_ms,
+                planning_ms: r.planning_ms.is_finite().then_some(r.planning_ms),
+                rows: r.rows as i64,
+                user_id: i64::from(r.user_id),
+                db_id: i64::from(r.db_id),
+            });
+        }
+        let Some(dag) = self.plans.get(&r.plan_hash) else {
+            c.unknown_plan.fetch_add(1, Ordering::Relaxed);
+            return;
+        };
+        let n = per_shape.entry(r.plan_hash).or_default();
+        *n += 1;
+        if *n > MAX_PER_SHAPE {
+            c.coalesced.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        let metrics = ExecutionMetrics {
+            latency_ms: r.execution_ms,
+            planning_ms: r.planning_ms.is_finite().then_some(r.planning_ms),
+            rows: Some(r.rows as f64),
+            settings: Vec::new(),
+        };
+        if self.engine.post_query(dag, &metrics).is_ok() {
+            c.learned.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The background tier, then save and publish.
+    fn cycle(&mut self) {
+        let Some(c) = control() else { return };
+        let start = Instant::now();
+        let report = match self.engine.run_background_cycle() {
+            Ok(r) => r,
+            Err(e) => {
+                warning!("ruvector_dag_learner: background cycle failed: {e}");
+                return;
+            }
+        };
+        let status = self.save();
+        c.persist_status.store(status, Ordering::Relaxed);
+        self.publish();
+        let values = [
+            report.trajectories_processed as u64,
+            report.patterns_updated as u64,
+            report.new_clusters as u64,
+            report.ewc_constraints_updated as u64,
+            start.elapsed().as_micros() as u64,
+        ];
+        for (slot, v) in c.report.iter().zip(values) {
+            slot.store(v, Ordering::Relaxed);
+        }
+        c.patterns.store(self.engine.reasoning_bank.len() as u64, Ordering::Relaxed);
+        // SAFETY: reads the clock.
+        c.last_cycle_at.store(unsafe { pg_sys::GetCurrentTimestamp() }, Ordering::Relaxed);
+        c.cycles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Saves the state, new plan shapes and drained trajectories in one transaction. Returns the persist status.
+    fn save(&mut self) -> u64 {
+        let state = self.engine.save_state();
+        let patterns = self.engine.reasoning_bank.len() as i32;
+        let queries = self.engine.queries() as i64;
+        let plans: Vec<(i64, Vec<u8>, i32)> = self
+            .new_plans
+            .iter()
+            .filter_map(|h| self.plans.get(h).map(|d| (*h as i64, d.to_bytes(), d.node_count() as i32)))
+            .collect();
+        let pending = std::mem::take(&mut self.pending);
+        let keep = i64::from(crate::gucs::MAX_TRAJECTORIES.get());
+        let saved = BackgroundWorker::transaction(move || {
+            if !extension_installed() {
+                return false;
+            }
+            Spi::run_with_args(
+                "INSERT INTO ruvector.dag_learning_state (name, state, format_version, patterns, queries, saved_at)
+                 VALUES ('current', $1, $2, $3, $4, now())
+                 ON CONFLICT (name) DO UPDATE SET state = EXCLUDED.state, format_version = EXCLUDED.format_version,
+                     patterns = EXCLUDED.patterns, queries = EXCLUDED.queries, saved_at = EXCLUDED.saved_at",
+                &[
+                    state.into(),
+                    i32::from(ruvector_dag_learning::STATE_VERSION).into(),
+                    patterns.into(),
+                    queries.into(),
+                ],
+            )
+            .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("saving state: {e}")));
+            for (hash, bytes, nodes) in plans {
+                Spi::run_with_args(
+                    "INSERT INTO ruvector.dag_plans (plan_hash, node_count, plan) VALUES ($1, $2, $3)
+                     ON CONFLICT (plan_hash) DO NOTHING",
+                    &[hash.into(), nodes.into(), bytes.into()],
+                )
+                .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("saving plans: {e}")));
+            }
+            if !pending.is_empty() {
+                let col = |f: fn(&Pending) -> i64| pending.iter().map(f).collect::<Vec<i64>>();
+                let execution: Vec<f64> = pending.iter().map(|p| p.execution_ms).collect();
+                let planning: Vec<Option<f64>> = pending.iter().map(|p| p.planning_ms).collect();
+                Spi::run_with_args(
+                    "INSERT INTO ruvector.dag_trajectories
+                         (query_id, plan_hash, recorded_at, execution_time_ms, planning_time_ms, rows, user_id, db_id)
+                     SELECT q, h, timestamptz '2000-01-01 00:00:00+00' + t * interval '1 microsecond', e, p, r,
+                            u::oid, d::oid
+                     FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[],
+                                 $6::bigint[], $7::bigint[], $8::bigint[]) AS x(q, h, t, e, p, r, u, d)",
+                    &[
+                        col(|p| p.query_id).into(),
+                        col(|p| p.plan_hash).into(),
+                        col(|p| p.recorded_at).into(),
+                        execution.into(),
+                        planning.into(),
+                        col(|p| p.rows).into(),
+                        col(|p| p.user_id).into(),
+                        col(|p| p.db_id).into(),
+                    ],
+                )
+                .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("saving trajectories: {e}")));
+                Spi::run_with_args(
+                    "DELETE FROM ruvector.dag_trajectories
+                     WHERE trajectory_id <= (SELECT max(trajectory_id) FROM ruvector.dag_trajectories) - $1",
+                    &[keep.into()],
+                )
+                .unwrap_or_else(|e| {
+                    fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("trimming trajectories: {e}"))
+                });
+            }
+            true
+        });
+        if saved {
+            self.new_plans.clear();
+            1
+        } else {
+            2
+        }
+    }
+
+    /// Copies the state into shared memory for backends.
+    fn publish(&mut self) {
+        let Some(c) = control() else { return };
+        let bytes = self.engine.save_state();
+        if bytes.len() as u64 > c.snapshot_capacity {
+            c.snapshot_too_large.fetch_add(1, Ordering::Relaxed);
+            if !self.warned_too_large {
+                warning!(
+                    "ruvector_dag_learner: the learned state ({} kB) exceeds ruvector.dag_snapshot_kb ({} kB); \
+                     backends keep the previous snapshot until it is raised (needs a restart)",
+                    bytes.len() / 1024,
+                    c.snapshot_capacity / 1024
+                );
+                self.warned_too_large = true;
+            }
+            return;
+        }
+        // Seqlock write: odd while the bytes change. The worker is the only writer.
+        c.snapshot_seq.fetch_add(1, Ordering::AcqRel);
+        std::sync::atomic::fence(Ordering::Release);
+        // SAFETY: the area holds `snapshot_capacity` bytes and `bytes` fits; readers validate the sequence.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), snapshot_area(c), bytes.len()) };
+        c.snapshot_len.store(bytes.len() as u64, Ordering::Release);
+        c.snapshot_seq.fetch_add(1, Ordering::Release);
+        c.patterns.store(self.engine.reasoning_bank.len() as u64, Ordering::Relaxed);
+    }
+}
+
+fn extension_installed() -> bool {
+    Spi::get_one::<bool>("SELECT to_regclass('ruvector.dag_learning_state') IS NOT NULL").ok().flatten() == Some(true)
+}
+
+// ---- backends -----------------------------------------------------------------------------------------------
+
+/// Where a backend's copy of the learned state came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Origin {
+    /// The worker's published snapshot of this generation.
+    Snapshot(u64),
+    /// `ruvector.dag_learning_state` (without preload).
+    Table,
+    /// Nothing learned yet: an untrained engine.
+    Fresh,
+}
+
+thread_local! {
+    static CACHE: RefCell<Option<(Origin, DagSonaEngine)>> = const { RefCell::new(None) };
+}
+
+/// Copies the published snapshot; `None` when nothing was published or the worker kept rewriting it.
+fn read_snapshot(c: &Control) -> Option<(u64, Vec<u8>)> {
+    for _ in 0..100 {
+        let before = c.snapshot_seq.load(Ordering::Acquire);
+        if before == 0 {
+            return None;
+        }
+        if before % 2 == 1 {
+            std::thread::yield_now();
+            continue;
+        }
+        let len = (c.snapshot_len.load(Ordering::Acquire) as usize).min(c.snapshot_capacity as usize);
+        let mut bytes = vec![0u8; len];
+        // SAFETY: the area holds `snapshot_capacity` bytes; the copy is validated by the sequence number.
+        unsafe { ptr::copy_nonoverlapping(snapshot_area(c), bytes.as_mut_ptr(), len) };
+        std::sync::atomic::fence(Ordering::Acquire);
+        if c.snapshot_seq.load(Ordering::Acquire) == before {
+            return Some((before / 2, bytes));
+        }
+    }
+    None
+}
+
+/// Runs `f` on this backend's copy of the learned state (refreshed when the worker published a newer one).
+pub(crate) fn with_engine<R>(f: impl FnOnce(&mut DagSonaEngine, Origin) -> R) -> R {
+    let fresh = || (Origin::Fresh, DagSonaEngine::new(sona_config()));
+    let restore = |origin: Origin, bytes: &[u8]| match DagSonaEngine::from_state(sona_config(), bytes) {
+        Ok((engine, _)) => (origin, engine),
+        Err(e) => fail(PgSqlErrorCode::ERRCODE_DATA_CORRUPTED, format!("RV004 LEARNING_FAILED: {e}")),
+    };
+    CACHE.with(|cache| {
+        let mut cache = cache.borrow_mut();
+        match control() {
+            Some(c) => {
+                let generation = c.snapshot_seq.load(Ordering::Acquire) / 2;
+                let stale = !matches!(&*cache, Some((Origin::Snapshot(g), _)) if *g == generation);
+                if stale {
+                    *cache = Some(match read_snapshot(c) {
+                        Some((g, bytes)) => restore(Origin::Snapshot(g), &bytes),
+                        None => fresh(),
+                    });
+                }
+            }
+            None => {
+                // Without preload there is no worker: read what a preloaded server saved, every time.
+                let saved: Option<Vec<u8>> = if table_exists() {
+                    Spi::get_one("SELECT state FROM ruvector.dag_learning_state WHERE name = 'current'").ok().flatten()
+                } else {
+                    None
+                };
+                *cache = Some(match saved {
+                    Some(bytes) => restore(Origin::Table, &bytes),
+                    None => fresh(),
+                });
+            }
+        }
+        let (origin, engine) = cache.as_mut().expect("filled above");
+        f(engine, *origin)
+    })
+}
+
+fn table_exists() -> bool {
+    Spi::get_one::<bool>("SELECT to_regclass('ruvector.dag_learning_state') IS NOT NULL").ok().flatten() == Some(true)
+}
+
+/// The learner's counters, for `dag_status` and `dag_health_check`.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Status {
+    pub(crate) worker_pid: i32,
+    pub(crate) learned: u64,
+    pub(crate) coalesced: u64,
+    pub(crate) unknown_plan: u64,
+    pub(crate) lost: u64,
+    pub(crate) cycles: u64,
+    pub(crate) patterns: u64,
+    pub(crate) last_cycle_at: i64,
+    pub(crate) persist_status: u64,
+    pub(crate) snapshot_generation: u64,
+    pub(crate) snapshot_bytes: u64,
+    pub(crate) snapshot_capacity: u64,
+    pub(crate) snapshot_too_large: u64,
+}
+
+/// Counters (zeros without preload).
+pub(crate) fn status() -> Status {
+    let Some(c) = control() else { return Status::default() };
+    let r = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    Status {
+        worker_pid: c.worker_pid.load(Ordering::Relaxed),
+        learned: r(&c.learned),
+        coalesced: r(&c.coalesced),
+        unknown_plan: r(&c.unknown_plan),
+        lost: r(&c.lost),
+        cycles: r(&c.cycles),
+        patterns: r(&c.patterns),
+        last_cycle_at: c.last_cycle_at.load(Ordering::Relaxed),
+        persist_status: r(&c.persist_status),
+        snapshot_generation: r(&c.snapshot_seq) / 2,
+        snapshot_bytes: r(&c.snapshot_len),
+        snapshot_capacity: c.snapshot_capacity,
+        snapshot_too_large: r(&c.snapshot_too_large),
+    }
+}
+
+/// The report of a cycle `dag_learn_now` asked for.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CycleReport {
+    pub(crate) trajectories: u64,
+    pub(crate) patterns_updated: u64,
+    pub(crate) clusters: u64,
+    pub(crate) ewc_updated: u64,
+    pub(crate) cycle_ms: f64,
+    pub(crate) saved: bool,
+}
+
+/// Waits 10 ms on this backend's latch, honouring cancel requests.
+fn wait_a_little() {
+    // SAFETY: waits on this backend's own latch with a timeout.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            10,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    check_for_interrupts!();
+}
+
+/// Asks the worker to drain the ring and run a cycle now, and waits for it.
+pub(crate) fn learn_now() -> CycleReport {
+    let Some(c) = control() else {
+        fail(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "RV004 LEARNING_FAILED: the learning loop needs ruvector_dag in shared_preload_libraries",
+        )
+    };
+    // A worker that is (re)starting gets a moment to come up.
+    let start = Instant::now();
+    while c.worker_pid.load(Ordering::Acquire) == 0 && start.elapsed() < WORKER_START_TIMEOUT {
+        wait_a_little();
+    }
+    let latch = c.worker_latch.load(Ordering::Acquire);
+    if c.worker_pid.load(Ordering::Acquire) == 0 || latch.is_null() {
+        fail(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "RV004 LEARNING_FAILED: the ruvector_dag_learner worker is not running (see the server log)",
+        );
+    }
+    let target = c.learn_requested.fetch_add(1, Ordering::AcqRel) + 1;
+    // SAFETY: the worker's latch is in shared memory (its PGPROC) and stays valid while it runs; setting a latch
+    // of an exited process is harmless.
+    unsafe { pg_sys::SetLatch(latch) };
+    let start = Instant::now();
+    while c.learn_done.load(Ordering::Acquire) < target {
+        if start.elapsed() > LEARN_TIMEOUT || c.worker_pid.load(Ordering::Acquire) == 0 {
+            fail(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "RV004 LEARNING_FAILED: the ruvector_dag_learner worker did not complete the cycle",
+            );
+        }
+        wait_a_little();
+    }
+    let r = |i: usize| c.report[i].load(Ordering::Relaxed);
+    CycleReport {
+        trajectories: r(0),
+        patterns_updated: r(1),
+        clusters: r(2),
+        ewc_updated: r(3),
+        cycle_ms: r(4) as f64 / 1000.0,
+        saved: c.persist_status.load(Ordering::Relaxed) == 1,
+    }
+}

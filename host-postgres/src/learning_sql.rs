@@ -1,0 +1,358 @@
+//! SQL functions and tables of the learning loop: `dag_learn_now`, `dag_estimate`, patterns, EWC constraints and
+//! state export. They read this backend's copy of what the `ruvector_dag_learner` worker learned (see
+//! [`crate::learner`]); `dag_learn_now` asks the worker itself.
+
+// `TableIterator` signatures name every output column; factoring them into aliases would hide the SQL API.
+#![allow(clippy::type_complexity)]
+
+use crate::learner::{self, Origin};
+use crate::sql::{fail, required};
+use pgrx::JsonB;
+use pgrx::prelude::*;
+use ruvector_dag_learning::Pattern;
+use serde_json::json;
+
+extension_sql!(
+    r#"
+-- What the learner worker learned, saved every cycle: 'current' is restored at start; a state that could not be
+-- restored (other embedding shape) is kept as 'rejected <time>' rather than overwritten.
+CREATE TABLE dag_learning_state (
+    name text PRIMARY KEY,
+    state bytea NOT NULL,
+    format_version int NOT NULL,
+    patterns int NOT NULL,
+    queries bigint NOT NULL,
+    saved_at timestamptz NOT NULL DEFAULT now()
+);
+-- Plan shapes the worker learned from (binary DAGs by plan hash), so it recognises them after a restart.
+CREATE TABLE dag_plans (
+    plan_hash bigint PRIMARY KEY,
+    node_count int NOT NULL,
+    plan bytea NOT NULL,
+    first_seen timestamptz NOT NULL DEFAULT now()
+);
+-- Executions the worker drained from the shared ring (newest ruvector.dag_max_trajectories kept).
+CREATE TABLE dag_trajectories (
+    trajectory_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    query_id bigint NOT NULL,
+    plan_hash bigint NOT NULL,
+    recorded_at timestamptz NOT NULL,
+    execution_time_ms float8 NOT NULL,
+    planning_time_ms float8,
+    rows bigint NOT NULL,
+    user_id oid NOT NULL,
+    db_id oid NOT NULL
+);
+-- As sensitive as pg_stat_statements: not readable by PUBLIC.
+REVOKE ALL ON dag_learning_state, dag_plans, dag_trajectories FROM PUBLIC;
+-- pg_dump keeps what was learned.
+SELECT pg_catalog.pg_extension_config_dump('dag_learning_state', '');
+SELECT pg_catalog.pg_extension_config_dump('dag_plans', '');
+SELECT pg_catalog.pg_extension_config_dump('dag_trajectories', '');
+"#,
+    name = "learning_tables",
+    bootstrap
+);
+
+fn origin_text(origin: Origin) -> String {
+    match origin {
+        Origin::Snapshot(g) => format!("snapshot {g}"),
+        Origin::Table => "saved state".to_owned(),
+        Origin::Fresh => "nothing learned yet".to_owned(),
+    }
+}
+
+/// Asks the learner worker to drain the trajectory ring and run a background cycle now (BaseLoRA training,
+/// pattern consolidation, eviction, index rebuild), save and publish; waits for it and returns its report.
+#[pg_extern]
+fn dag_learn_now() -> TableIterator<
+    'static,
+    (
+        name!(patterns_updated, i32),
+        name!(new_clusters, i32),
+        name!(ewc_constraints_updated, i32),
+        name!(cycle_time_ms, f64),
+        name!(trajectories_processed, i64),
+        name!(saved, bool),
+    ),
+> {
+    let r = learner::learn_now();
+    TableIterator::once((
+        r.patterns_updated as i32,
+        r.clusters as i32,
+        r.ewc_updated as i32,
+        r.cycle_ms,
+        r.trajectories as i64,
+        r.saved,
+    ))
+}
+
+/// PostgreSQL's estimates for a query's plan (planned, not run) beside what the learned model predicts.
+///
+/// Rows: `plan_total_cost` and `plan_rows` (the planner's; no neural estimate), `execution_time_ms` (the planner
+/// has no time estimate; the neural one blends the nearest learned pattern's measured latency with the LoRA
+/// model, confidence = the share of measurement in the blend), and, when a learned pattern advises other
+/// planner settings, `steered_latency_ratio` (predicted latency under them relative to the native plan).
+#[pg_extern]
+fn dag_estimate(
+    query_text: Option<&str>,
+) -> TableIterator<
+    'static,
+    (
+        name!(metric, String),
+        name!(postgres_estimate, Option<f64>),
+        name!(neural_estimate, Option<f64>),
+        name!(confidence, Option<f64>),
+    ),
+> {
+    let dag = crate::explain::plan_query_captured(required("query_text", query_text));
+    let root = dag.root().and_then(|r| dag.info(r)).map(|i| i.estimates).unwrap_or_default();
+    let (enhancement, threshold, learned) = learner::with_engine(|engine, _| {
+        let e = engine
+            .pre_query(&dag)
+            .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("RV004 LEARNING_FAILED: {e}")));
+        (e, engine.config.match_threshold, engine.queries())
+    });
+    // The share of measured latency in the prediction (pre_query's n / (n + 2) blend), 0 for model-only.
+    let measured = enhancement
+        .pattern
+        .as_ref()
+        .filter(|p| p.similarity >= threshold)
+        .and_then(|p| p.native)
+        .map_or(0.0, |(_, n)| n as f64 / (n as f64 + 2.0));
+    let mut rows = vec![
+        ("plan_total_cost".to_owned(), Some(root.total_cost), None, None),
+        ("plan_rows".to_owned(), Some(root.rows), None, None),
+        (
+            "execution_time_ms".to_owned(),
+            None,
+            (learned > 0).then_some(enhancement.predicted_latency_ms),
+            (learned > 0).then_some(measured),
+        ),
+    ];
+    if let Some(advice) = enhancement.advice.filter(|a| !a.settings.is_empty()) {
+        rows.push((
+            "steered_latency_ratio".to_owned(),
+            Some(1.0),
+            Some(advice.predicted_ratio),
+            Some(advice.confidence),
+        ));
+    }
+    TableIterator::new(rows)
+}
+
+fn arms_json(p: &Pattern) -> serde_json::Value {
+    p.arms
+        .iter()
+        .map(|a| {
+            json!({
+                "settings": a.settings.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "executions": a.count,
+                "mean_latency_ms": a.mean_log_latency.exp_m1(),
+            })
+        })
+        .collect()
+}
+
+fn settings_json(settings: &[(String, String)]) -> JsonB {
+    JsonB(json!(settings.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>()))
+}
+
+/// Every learned pattern (the view `ruvector.dag_patterns` reads this): executions merged into it, quality (share
+/// of native latency its best settings save), confidence, usage, measured native latency, best settings, the
+/// measurements per settings ("arms") and its centroid.
+#[pg_extern]
+fn dag_pattern_list() -> TableIterator<
+    'static,
+    (
+        name!(pattern_id, i64),
+        name!(samples, i64),
+        name!(quality, f64),
+        name!(confidence, f64),
+        name!(usage_count, i64),
+        name!(native_latency_ms, Option<f64>),
+        name!(best_settings, JsonB),
+        name!(arms, JsonB),
+        name!(centroid, Vec<f32>),
+    ),
+> {
+    let rows = learner::with_engine(|engine, _| {
+        engine
+            .reasoning_bank
+            .patterns()
+            .iter()
+            .map(|p| {
+                let native = p.arms.iter().find(|a| a.settings.is_empty()).map(|a| a.mean_log_latency.exp_m1());
+                let best = p.best_arm().map(|a| a.settings.clone()).unwrap_or_default();
+                (
+                    p.id as i64,
+                    p.samples as i64,
+                    p.quality(),
+                    p.confidence(),
+                    p.usage.load(std::sync::atomic::Ordering::Relaxed) as i64,
+                    native,
+                    settings_json(&best),
+                    JsonB(arms_json(p)),
+                    p.centroid.clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    });
+    TableIterator::new(rows)
+}
+
+extension_sql!(
+    r#"
+CREATE VIEW dag_patterns AS SELECT * FROM dag_pattern_list();
+COMMENT ON VIEW dag_patterns IS 'Learned plan patterns (the learner''s current state; saved in dag_learning_state).';
+REVOKE ALL ON dag_patterns FROM PUBLIC;
+"#,
+    name = "dag_patterns_view",
+    requires = [dag_pattern_list]
+);
+
+/// The `k` learned patterns most similar (cosine) to `query_vector` (a plan embedding, e.g. from
+/// `dag_analyze_plan`'s first node or `dag_embedding`), at least `similarity_threshold` similar.
+#[pg_extern]
+fn dag_query_patterns(
+    query_vector: Option<Vec<f32>>,
+    k: default!(Option<i32>, 5),
+    similarity_threshold: default!(Option<f64>, 0.7),
+) -> TableIterator<
+    'static,
+    (
+        name!(pattern_id, i64),
+        name!(similarity, f64),
+        name!(quality_score, f64),
+        name!(metadata, JsonB),
+        name!(usage_count, i64),
+    ),
+> {
+    let v = required("query_vector", query_vector);
+    let k = required("k", k);
+    let threshold = required("similarity_threshold", similarity_threshold);
+    if !(1..=10_000).contains(&k) {
+        fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("k {k} is out of range: expected 1..=10000"));
+    }
+    if !(-1.0..=1.0).contains(&threshold) {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("similarity_threshold {threshold} is out of range: expected -1..=1"),
+        );
+    }
+    if v.is_empty() || v.iter().any(|x| !x.is_finite()) || v.iter().all(|x| *x == 0.0) {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            "query_vector must be a non-zero vector of finite numbers",
+        );
+    }
+    let rows = learner::with_engine(|engine, _| {
+        let dim = engine.reasoning_bank.dim();
+        if v.len() != dim {
+            fail(
+                PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                format!("query_vector has {} dimensions, the learned patterns {dim}", v.len()),
+            );
+        }
+        let bank = &engine.reasoning_bank;
+        bank.query_similar(&v, k as usize)
+            .into_iter()
+            .filter(|m| f64::from(m.similarity) >= threshold)
+            .map(|m| {
+                let p = bank.pattern(m.id).expect("a match names a pattern of the bank");
+                let meta = json!({
+                    "samples": p.samples,
+                    "confidence": m.confidence,
+                    "best_settings": settings_json(&m.best_settings).0,
+                    "predicted_ratio": m.predicted_ratio,
+                    "native_latency_ms": m.native.map(|n| n.0),
+                    "arms": arms_json(p),
+                });
+                (
+                    m.id as i64,
+                    f64::from(m.similarity),
+                    m.quality,
+                    JsonB(meta),
+                    p.usage.load(std::sync::atomic::Ordering::Relaxed) as i64,
+                )
+            })
+            .collect::<Vec<_>>()
+    });
+    TableIterator::new(rows)
+}
+
+/// The plan embedding the learner uses for a query's plan (planned, not run): the vector to pass to
+/// `dag_query_patterns`.
+#[pg_extern]
+fn dag_embedding(query_text: Option<&str>) -> Vec<f32> {
+    let dag = crate::explain::plan_query_captured(required("query_text", query_text));
+    learner::with_engine(|engine, _| engine.embed(&dag))
+}
+
+/// EWC++ constraints in force: per adapter parameter with non-zero importance, its Fisher importance and the
+/// anchored (optimal) value. `last_updated` is the worker's last cycle.
+#[pg_extern]
+fn dag_ewc_constraints() -> TableIterator<
+    'static,
+    (
+        name!(parameter_name, String),
+        name!(fisher_importance, f64),
+        name!(optimal_value, f64),
+        name!(last_updated, Option<TimestampWithTimeZone>),
+    ),
+> {
+    let status = learner::status();
+    let at = (status.last_cycle_at != 0).then(|| TimestampWithTimeZone::try_from(status.last_cycle_at).ok()).flatten();
+    let rows = learner::with_engine(|engine, _| {
+        let mut rows = Vec::new();
+        for (name, ewc) in [("micro_lora", &engine.ewc), ("base_lora", &engine.base_ewc)] {
+            for (i, importance, anchor) in ewc.constraints() {
+                if importance > 0.0 {
+                    rows.push((format!("{name}[{i}]"), f64::from(importance), f64::from(anchor), at));
+                }
+            }
+        }
+        rows
+    });
+    TableIterator::new(rows)
+}
+
+/// Everything learned (adapters, EWC++ state, patterns) as one versioned, checksummed blob, for backup or to
+/// move to another server.
+#[pg_extern]
+fn dag_export_state() -> Vec<u8> {
+    learner::with_engine(|engine, _| engine.save_state())
+}
+
+/// Where this backend's copy of the learned state comes from, and what it holds.
+#[pg_extern]
+fn dag_learning_status() -> TableIterator<
+    'static,
+    (
+        name!(source, String),
+        name!(patterns, i64),
+        name!(executions_learned, i64),
+        name!(worker_pid, Option<i32>),
+        name!(cycles, i64),
+        name!(coalesced, i64),
+        name!(unknown_plans, i64),
+        name!(lost, i64),
+        name!(last_cycle_at, Option<TimestampWithTimeZone>),
+    ),
+> {
+    let (origin, patterns, queries) =
+        learner::with_engine(|engine, origin| (origin, engine.reasoning_bank.len() as i64, engine.queries() as i64));
+    let s = learner::status();
+    let at = (s.last_cycle_at != 0).then(|| TimestampWithTimeZone::try_from(s.last_cycle_at).ok()).flatten();
+    TableIterator::once((
+        origin_text(origin),
+        patterns,
+        queries,
+        (s.worker_pid != 0).then_some(s.worker_pid),
+        s.cycles as i64,
+        s.coalesced as i64,
+        s.unknown_plan as i64,
+        s.lost as i64,
+        at,
+    ))
+}

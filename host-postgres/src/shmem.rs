@@ -1,0 +1,50 @@
+//! Shared memory: one request at server start for the trajectory ring ([`crate::ring`]) and the learner's control
+//! block and pattern snapshot ([`crate::learner`]), created or attached together in the startup hook.
+//!
+//! Only while preloaded: without `shared_preload_libraries` none of it exists, and both modules say so
+//! (`ring::available()`, `learner::available()`).
+
+use pgrx::pg_sys;
+use pgrx::prelude::*;
+
+static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
+static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
+
+/// Installs the shared-memory hooks. Call from `_PG_init` while preloading.
+pub(crate) fn init() {
+    // SAFETY: _PG_init runs single-threaded in the postmaster; we chain the previous hooks.
+    unsafe {
+        PREV_SHMEM_REQUEST = pg_sys::shmem_request_hook;
+        pg_sys::shmem_request_hook = Some(shmem_request);
+        PREV_SHMEM_STARTUP = pg_sys::shmem_startup_hook;
+        pg_sys::shmem_startup_hook = Some(shmem_startup);
+    }
+}
+
+#[pg_guard]
+#[allow(ffi_unwind_calls)] // the previous hook is called inside pg_guard_ffi_boundary
+unsafe extern "C-unwind" fn shmem_request() {
+    // SAFETY: called by the postmaster in the shmem request phase; the previous hook is called first.
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_REQUEST {
+            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| prev());
+        }
+        pg_sys::RequestAddinShmemSpace(crate::ring::shmem_size() + crate::learner::shmem_size());
+    }
+}
+
+#[pg_guard]
+#[allow(ffi_unwind_calls)] // the previous hook is called inside pg_guard_ffi_boundary
+unsafe extern "C-unwind" fn shmem_startup() {
+    // SAFETY: shmem startup: we create or attach our structs under AddinShmemInitLock, as PostgreSQL requires.
+    unsafe {
+        if let Some(prev) = PREV_SHMEM_STARTUP {
+            pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| prev());
+        }
+        let init_lock = &raw mut (*pg_sys::MainLWLockArray.add(21)).lock; // AddinShmemInitLock
+        pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
+        crate::ring::attach();
+        crate::learner::attach();
+        pg_sys::LWLockRelease(init_lock);
+    }
+}
