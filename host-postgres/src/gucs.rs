@@ -51,6 +51,8 @@ pub(crate) static ACTUALS_SAMPLE_RATE: GucSetting<f64> = GucSetting::<f64>::new(
 pub(crate) static MICRO_LORA_RANK: GucSetting<i32> = GucSetting::<i32>::new(2);
 pub(crate) static BASE_LORA_RANK: GucSetting<i32> = GucSetting::<i32>::new(8);
 pub(crate) static CONFIG_FILE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub(crate) static STEERING: GucSetting<bool> = GucSetting::<bool>::new(true);
+pub(crate) static REPLAY_BUDGET: GucSetting<f64> = GucSetting::<f64>::new(0.05);
 pub(crate) static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 pub(crate) static SNAPSHOT_KB: GucSetting<i32> = GucSetting::<i32>::new(16_384);
 
@@ -103,6 +105,24 @@ pub(crate) fn init() {
         c"When off, the hooks pass queries through untouched and record nothing.",
         &ENABLED,
         GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"ruvector.dag_steering",
+        c"Plan query classes under the settings the learner measured to be faster.",
+        c"Off plans every query natively (capture continues while ruvector.neural_dag_enabled is on).",
+        &STEERING,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"ruvector.dag_replay_budget",
+        c"Share of wall-clock time the learner may spend replaying queries under candidate settings.",
+        c"Replays run read-only, as the query's role, with a statement timeout of twice the native latency; 0 stops exploring.",
+        &REPLAY_BUDGET,
+        0.0,
+        1.0,
+        GucContext::Sighup,
         GucFlags::default(),
     );
     GucRegistry::define_float_guc(

@@ -42,7 +42,7 @@ struct Shape {
 struct State {
     /// Planning times noted by the planner hook, by `PlannedStmt` address, waiting for the execution. Tiny:
     /// usually one entry; bounded by `MAX_NOTES` (statements planned but never executed are dropped).
-    notes: Vec<(usize, f64)>,
+    notes: Vec<(usize, (f64, u8))>,
     /// Executions being tracked, by `QueryDesc` address, with whether per-node actuals were requested.
     tracked: Vec<(usize, bool)>,
     /// Plan shapes this backend has met, by fingerprint; the first meeting stores the encoded plan in the ring.
@@ -104,6 +104,11 @@ fn capturing() -> bool {
     crate::gucs::ENABLED.get() && SUPPRESS.with(|s| s.get() == 0) && ring::available()
 }
 
+/// Whether the planner hook may steer this planning: capture on, steering on, not a statement of our own.
+fn steering() -> bool {
+    crate::gucs::STEERING.get() && capturing()
+}
+
 fn sample(rate: f64) -> bool {
     if rate <= 0.0 {
         return false;
@@ -149,6 +154,11 @@ unsafe extern "C-unwind" fn planner(
     bound_params: pg_sys::ParamListInfo,
 ) -> *mut pg_sys::PlannedStmt {
     let start = Instant::now();
+    // A class the learner measured a better arm for is planned under that arm's settings (restored right after).
+    // SAFETY: `parse` is the Query being planned, valid for the whole call.
+    let (command, query_id) = unsafe { ((*parse).commandType, (*parse).queryId) };
+    let arm = if steering() && command == pg_sys::CmdType::CMD_SELECT { crate::steering::lookup(query_id) } else { 0 };
+    let level = (arm > 0).then(|| crate::steering::apply(arm));
     // SAFETY: we pass PostgreSQL's own arguments through; the previous hook is a C function pointer called
     // inside the FFI guard.
     let stmt = unsafe {
@@ -159,6 +169,9 @@ unsafe extern "C-unwind" fn planner(
             None => pg_sys::standard_planner(parse, query_string, cursor_options, bound_params),
         }
     };
+    if let Some(level) = level {
+        crate::steering::restore(level);
+    }
     if capturing() && !stmt.is_null() {
         let planning_ms = start.elapsed().as_secs_f64() * 1000.0;
         STATE.with(|s| {
@@ -166,7 +179,7 @@ unsafe extern "C-unwind" fn planner(
             if notes.len() >= MAX_NOTES {
                 notes.clear();
             }
-            notes.push((stmt as usize, planning_ms));
+            notes.push((stmt as usize, (planning_ms, arm as u8)));
         });
     }
     stmt
@@ -224,6 +237,35 @@ unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
     }
 }
 
+/// The text of the statement `qd` runs, when it can be replayed in the background: a read-only `SELECT` (no
+/// data-modifying CTE, no `FOR UPDATE`/`SHARE`) without parameters, cut out of a multi-statement string by its
+/// location.
+///
+/// # Safety
+/// `qd` must be a valid, started `QueryDesc`.
+unsafe fn replayable_text(qd: &pg_sys::QueryDesc) -> Option<&str> {
+    // SAFETY: the caller guarantees `qd`; plannedstmt and sourceText are PostgreSQL's.
+    unsafe {
+        let stmt = &*qd.plannedstmt;
+        let params = qd.params;
+        if stmt.commandType != pg_sys::CmdType::CMD_SELECT
+            || stmt.hasModifyingCTE
+            || !stmt.rowMarks.is_null()
+            || !stmt.utilityStmt.is_null()
+            || (!params.is_null() && (*params).numParams > 0)
+            || qd.sourceText.is_null()
+        {
+            return None;
+        }
+        let all = std::ffi::CStr::from_ptr(qd.sourceText).to_str().ok()?;
+        let start = usize::try_from(stmt.stmt_location).unwrap_or(0).min(all.len());
+        let len = usize::try_from(stmt.stmt_len).unwrap_or(0);
+        let end = if len == 0 { all.len() } else { (start + len).min(all.len()) };
+        let text = all.get(start..end)?.trim();
+        (!text.is_empty() && text.len() <= crate::steering::TEXT_BYTES).then_some(text)
+    }
+}
+
 /// Removes and returns the value noted for `key` (newest first: nested statements end before outer ones).
 fn take<T: Copy>(notes: &mut Vec<(usize, T)>, key: usize) -> Option<T> {
     let at = notes.iter().rposition(|&(k, _)| k == key)?;
@@ -245,12 +287,18 @@ unsafe fn record_execution(query_desc: *mut pg_sys::QueryDesc, sampled: bool) {
         let stmt = qd.plannedstmt;
         // The DAG is built once per plan shape; afterwards only the cheap fingerprint is computed.
         let fingerprint = crate::capture::plan_fingerprint(stmt);
-        let (planning_ms, known) = STATE.with(|s| {
+        let (planning, known) = STATE.with(|s| {
             let mut s = s.borrow_mut();
             // A cached plan was not planned this time: its planning time is unknown.
-            let planning_ms = take(&mut s.notes, stmt as usize).unwrap_or(f64::NAN);
-            (planning_ms, s.shapes.get(&fingerprint).copied())
+            let planning = take(&mut s.notes, stmt as usize);
+            (planning, s.shapes.get(&fingerprint).copied())
         });
+        // A cached plan was not planned this time: its planning time is unknown, and it was made under the arm
+        // the class is steered with now (plan caches are invalidated whenever an arm changes).
+        let (planning_ms, arm) = match planning {
+            Some((ms, arm)) => (ms, arm),
+            None => (f64::NAN, crate::steering::lookup((*stmt).queryId) as u8),
+        };
         let mut dag = None;
         let shape = match known {
             Some(shape) => shape,
@@ -265,6 +313,15 @@ unsafe fn record_execution(query_desc: *mut pg_sys::QueryDesc, sampled: bool) {
                     shapes.insert(fingerprint, shape);
                 });
                 dag = Some(built);
+                // The learner replays classes in the background: keep the text of a replayable statement.
+                if let Some(text) = replayable_text(qd) {
+                    crate::steering::store_text(
+                        (*stmt).queryId,
+                        pg_sys::MyDatabaseId.to_u32(),
+                        pg_sys::GetUserId().to_u32(),
+                        text,
+                    );
+                }
                 shape
             }
         };
@@ -301,6 +358,7 @@ unsafe fn record_execution(query_desc: *mut pg_sys::QueryDesc, sampled: bool) {
             record.mechanism = mechanism;
             record.source = Source::Hook as u8;
             record.has_actuals = has_actuals;
+            record.arm = arm;
             plan_bytes.as_ref().is_none_or(|b| record.set_plan(b))
         });
     }

@@ -16,14 +16,17 @@
 //! one plan shape is learned from at most [`MAX_PER_SHAPE`] times per drain (the rest are counted as coalesced),
 //! so the worker's CPU stays bounded by the number of distinct shapes, not by the query rate.
 
+use crate::classes::{Class, Replay, State};
+use crate::replay::{Measured, Replayer};
 use crate::ring::{self, Record};
 use crate::sql::fail;
+use crate::steering;
 use dag::QueryDag;
 use dag::learning::ExecutionMetrics;
 use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime, SignalWakeFlags};
 use pgrx::prelude::*;
 use pgrx::{pg_sys, spi};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use ruvector_dag_learning::{DagSonaEngine, SonaConfig};
 use std::cell::RefCell;
 use std::ptr;
@@ -56,6 +59,10 @@ struct Control {
     cycles: AtomicU64,
     patterns: AtomicU64,
     last_cycle_at: AtomicI64,
+    /// Background replays run, classes steered now, mean improvement of steered classes (f64 bits; NaN: none).
+    replays: AtomicU64,
+    steered: AtomicU64,
+    avg_improvement: AtomicU64,
     /// Last cycle: trajectories, patterns updated, IVF lists, EWC constraints updated, microseconds.
     report: [AtomicU64; 5],
     /// 0 = never saved, 1 = saved, 2 = extension not installed in `ruvector.dag_database`, 3 = save failed.
@@ -101,6 +108,9 @@ pub(crate) unsafe fn attach() {
                 cycles: AtomicU64::new(0),
                 patterns: AtomicU64::new(0),
                 last_cycle_at: AtomicI64::new(0),
+                replays: AtomicU64::new(0),
+                steered: AtomicU64::new(0),
+                avg_improvement: AtomicU64::new(f64::NAN.to_bits()),
                 report: Default::default(),
                 persist_status: AtomicU64::new(0),
                 snapshot_seq: AtomicU64::new(0),
@@ -198,6 +208,13 @@ pub extern "C-unwind" fn ruvector_dag_learner_main(_arg: pg_sys::Datum) {
         let requested = c.learn_requested.load(Ordering::Acquire);
         learner.drain();
         let asked = requested > c.learn_done.load(Ordering::Acquire);
+        // Replays: what the budget allows, or everything pending (up to a minute) when asked.
+        let budget = crate::gucs::REPLAY_BUDGET.get();
+        learner.credit_ms = (learner.credit_ms + DRAIN_INTERVAL.as_secs_f64() * 1000.0 * budget).min(60_000.0 * budget);
+        if alive && (asked || (budget > 0.0 && learner.credit_ms > 0.0)) {
+            let allowed = if asked { Duration::from_secs(60) } else { Duration::from_millis(learner.credit_ms as u64) };
+            learner.explore(allowed);
+        }
         if !alive || asked || Instant::now() >= next_cycle {
             learner.cycle();
             c.learn_done.store(requested, Ordering::Release);
@@ -242,6 +259,18 @@ struct Learner {
     /// Last ring sequence number drained.
     after: u64,
     warned_too_large: bool,
+    /// The counterfactual log, by query id.
+    classes: FxHashMap<u64, Class>,
+    /// Classes changed since the last save.
+    dirty: FxHashSet<u64>,
+    /// Client connections for background replays (created on first use).
+    replayer: Option<Replayer>,
+    /// Replay time the budget allows now, in milliseconds.
+    credit_ms: f64,
+    /// Database and role names by OID.
+    names: FxHashMap<(bool, u32), Option<String>>,
+    /// The arm this worker last published per class (an operator may publish another with `dag_class_steer`).
+    published: FxHashMap<u64, usize>,
 }
 
 impl Learner {
@@ -254,14 +283,20 @@ impl Learner {
             pending: Vec::new(),
             after: 0,
             warned_too_large: false,
+            classes: FxHashMap::default(),
+            dirty: FxHashSet::default(),
+            replayer: None,
+            credit_ms: 0.0,
+            names: FxHashMap::default(),
+            published: FxHashMap::default(),
         }
     }
 
     /// Restores the saved state and plan shapes, if the extension is installed.
     fn load(&mut self) {
-        let (state, plans) = BackgroundWorker::transaction(|| {
+        let (state, plans, classes) = BackgroundWorker::transaction(|| {
             if !extension_installed() {
-                return (None, Vec::new());
+                return (None, Vec::new(), Vec::new());
             }
             let state: Option<Vec<u8>> =
                 Spi::get_one("SELECT state FROM ruvector.dag_learning_state WHERE name = 'current'").ok().flatten();
@@ -271,8 +306,27 @@ impl Learner {
                     .collect::<Result<Vec<_>, spi::SpiError>>()
             })
             .unwrap_or_default();
-            (state, plans)
+            let classes = Spi::connect(|client| {
+                let rows = client.select("SELECT detail::text FROM ruvector.dag_query_classes", None, &[])?;
+                rows.map(|row| row.get::<String>(1)).collect::<Result<Vec<_>, spi::SpiError>>()
+            })
+            .unwrap_or_default();
+            (state, plans, classes)
         });
+        let (state, plans, classes) = (state, plans, classes);
+        for detail in classes.into_iter().flatten() {
+            match serde_json::from_str::<Class>(&detail) {
+                Ok(class) if class.replays.len() == steering::ARMS.len() => {
+                    if class.state == State::Disabled {
+                        steering::set_enabled(class.query_id, false);
+                    }
+                    steering::publish(class.query_id, class.effective_arm());
+                    self.published.insert(class.query_id, class.effective_arm());
+                    self.classes.insert(class.query_id, class);
+                }
+                _ => warning!("ruvector_dag_learner: skipping an unreadable row of ruvector.dag_query_classes"),
+            }
+        }
         for (hash, bytes) in plans {
             if let (Some(hash), Some(Ok(dag))) = (hash, bytes.map(|b| QueryDag::from_bytes(&b))) {
                 self.plans.insert(hash as u64, dag);
@@ -314,6 +368,164 @@ impl Learner {
         let mut per_shape: FxHashMap<u64, u32> = FxHashMap::default();
         for r in &records {
             self.learn(c, r, &mut per_shape);
+            if r.query_id != 0 && r.source == ring::Source::Hook as u8 {
+                let class = self
+                    .classes
+                    .entry(r.query_id)
+                    .or_insert_with(|| Class::new(r.query_id, r.db_id, r.user_id, r.plan_hash));
+                class.observe(usize::from(r.arm), r.execution_ms);
+                if r.arm != 0 {
+                    // Executions under an arm prove it is published (perhaps by an operator's dag_class_steer).
+                    self.published.insert(r.query_id, usize::from(r.arm));
+                }
+                self.dirty.insert(r.query_id);
+            }
+        }
+        self.review();
+    }
+
+    /// After new executions: texts for recurring classes, the kill switch, the guard, and what backends see.
+    fn review(&mut self) {
+        let mut changed = false;
+        for (&query_id, class) in &mut self.classes {
+            if class.text.is_none() && class.native.n >= 2 {
+                if let Some(t) = steering::fetch_text(query_id) {
+                    class.text = Some(t.text);
+                    (class.db_id, class.user_id) = (t.db_id, t.user_id);
+                    self.dirty.insert(query_id);
+                }
+            }
+            let disabled = steering::disabled(query_id);
+            if disabled && class.state != State::Disabled {
+                class.state = State::Disabled;
+                self.dirty.insert(query_id);
+            } else if !disabled && class.state == State::Disabled {
+                // Back on: explore again from scratch.
+                *class = Class {
+                    text: class.text.take(),
+                    ..Class::new(query_id, class.db_id, class.user_id, class.plan_hash)
+                };
+                self.dirty.insert(query_id);
+            }
+            if class.guard() {
+                log!(
+                    "ruvector_dag_learner: class {query_id} ran slower steered ({:.3} ms) than native ({:.3} ms): reverted \
+                     to the native plan",
+                    class.steered.ms(),
+                    class.native.ms()
+                );
+                self.dirty.insert(query_id);
+            }
+            let arm = class.effective_arm();
+            if self.published.get(&query_id).copied().unwrap_or(0) != arm {
+                steering::publish(query_id, arm);
+                self.published.insert(query_id, arm);
+                changed = true;
+            }
+        }
+        if changed {
+            invalidate_plan_caches();
+        }
+        if let Some(c) = control() {
+            let gains: Vec<f64> = self.classes.values().filter_map(Class::improvement).collect();
+            let avg = if gains.is_empty() { f64::NAN } else { gains.iter().sum::<f64>() / gains.len() as f64 };
+            c.avg_improvement.store(avg.to_bits(), Ordering::Relaxed);
+            c.steered
+                .store(self.classes.values().filter(|k| k.state == State::Steered).count() as u64, Ordering::Relaxed);
+        }
+    }
+
+    /// Replays pending explorations for up to `budget`; steers classes whose exploration completes.
+    fn explore(&mut self, budget: Duration) {
+        let start = Instant::now();
+        let threshold = crate::gucs::QUALITY_THRESHOLD.get();
+        while start.elapsed() < budget {
+            // The class with the most native time at stake first.
+            let Some((query_id, replay)) = self
+                .classes
+                .values()
+                .filter_map(|k| k.next_replay().map(|r| (k.query_id, r, k.native.ms() * k.native.n as f64)))
+                .max_by(|a, b| a.2.total_cmp(&b.2))
+                .map(|(q, r, _)| (q, r))
+            else {
+                break;
+            };
+            self.replay_one(query_id, replay);
+            let class = self.classes.get_mut(&query_id).expect("picked above");
+            if let Some(arm) = class.decide(threshold) {
+                log!(
+                    "ruvector_dag_learner: class {query_id} steered with {} (replayed {:.3} ms vs native {:.3} ms)",
+                    steering::arm_label(arm),
+                    class.replays[arm].stat.ms(),
+                    class.replays[0].stat.ms()
+                );
+            }
+            self.dirty.insert(query_id);
+        }
+        self.review();
+    }
+
+    fn name(&mut self, database: bool, oid: u32) -> Option<String> {
+        self.names
+            .entry((database, oid))
+            .or_insert_with(|| {
+                let query = if database {
+                    "SELECT datname::text FROM pg_database WHERE oid = $1"
+                } else {
+                    "SELECT rolname::text FROM pg_roles WHERE oid = $1"
+                };
+                BackgroundWorker::transaction(|| {
+                    Spi::get_one_with_args::<String>(query, &[pg_sys::Oid::from(oid).into()]).ok().flatten()
+                })
+            })
+            .clone()
+    }
+
+    fn replay_one(&mut self, query_id: u64, replay: Replay) {
+        let (db_id, user_id, text, plan_hash) = {
+            let k = &self.classes[&query_id];
+            (k.db_id, k.user_id, k.text.clone().unwrap_or_default(), k.plan_hash)
+        };
+        let (Some(db), Some(role)) = (self.name(true, db_id), self.name(false, user_id)) else {
+            self.classes.get_mut(&query_id).expect("exists").failed("database or role no longer exists".into());
+            return;
+        };
+        if self.replayer.is_none() {
+            self.replayer = Some(BackgroundWorker::transaction(Replayer::new));
+        }
+        let replayer = self.replayer.as_mut().expect("set above");
+        let class = self.classes.get_mut(&query_id).expect("exists");
+        let started = Instant::now();
+        match replay {
+            Replay::Compare(arm) => {
+                let native = match class.explain_hash {
+                    Some(h) => Ok(h),
+                    None => replayer.plan_hash(&db, &role, &text, 0),
+                };
+                match native.and_then(|n| replayer.plan_hash(&db, &role, &text, arm).map(|a| (n, a))) {
+                    Ok((n, a)) => {
+                        class.explain_hash = Some(n);
+                        class.compared(arm, a == n);
+                    }
+                    Err(e) => class.failed(e),
+                }
+            }
+            Replay::Measure(arm, timeout_ms) => match replayer.measure(&db, &role, &text, arm, timeout_ms) {
+                Ok(Measured::Ms(ms)) => {
+                    class.measured(arm, Some(ms));
+                    // The bank learns the arm's latency for this plan's pattern too.
+                    if let Some(dag) = self.plans.get(&plan_hash) {
+                        let embedding = self.engine.embed(dag);
+                        self.engine.reasoning_bank.observe(&embedding, &steering::arm_settings(arm), ms);
+                    }
+                }
+                Ok(Measured::Timeout) => class.measured(arm, None),
+                Err(e) => class.failed(e),
+            },
+        }
+        self.credit_ms -= started.elapsed().as_secs_f64() * 1000.0;
+        if let Some(c) = control() {
+            c.replays.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -352,7 +564,7 @@ impl Learner {
             latency_ms: r.execution_ms,
             planning_ms: r.planning_ms.is_finite().then_some(r.planning_ms),
             rows: Some(r.rows as f64),
-            settings: Vec::new(),
+            settings: steering::arm_settings(usize::from(r.arm)),
         };
         if self.engine.post_query(dag, &metrics).is_ok() {
             c.learned.fetch_add(1, Ordering::Relaxed);
@@ -400,6 +612,20 @@ impl Learner {
             .filter_map(|h| self.plans.get(h).map(|d| (*h as i64, d.to_bytes(), d.node_count() as i32)))
             .collect();
         let pending = std::mem::take(&mut self.pending);
+        let classes: Vec<(i64, String, String, String, String)> = self
+            .dirty
+            .iter()
+            .filter_map(|q| self.classes.get(q))
+            .map(|k| {
+                (
+                    k.query_id as i64,
+                    k.state.name().to_owned(),
+                    steering::arm_label(k.arm),
+                    k.text.clone().unwrap_or_default(),
+                    serde_json::to_string(k).expect("classes serialise"),
+                )
+            })
+            .collect();
         let keep = i64::from(crate::gucs::MAX_TRAJECTORIES.get());
         let saved = BackgroundWorker::transaction(move || {
             if !extension_installed() {
@@ -418,6 +644,16 @@ impl Learner {
                 ],
             )
             .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("saving state: {e}")));
+            for (query_id, state, arm, text, detail) in classes {
+                Spi::run_with_args(
+                    "INSERT INTO ruvector.dag_query_classes (query_id, state, arm, query_text, detail, updated_at)
+                     VALUES ($1, $2, $3, NULLIF($4, ''), $5::jsonb, now())
+                     ON CONFLICT (query_id) DO UPDATE SET state = EXCLUDED.state, arm = EXCLUDED.arm,
+                         query_text = EXCLUDED.query_text, detail = EXCLUDED.detail, updated_at = EXCLUDED.updated_at",
+                    &[query_id.into(), state.into(), arm.into(), text.into(), detail.into()],
+                )
+                .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("saving classes: {e}")));
+            }
             for (hash, bytes, nodes) in plans {
                 Spi::run_with_args(
                     "INSERT INTO ruvector.dag_plans (plan_hash, node_count, plan) VALUES ($1, $2, $3)
@@ -462,6 +698,7 @@ impl Learner {
         });
         if saved {
             self.new_plans.clear();
+            self.dirty.clear();
             1
         } else {
             2
@@ -494,6 +731,15 @@ impl Learner {
         c.snapshot_seq.fetch_add(1, Ordering::Release);
         c.patterns.store(self.engine.reasoning_bank.len() as u64, Ordering::Relaxed);
     }
+}
+
+/// Makes every backend re-plan its cached plans (prepared statements, PL/pgSQL), so a changed arm takes effect
+/// for them too: a relcache invalidation of everything, delivered at commit.
+fn invalidate_plan_caches() {
+    BackgroundWorker::transaction(|| {
+        // SAFETY: queues a shared invalidation message inside this transaction.
+        unsafe { pg_sys::CacheInvalidateRelcacheAll() };
+    });
 }
 
 fn extension_installed() -> bool {
@@ -592,6 +838,10 @@ pub(crate) struct Status {
     pub(crate) lost: u64,
     pub(crate) cycles: u64,
     pub(crate) patterns: u64,
+    pub(crate) replays: u64,
+    pub(crate) steered: u64,
+    /// Mean `1 − steered / native` over steered classes (NaN when none was measured).
+    pub(crate) avg_improvement: f64,
     pub(crate) last_cycle_at: i64,
     pub(crate) persist_status: u64,
     pub(crate) snapshot_generation: u64,
@@ -612,6 +862,9 @@ pub(crate) fn status() -> Status {
         lost: r(&c.lost),
         cycles: r(&c.cycles),
         patterns: r(&c.patterns),
+        replays: r(&c.replays),
+        steered: r(&c.steered),
+        avg_improvement: f64::from_bits(r(&c.avg_improvement)),
         last_cycle_at: c.last_cycle_at.load(Ordering::Relaxed),
         persist_status: r(&c.persist_status),
         snapshot_generation: r(&c.snapshot_seq) / 2,
@@ -645,6 +898,18 @@ fn wait_a_little() {
         pg_sys::ResetLatch(pg_sys::MyLatch);
     }
     check_for_interrupts!();
+}
+
+/// Asks the worker for a cycle (and a save) soon, without waiting.
+pub(crate) fn request_cycle() {
+    if let Some(c) = control() {
+        c.learn_requested.fetch_add(1, Ordering::AcqRel);
+        let latch = c.worker_latch.load(Ordering::Acquire);
+        if !latch.is_null() {
+            // SAFETY: as in learn_now.
+            unsafe { pg_sys::SetLatch(latch) };
+        }
+    }
 }
 
 /// Asks the worker to drain the ring and run a cycle now, and waits for it.

@@ -7,8 +7,8 @@
 
 use crate::learner::{self, Origin};
 use crate::sql::{fail, required};
-use pgrx::JsonB;
 use pgrx::prelude::*;
+use pgrx::{JsonB, pg_sys};
 use ruvector_dag_learning::Pattern;
 use serde_json::json;
 
@@ -43,12 +43,22 @@ CREATE TABLE dag_trajectories (
     user_id oid NOT NULL,
     db_id oid NOT NULL
 );
+-- The counterfactual log: per query class, native and steered executions, replays per arm, the decision.
+CREATE TABLE dag_query_classes (
+    query_id bigint PRIMARY KEY,
+    state text NOT NULL,
+    arm text NOT NULL,
+    query_text text,
+    detail jsonb NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
 -- As sensitive as pg_stat_statements: not readable by PUBLIC.
-REVOKE ALL ON dag_learning_state, dag_plans, dag_trajectories FROM PUBLIC;
+REVOKE ALL ON dag_learning_state, dag_plans, dag_trajectories, dag_query_classes FROM PUBLIC;
 -- pg_dump keeps what was learned.
 SELECT pg_catalog.pg_extension_config_dump('dag_learning_state', '');
 SELECT pg_catalog.pg_extension_config_dump('dag_plans', '');
 SELECT pg_catalog.pg_extension_config_dump('dag_trajectories', '');
+SELECT pg_catalog.pg_extension_config_dump('dag_query_classes', '');
 "#,
     name = "learning_tables",
     bootstrap
@@ -338,6 +348,8 @@ fn dag_learning_status() -> TableIterator<
         name!(unknown_plans, i64),
         name!(lost, i64),
         name!(last_cycle_at, Option<TimestampWithTimeZone>),
+        name!(replays, i64),
+        name!(steered_classes, i64),
     ),
 > {
     let (origin, patterns, queries) =
@@ -354,5 +366,128 @@ fn dag_learning_status() -> TableIterator<
         s.unknown_plan as i64,
         s.lost as i64,
         at,
+        s.replays as i64,
+        s.steered as i64,
     ))
+}
+
+// ---- steering -------------------------------------------------------------------------------------------------
+
+/// The counterfactual log (saved every learner cycle): per query class its state (`learning`, `native`,
+/// `steered`, `reverted`, `disabled`, `not_replayable`), the arm it is planned under, user executions native
+/// and steered with their mean latencies, the improvement `1 − steered / native`, and the replays per arm.
+#[pg_extern]
+fn dag_query_class_log() -> TableIterator<
+    'static,
+    (
+        name!(query_id, i64),
+        name!(state, String),
+        name!(arm, String),
+        name!(forced, bool),
+        name!(native_executions, i64),
+        name!(native_ms, Option<f64>),
+        name!(steered_executions, i64),
+        name!(steered_ms, Option<f64>),
+        name!(improvement, Option<f64>),
+        name!(replays, JsonB),
+        name!(query_text, Option<String>),
+    ),
+> {
+    let rows: Vec<String> = if classes_table_exists() {
+        Spi::connect(|client| {
+            let rows =
+                client.select("SELECT detail::text FROM ruvector.dag_query_classes ORDER BY query_id", None, &[])?;
+            rows.map(|row| row.get::<String>(1).map(Option::unwrap_or_default)).collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("reading dag_query_classes: {e}")))
+    } else {
+        Vec::new()
+    };
+    let out = rows
+        .iter()
+        .filter_map(|detail| serde_json::from_str::<crate::classes::Class>(detail).ok())
+        .map(|k| {
+            let replays: serde_json::Map<String, serde_json::Value> = k
+                .replays
+                .iter()
+                .enumerate()
+                .filter(|(_, r)| r.same_plan.is_some() || r.stat.n > 0)
+                .map(|(arm, r)| {
+                    (
+                        crate::steering::arm_label(arm),
+                        json!({
+                            "same_plan_as_native": r.same_plan,
+                            "replays": r.stat.n,
+                            "ms": (r.stat.n > 0).then(|| r.stat.ms()),
+                            "timeouts": r.timeouts,
+                        }),
+                    )
+                })
+                .collect();
+            (
+                k.query_id as i64,
+                k.state.name().to_owned(),
+                crate::steering::arm_label(k.arm),
+                k.forced,
+                k.native.n as i64,
+                (k.native.n > 0).then(|| k.native.ms()),
+                k.steered.n as i64,
+                (k.steered.n > 0).then(|| k.steered.ms()),
+                k.improvement(),
+                JsonB(serde_json::Value::Object(replays)),
+                k.text.clone(),
+            )
+        })
+        .collect::<Vec<_>>();
+    TableIterator::new(out)
+}
+
+fn classes_table_exists() -> bool {
+    Spi::get_one::<bool>("SELECT to_regclass('ruvector.dag_query_classes') IS NOT NULL").ok().flatten() == Some(true)
+}
+
+fn steering_available() {
+    if !crate::preloaded() {
+        fail(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "steering needs ruvector_dag in shared_preload_libraries",
+        );
+    }
+}
+
+/// The per-class kill switch: `enabled = false` plans query class `query_id` natively from now on (cached plans
+/// included) and stops exploring it; `true` lets the learner explore it again.
+#[pg_extern]
+fn dag_class_enable(query_id: Option<i64>, enabled: Option<bool>) {
+    let query_id = required("query_id", query_id);
+    let enabled = required("enabled", enabled);
+    steering_available();
+    if !crate::steering::set_enabled(query_id as u64, enabled) {
+        fail(PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, "the steering table is full");
+    }
+    // SAFETY: queues a shared invalidation message, sent at commit: backends re-plan cached plans.
+    unsafe { pg_sys::CacheInvalidateRelcacheAll() };
+    learner::request_cycle();
+}
+
+/// An operator's override: plan query class `query_id` under `settings` (an arm, as `dag_query_class_log` names
+/// them, e.g. `'enable_nestloop=off'`, or `'native'`). The learner adopts it as it sees executions, and its
+/// no-regression guard still reverts it if it runs slower than native.
+#[pg_extern]
+fn dag_class_steer(query_id: Option<i64>, settings: Option<&str>) {
+    let query_id = required("query_id", query_id);
+    let settings = required("settings", settings);
+    steering_available();
+    let Some(arm) = crate::steering::arm_by_label(settings) else {
+        let known: Vec<String> = (0..crate::steering::ARMS.len()).map(crate::steering::arm_label).collect();
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("unknown settings \"{settings}\"; expected one of: {}", known.join(", ")),
+        );
+    };
+    if !crate::steering::publish(query_id as u64, arm) {
+        fail(PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, "the steering table is full");
+    }
+    // SAFETY: as in dag_class_enable.
+    unsafe { pg_sys::CacheInvalidateRelcacheAll() };
 }

@@ -14,16 +14,19 @@
 
 mod analysis;
 mod capture;
+mod classes;
 mod explain;
 mod gucs;
 mod hooks;
 mod learner;
 mod learning_sql;
+mod replay;
 mod ring;
 mod session;
 mod settings;
 mod shmem;
 mod sql;
+mod steering;
 
 // Link the built-in plugin crates so their registrations are kept.
 use ruvector_dag_attention as _;

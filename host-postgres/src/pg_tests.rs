@@ -576,4 +576,41 @@ mod tests {
         setup_tables();
         Spi::run("SELECT * FROM ruvector.dag_estimate('DELETE FROM rv_users')").unwrap();
     }
+
+    #[pg_test(
+        error = "unknown settings \"enable_magic=on\"; expected one of: native, enable_nestloop=off, enable_hashjoin=off, enable_mergejoin=off, enable_seqscan=off, enable_indexscan=off, enable_bitmapscan=off, max_parallel_workers_per_gather=0, enable_nestloop=off,enable_mergejoin=off, enable_indexscan=off,enable_indexonlyscan=off,enable_bitmapscan=off, enable_hashjoin=off,enable_mergejoin=off"
+    )]
+    fn class_steer_rejects_unknown_settings() {
+        Spi::run("SELECT ruvector.dag_class_steer(1, 'enable_magic=on')").unwrap();
+    }
+
+    #[pg_test(error = "enabled must not be NULL")]
+    fn class_enable_rejects_null() {
+        Spi::run("SELECT ruvector.dag_class_enable(1, NULL)").unwrap();
+    }
+
+    #[pg_test]
+    fn a_forced_arm_steers_planning_and_the_kill_switch_stops_it() {
+        setup_tables();
+        let query = "SELECT name FROM rv_users WHERE id = 42";
+        let query_id = || {
+            let explain =
+                Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {query}")).unwrap().unwrap();
+            explain.0[0]["Query Identifier"].as_i64().unwrap()
+        };
+        let plan =
+            || Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (FORMAT JSON) {query}")).unwrap().unwrap().0.to_string();
+        let id = query_id();
+        assert!(plan().contains("Index Scan"), "native: {}", plan());
+        Spi::run(&format!(
+            "SELECT ruvector.dag_class_steer({id}, 'enable_indexscan=off,enable_indexonlyscan=off,enable_bitmapscan=off')"
+        ))
+        .unwrap();
+        assert!(plan().contains("Seq Scan"), "steered: {}", plan());
+        Spi::run(&format!("SELECT ruvector.dag_class_enable({id}, false)")).unwrap();
+        assert!(plan().contains("Index Scan"), "kill switch: {}", plan());
+        Spi::run(&format!("SELECT ruvector.dag_class_enable({id}, true)")).unwrap();
+        Spi::run(&format!("SELECT ruvector.dag_class_steer({id}, 'native')")).unwrap();
+        assert!(plan().contains("Index Scan"));
+    }
 }

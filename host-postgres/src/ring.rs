@@ -52,6 +52,8 @@ pub(crate) struct Record {
     pub(crate) source: u8,
     /// True when the plan carries per-node actuals.
     pub(crate) has_actuals: bool,
+    /// The setting arm the plan was made under (`steering::ARMS`; 0 = native).
+    pub(crate) arm: u8,
     pub(crate) plan: [u8; PLAN_BYTES],
 }
 
@@ -74,6 +76,7 @@ impl Record {
             mechanism: 0,
             source: Source::Hook as u8,
             has_actuals: false,
+            arm: 0,
             plan: [0; PLAN_BYTES],
         }
     }
@@ -96,6 +99,7 @@ impl Record {
         self.mechanism = 0;
         self.source = Source::Hook as u8;
         self.has_actuals = false;
+        self.arm = 0;
     }
 
     /// Stores `bytes` as the plan if it fits; returns whether it did.

@@ -29,7 +29,9 @@ unsafe extern "C-unwind" fn shmem_request() {
         if let Some(prev) = PREV_SHMEM_REQUEST {
             pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| prev());
         }
-        pg_sys::RequestAddinShmemSpace(crate::ring::shmem_size() + crate::learner::shmem_size());
+        pg_sys::RequestAddinShmemSpace(
+            crate::ring::shmem_size() + crate::learner::shmem_size() + crate::steering::shmem_size(),
+        );
     }
 }
 
@@ -45,6 +47,7 @@ unsafe extern "C-unwind" fn shmem_startup() {
         pg_sys::LWLockAcquire(init_lock, pg_sys::LWLockMode::LW_EXCLUSIVE);
         crate::ring::attach();
         crate::learner::attach();
+        crate::steering::attach();
         pg_sys::LWLockRelease(init_lock);
     }
 }

@@ -163,9 +163,8 @@ fn dag_status() -> TableIterator<
 > {
     notice_if_not_preloaded();
     let stats = ring::stats();
-    let improvements: Vec<f64> =
-        ring::read(usize::MAX, |r| r.improvement_ratio.is_finite()).iter().map(|r| r.improvement_ratio).collect();
-    let avg = (!improvements.is_empty()).then(|| improvements.iter().sum::<f64>() / improvements.len() as f64);
+    // From the learner's counterfactual log: mean 1 − steered / native over the classes it steers.
+    let avg = Some(crate::learner::status().avg_improvement).filter(|v| v.is_finite());
     let active_patterns = if crate::preloaded() {
         crate::learner::status().patterns as i64
     } else {

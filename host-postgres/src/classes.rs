@@ -1,0 +1,347 @@
+//! The learner's counterfactual log: per query class (query id), what its executions measured natively and
+//! under the arm it is steered with, what background replays measured per arm, and the decision that follows.
+//!
+//! A class is explored once it recurs (two native executions) and its text can be replayed: the native plan is
+//! replayed twice, then each arm whose plan differs from the native one is replayed twice with a timeout of twice
+//! the native replay time (an arm that times out is out). The class is then steered with the fastest arm if it
+//! saves at least `quality_threshold` of the native replay time, and otherwise stays native. The no-regression
+//! guard reverts a steered class to native as soon as three of its steered user executions average more than
+//! 1.1 × its native ones. Pure logic: unit-tested here, driven by the worker in `learner.rs`.
+
+use crate::steering::ARMS;
+use serde::{Deserialize, Serialize};
+
+/// Replays per arm.
+pub(crate) const REPLAYS: u64 = 2;
+/// Steered executions before the guard judges a class.
+pub(crate) const GUARD_MIN: u64 = 3;
+/// Tolerance of the guard (steered may be this much slower before it is reverted: timing noise).
+pub(crate) const GUARD_TOLERANCE: f64 = 1.1;
+/// Replay errors after which a class is no longer explored.
+const MAX_ERRORS: u32 = 3;
+
+/// A running mean of `ln(1 + ms)`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Stat {
+    pub(crate) n: u64,
+    pub(crate) mean_log: f64,
+}
+
+impl Stat {
+    pub(crate) fn add(&mut self, ms: f64) {
+        self.n += 1;
+        self.mean_log += ((ms.max(0.0)).ln_1p() - self.mean_log) / self.n as f64;
+    }
+
+    /// Geometric-style mean in milliseconds (`exp(mean ln(1 + ms)) − 1`).
+    pub(crate) fn ms(&self) -> f64 {
+        self.mean_log.exp_m1()
+    }
+}
+
+/// Where a class stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum State {
+    /// Collecting executions and replays.
+    Learning,
+    /// Explored: no arm beats the native plan by enough.
+    Native,
+    /// Planned under `arm`.
+    Steered,
+    /// Steered, then the guard saw it run slower than native: native for good.
+    Reverted,
+    /// Turned off by the kill switch.
+    Disabled,
+    /// Its text cannot be replayed (parameters, too long, errors).
+    NotReplayable,
+}
+
+impl State {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            State::Learning => "learning",
+            State::Native => "native",
+            State::Steered => "steered",
+            State::Reverted => "reverted",
+            State::Disabled => "disabled",
+            State::NotReplayable => "not_replayable",
+        }
+    }
+}
+
+/// Replay measurements of one arm.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct ArmReplay {
+    pub(crate) stat: Stat,
+    /// `Some(true)` when the arm plans the same as native (not measured), `None` until compared.
+    pub(crate) same_plan: Option<bool>,
+    pub(crate) timeouts: u32,
+}
+
+/// The next replay a class needs.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Replay {
+    /// Plan under the arm and compare with the native plan.
+    Compare(usize),
+    /// Execute under the arm with this timeout.
+    Measure(usize, u64),
+}
+
+/// One query class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Class {
+    pub(crate) query_id: u64,
+    pub(crate) db_id: u32,
+    pub(crate) user_id: u32,
+    pub(crate) text: Option<String>,
+    pub(crate) plan_hash: u64,
+    /// Plan hash of the native plan as `EXPLAIN` shows it (what arms' plans are compared with).
+    pub(crate) explain_hash: Option<u64>,
+    /// User executions under the native plan and under the steered arm.
+    pub(crate) native: Stat,
+    pub(crate) steered: Stat,
+    pub(crate) replays: Vec<ArmReplay>,
+    pub(crate) arm: usize,
+    pub(crate) state: State,
+    pub(crate) errors: u32,
+    pub(crate) last_error: Option<String>,
+    /// True when the arm was set by `dag_class_steer`, not by exploration.
+    pub(crate) forced: bool,
+}
+
+impl Class {
+    pub(crate) fn new(query_id: u64, db_id: u32, user_id: u32, plan_hash: u64) -> Self {
+        Class {
+            query_id,
+            db_id,
+            user_id,
+            text: None,
+            plan_hash,
+            explain_hash: None,
+            native: Stat::default(),
+            steered: Stat::default(),
+            replays: vec![ArmReplay::default(); ARMS.len()],
+            arm: 0,
+            state: State::Learning,
+            errors: 0,
+            last_error: None,
+            forced: false,
+        }
+    }
+
+    /// A user execution of `ms` under arm `arm`. An arm the class is not steered with was forced by an operator
+    /// (`dag_class_steer`): the class adopts it.
+    pub(crate) fn observe(&mut self, arm: usize, ms: f64) {
+        if arm == 0 {
+            self.native.add(ms);
+            return;
+        }
+        if self.arm != arm || self.state != State::Steered {
+            self.arm = arm;
+            self.state = State::Steered;
+            self.steered = Stat::default();
+            self.forced = true;
+        }
+        self.steered.add(ms);
+    }
+
+    /// The next replay exploration needs, if any.
+    pub(crate) fn next_replay(&self) -> Option<Replay> {
+        if self.state != State::Learning || self.text.is_none() || self.native.n < 2 {
+            return None;
+        }
+        let native = &self.replays[0];
+        if native.stat.n < REPLAYS {
+            // Generous for the native plan: it already ran for users.
+            let limit = (self.native.ms() * 10.0 + 1000.0).min(600_000.0) as u64;
+            return Some(Replay::Measure(0, limit));
+        }
+        let limit = (native.stat.ms() * 2.0 + 10.0).min(600_000.0) as u64;
+        for (arm, r) in self.replays.iter().enumerate().skip(1) {
+            match r.same_plan {
+                None => return Some(Replay::Compare(arm)),
+                Some(false) if r.timeouts == 0 && r.stat.n < REPLAYS => return Some(Replay::Measure(arm, limit)),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Records that arm `arm` plans the same as native (`same`) or not.
+    pub(crate) fn compared(&mut self, arm: usize, same: bool) {
+        self.replays[arm].same_plan = Some(same);
+    }
+
+    /// Records a replay measurement; `None` is a timeout.
+    pub(crate) fn measured(&mut self, arm: usize, ms: Option<f64>) {
+        let r = &mut self.replays[arm];
+        match ms {
+            Some(ms) => r.stat.add(ms),
+            None if arm == 0 => self.state = State::NotReplayable,
+            None => r.timeouts += 1,
+        }
+    }
+
+    /// Records a replay error; after a few the class is not explored any more.
+    pub(crate) fn failed(&mut self, error: String) {
+        self.errors += 1;
+        self.last_error = Some(error);
+        if self.errors >= MAX_ERRORS {
+            self.state = State::NotReplayable;
+        }
+    }
+
+    /// After exploration: the fastest measured arm when it saves at least `threshold` of the native replay time.
+    /// Returns the new arm when the decision steers the class.
+    pub(crate) fn decide(&mut self, threshold: f64) -> Option<usize> {
+        if self.state != State::Learning || self.next_replay().is_some() || self.replays[0].stat.n < REPLAYS {
+            return None;
+        }
+        let native = self.replays[0].stat.ms();
+        let best = self
+            .replays
+            .iter()
+            .enumerate()
+            .skip(1)
+            .filter(|(_, r)| r.same_plan == Some(false) && r.timeouts == 0 && r.stat.n >= REPLAYS)
+            .min_by(|a, b| a.1.stat.mean_log.total_cmp(&b.1.stat.mean_log));
+        match best {
+            Some((arm, r)) if native > 0.0 && 1.0 - r.stat.ms() / native >= threshold => {
+                self.arm = arm;
+                self.state = State::Steered;
+                self.forced = false;
+                Some(arm)
+            }
+            _ => {
+                self.state = State::Native;
+                None
+            }
+        }
+    }
+
+    /// The no-regression guard: reverts a steered class whose steered executions run slower than native.
+    /// Returns true when it reverted.
+    pub(crate) fn guard(&mut self) -> bool {
+        if self.state != State::Steered || self.steered.n < GUARD_MIN {
+            return false;
+        }
+        let baseline = if self.native.n > 0 { self.native.ms() } else { self.replays[0].stat.ms() };
+        if self.steered.ms() > baseline * GUARD_TOLERANCE {
+            self.state = State::Reverted;
+            self.arm = 0;
+            return true;
+        }
+        false
+    }
+
+    /// `1 − steered / native` from user executions, when both were measured.
+    pub(crate) fn improvement(&self) -> Option<f64> {
+        (self.state == State::Steered && self.steered.n > 0 && self.native.n > 0)
+            .then(|| 1.0 - self.steered.ms() / self.native.ms().max(1e-9))
+    }
+
+    /// The arm plans are made under now (0 when not steered).
+    pub(crate) fn effective_arm(&self) -> usize {
+        if self.state == State::Steered { self.arm } else { 0 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn recurring() -> Class {
+        let mut c = Class::new(7, 1, 10, 99);
+        c.text = Some("SELECT 1".into());
+        c.observe(0, 100.0);
+        c.observe(0, 110.0);
+        c
+    }
+
+    fn explore(c: &mut Class, plan_differs: impl Fn(usize) -> bool, time: impl Fn(usize) -> Option<f64>) {
+        while let Some(r) = c.next_replay() {
+            match r {
+                Replay::Compare(arm) => c.compared(arm, !plan_differs(arm)),
+                Replay::Measure(arm, _) => c.measured(arm, time(arm)),
+            }
+        }
+    }
+
+    #[test]
+    fn a_class_is_explored_only_once_it_recurs_and_has_text() {
+        let mut c = Class::new(7, 1, 10, 99);
+        c.observe(0, 100.0);
+        assert_eq!(c.next_replay(), None, "one execution");
+        c.observe(0, 100.0);
+        assert_eq!(c.next_replay(), None, "no text");
+        c.text = Some("SELECT 1".into());
+        assert!(matches!(c.next_replay(), Some(Replay::Measure(0, _))));
+    }
+
+    #[test]
+    fn the_fastest_differing_arm_wins_when_it_saves_enough() {
+        let mut c = recurring();
+        // Arm 1 plans differently and runs 4x faster; arm 2 differs but times out; the rest plan the same.
+        explore(
+            &mut c,
+            |a| a == 1 || a == 2,
+            |a| match a {
+                0 => Some(100.0),
+                1 => Some(25.0),
+                _ => None,
+            },
+        );
+        assert_eq!(c.replays[2].timeouts, 1, "a timed-out arm is not replayed again");
+        assert_eq!(c.replays[3].same_plan, Some(true));
+        assert_eq!(c.decide(0.3), Some(1));
+        assert_eq!((c.state, c.effective_arm()), (State::Steered, 1));
+    }
+
+    #[test]
+    fn small_gains_keep_the_native_plan() {
+        let mut c = recurring();
+        explore(&mut c, |a| a == 1, |a| Some(if a == 0 { 100.0 } else { 90.0 }));
+        assert_eq!(c.decide(0.3), None);
+        assert_eq!((c.state, c.effective_arm()), (State::Native, 0));
+        assert_eq!(c.next_replay(), None, "explored classes are not replayed again");
+    }
+
+    #[test]
+    fn the_guard_reverts_a_steered_class_that_runs_slower() {
+        let mut c = recurring();
+        explore(&mut c, |a| a == 1, |a| Some(if a == 0 { 100.0 } else { 20.0 }));
+        c.decide(0.3);
+        c.observe(1, 30.0);
+        c.observe(1, 30.0);
+        c.observe(1, 30.0);
+        assert!(!c.guard(), "faster than native: kept");
+        assert!(c.improvement().unwrap() > 0.6);
+        for _ in 0..20 {
+            c.observe(1, 400.0);
+        }
+        assert!(c.guard());
+        assert_eq!((c.state, c.effective_arm()), (State::Reverted, 0));
+    }
+
+    #[test]
+    fn an_arm_forced_by_an_operator_is_adopted_and_guarded() {
+        let mut c = recurring();
+        c.observe(9, 500.0);
+        assert_eq!((c.state, c.arm, c.forced), (State::Steered, 9, true));
+        c.observe(9, 500.0);
+        c.observe(9, 500.0);
+        assert!(c.guard(), "5x slower than native");
+        assert_eq!(c.state, State::Reverted);
+    }
+
+    #[test]
+    fn replay_errors_stop_exploration() {
+        let mut c = recurring();
+        for _ in 0..3 {
+            c.failed("permission denied".into());
+        }
+        assert_eq!(c.state, State::NotReplayable);
+        assert_eq!(c.next_replay(), None);
+    }
+}

@@ -1,0 +1,159 @@
+//! Background replay of captured queries under candidate setting arms (learner worker only).
+//!
+//! Exploration must never hurt a user's query, so candidates are measured here, not on user executions: the
+//! worker connects to the local server over its Unix socket as the bootstrap superuser (peer or trust
+//! authentication, as pg_cron does), with capture and steering off for that session, and for each replay opens a
+//! `READ ONLY` transaction, takes the role of the user who ran the query (`set_config('role', …)`), sets the arm's
+//! settings and a `statement_timeout`, and runs `EXPLAIN` (to see whether the arm changes the plan at all) and, if
+//! it does, `EXPLAIN (ANALYZE, TIMING OFF)` for the server-side execution time. The extended protocol accepts
+//! exactly one statement, and the text is one that already ran as a read-only `SELECT` (see `hooks.rs`).
+
+use crate::steering::ARMS;
+use dag::dag::{ExplainOptions, import_explain};
+use pgrx::pg_sys;
+use postgres::error::SqlState;
+use postgres::{Client, Config, NoTls};
+use rustc_hash::FxHashMap;
+use std::time::Duration;
+
+/// What one replay measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Measured {
+    /// Server-side execution time in milliseconds.
+    Ms(f64),
+    /// Cancelled by the statement timeout.
+    Timeout,
+}
+
+/// Client connections of the worker, one per database.
+pub(crate) struct Replayer {
+    socket_dir: String,
+    port: u16,
+    user: String,
+    clients: FxHashMap<String, Client>,
+}
+
+fn config_option(name: &std::ffi::CStr) -> Option<String> {
+    // SAFETY: GetConfigOption returns a pointer into the GUC's current value (or null), read at once.
+    unsafe {
+        let v = pg_sys::GetConfigOption(name.as_ptr(), true, false);
+        (!v.is_null()).then(|| std::ffi::CStr::from_ptr(v).to_string_lossy().into_owned())
+    }
+}
+
+impl Replayer {
+    /// Reads the socket directory, port and bootstrap superuser of this server. Call inside a transaction.
+    pub(crate) fn new() -> Self {
+        let socket_dir = config_option(c"unix_socket_directories")
+            .and_then(|dirs| dirs.split(',').next().map(|d| d.trim().to_owned()))
+            .unwrap_or_else(|| "/tmp".to_owned());
+        let port = config_option(c"port").and_then(|p| p.parse().ok()).unwrap_or(5432);
+        // SAFETY: the bootstrap superuser (OID 10) always exists; the name is copied at once.
+        let user = unsafe {
+            let name = pg_sys::GetUserNameFromId(pg_sys::Oid::from(10u32), false);
+            std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned()
+        };
+        Replayer { socket_dir, port, user, clients: FxHashMap::default() }
+    }
+
+    fn client(&mut self, db: &str) -> Result<&mut Client, String> {
+        if !self.clients.contains_key(db) {
+            let client = Config::new()
+                .host_path(&self.socket_dir)
+                .port(self.port)
+                .user(&self.user)
+                .dbname(db)
+                .application_name("ruvector_dag_learner replay")
+                .options("-c ruvector.neural_dag_enabled=off -c ruvector.dag_steering=off")
+                .connect_timeout(Duration::from_secs(5))
+                .connect(NoTls)
+                .map_err(|e| format!("connecting to database \"{db}\" as \"{}\": {e}", self.user))?;
+            self.clients.insert(db.to_owned(), client);
+        }
+        Ok(self.clients.get_mut(db).expect("inserted above"))
+    }
+
+    /// Runs `f` in a read-only transaction as `role` with arm `arm`'s settings and `timeout_ms`; rolls back.
+    fn in_transaction<T>(
+        &mut self,
+        db: &str,
+        role: &str,
+        arm: usize,
+        timeout_ms: u64,
+        f: impl FnOnce(&mut postgres::Transaction<'_>) -> Result<T, postgres::Error>,
+    ) -> Result<T, Failure> {
+        let client = self.client(db).map_err(Failure::Other)?;
+        let result = (|| {
+            let mut tx = client.build_transaction().read_only(true).start()?;
+            tx.query("SELECT set_config('role', $1, true)", &[&role])?;
+            tx.query("SELECT set_config('statement_timeout', $1, true)", &[&format!("{timeout_ms}ms")])?;
+            for (name, value) in ARMS[arm] {
+                tx.query("SELECT set_config($1, $2, true)", &[name, value])?;
+            }
+            let out = f(&mut tx)?;
+            tx.rollback()?;
+            Ok(out)
+        })();
+        result.map_err(|e: postgres::Error| {
+            if e.is_closed() {
+                self.clients.remove(db);
+            }
+            if e.code() == Some(&SqlState::QUERY_CANCELED) {
+                Failure::Timeout
+            } else {
+                Failure::Other(e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned()))
+            }
+        })
+    }
+
+    /// The plan hash of `text` planned under arm `arm` as `role`.
+    pub(crate) fn plan_hash(&mut self, db: &str, role: &str, text: &str, arm: usize) -> Result<u64, String> {
+        let sql = format!("EXPLAIN (FORMAT JSON) {text}");
+        let json = self
+            .in_transaction(db, role, arm, 60_000, |tx| {
+                tx.query_one(sql.as_str(), &[]).map(|r| r.get::<_, serde_json::Value>(0))
+            })
+            .map_err(|e| e.to_string())?;
+        let dag = import_explain(&json.to_string(), &ExplainOptions::default()).map_err(|e| e.to_string())?.dag;
+        Ok(crate::hooks::plan_hash(&dag))
+    }
+
+    /// Executes `text` under arm `arm` as `role` (results discarded) and returns its execution time.
+    pub(crate) fn measure(
+        &mut self,
+        db: &str,
+        role: &str,
+        text: &str,
+        arm: usize,
+        timeout_ms: u64,
+    ) -> Result<Measured, String> {
+        let sql = format!("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {text}");
+        let result = self.in_transaction(db, role, arm, timeout_ms, |tx| {
+            tx.query_one(sql.as_str(), &[]).map(|r| r.get::<_, serde_json::Value>(0))
+        });
+        match result {
+            Ok(json) => json[0]["Execution Time"]
+                .as_f64()
+                .map(Measured::Ms)
+                .ok_or_else(|| "EXPLAIN ANALYZE returned no execution time".to_owned()),
+            Err(Failure::Timeout) => Ok(Measured::Timeout),
+            Err(Failure::Other(e)) => Err(e),
+        }
+    }
+}
+
+/// Why a replay transaction failed.
+#[derive(Debug)]
+enum Failure {
+    Timeout,
+    Other(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Timeout => f.write_str("statement timeout"),
+            Failure::Other(e) => f.write_str(e),
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! Acting on the planner: setting arms, the shared steering table the planner hook consults, and the shared
+//! table of replayable query texts the learner explores with.
+//!
+//! - An **arm** is a set of planner settings ([`ARMS`]; arm 0 is the native plan). Only settings that act at
+//!   planning time are used, so restoring them after planning leaves execution untouched.
+//! - The **steering table** maps a query class (the query id `pg_stat_statements` shows) to the arm its plans
+//!   are made under. Only the learner worker writes arms into it, after measuring that the arm beats the native
+//!   plan (see [`crate::learner`]); the planner hook reads it lock-free. The per-class kill switch
+//!   (`dag_class_enable`) sets a disabled flag that the worker then respects.
+//! - The **text table** holds, per query class, the text of one executed statement that can be replayed: a
+//!   plain read-only `SELECT` without parameters. Backends write it when they first meet a plan shape; the worker
+//!   reads it to replay the class under candidate arms in the background.
+
+use pgrx::pg_sys;
+use std::ffi::CString;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+/// The setting arms explored, in a fixed order (the index is stored in trajectory records and the steering table).
+pub(crate) const ARMS: [&[(&str, &str)]; 11] = [
+    &[],
+    &[("enable_nestloop", "off")],
+    &[("enable_hashjoin", "off")],
+    &[("enable_mergejoin", "off")],
+    &[("enable_seqscan", "off")],
+    &[("enable_indexscan", "off")],
+    &[("enable_bitmapscan", "off")],
+    &[("max_parallel_workers_per_gather", "0")],
+    &[("enable_nestloop", "off"), ("enable_mergejoin", "off")],
+    &[("enable_indexscan", "off"), ("enable_indexonlyscan", "off"), ("enable_bitmapscan", "off")],
+    &[("enable_hashjoin", "off"), ("enable_mergejoin", "off")],
+];
+
+/// Settings of arm `arm` as owned pairs (what the ReasoningBank stores), sorted by name.
+pub(crate) fn arm_settings(arm: usize) -> Vec<(String, String)> {
+    let mut s: Vec<(String, String)> =
+        ARMS.get(arm).copied().unwrap_or(&[]).iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    s.sort();
+    s
+}
+
+/// `name=value,name=value` of arm `arm` ("native" for arm 0).
+pub(crate) fn arm_label(arm: usize) -> String {
+    match ARMS.get(arm) {
+        Some([]) | None => "native".to_owned(),
+        Some(settings) => settings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+    }
+}
+
+/// The arm whose label is `label`.
+pub(crate) fn arm_by_label(label: &str) -> Option<usize> {
+    (0..ARMS.len()).find(|&a| arm_label(a) == label.replace(' ', ""))
+}
+
+// ---- shared memory --------------------------------------------------------------------------------------------
+
+/// Slots of the steering table (open addressing by query id).
+const STEER_SLOTS: usize = 4096;
+/// Slots of the text table (direct-mapped by query id) and bytes per text.
+const TEXT_SLOTS: usize = 1024;
+pub(crate) const TEXT_BYTES: usize = 4000;
+
+#[repr(C)]
+struct SteerSlot {
+    /// 0 = empty.
+    query_id: AtomicU64,
+    /// Low 8 bits: the arm (0 = native); bit 8: disabled by the kill switch.
+    state: AtomicU32,
+}
+
+const DISABLED: u32 = 1 << 8;
+
+#[repr(C)]
+struct TextSlot {
+    /// Seqlock: odd while written.
+    seq: AtomicU64,
+    query_id: u64,
+    db_id: u32,
+    user_id: u32,
+    len: u32,
+    text: [u8; TEXT_BYTES],
+}
+
+#[repr(C)]
+struct Shared {
+    steer: [SteerSlot; STEER_SLOTS],
+    texts: [TextSlot; TEXT_SLOTS],
+}
+
+static SHARED: AtomicPtr<Shared> = AtomicPtr::new(ptr::null_mut());
+const NAME: &std::ffi::CStr = c"ruvector_dag steering";
+
+/// Bytes of shared memory needed.
+pub(crate) fn shmem_size() -> usize {
+    size_of::<Shared>()
+}
+
+/// Creates or attaches the tables.
+///
+/// # Safety
+/// Call only from the shared-memory startup hook, under `AddinShmemInitLock`.
+pub(crate) unsafe fn attach() {
+    // SAFETY: the caller holds AddinShmemInitLock; a new area is zeroed, which is the empty state of both tables.
+    unsafe {
+        let mut found = false;
+        let shared = pg_sys::ShmemInitStruct(NAME.as_ptr(), shmem_size(), &mut found).cast::<Shared>();
+        if !found {
+            ptr::write_bytes(shared.cast::<u8>(), 0, shmem_size());
+        }
+        SHARED.store(shared, Ordering::Release);
+    }
+}
+
+fn shared() -> Option<&'static Shared> {
+    // SAFETY: the area lives in shared memory for the server's lifetime; mutable fields are atomics or guarded by
+    // the text slots' seqlocks.
+    unsafe { SHARED.load(Ordering::Acquire).as_ref() }
+}
+
+fn probe(query_id: u64) -> impl Iterator<Item = usize> {
+    let start = (query_id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 52) as usize % STEER_SLOTS;
+    (0..STEER_SLOTS).map(move |i| (start + i) % STEER_SLOTS)
+}
+
+/// The arm plans of class `query_id` are made under (0 = native: unknown, not steered or disabled).
+pub(crate) fn lookup(query_id: u64) -> usize {
+    let Some(s) = shared() else { return 0 };
+    if query_id == 0 {
+        return 0;
+    }
+    for i in probe(query_id).take(16) {
+        let slot = &s.steer[i];
+        match slot.query_id.load(Ordering::Acquire) {
+            0 => return 0,
+            q if q == query_id => {
+                let state = slot.state.load(Ordering::Acquire);
+                return if state & DISABLED != 0 { 0 } else { (state & 0xFF) as usize };
+            }
+            _ => {}
+        }
+    }
+    0
+}
+
+fn slot_for(s: &Shared, query_id: u64) -> Option<&SteerSlot> {
+    for i in probe(query_id).take(16) {
+        let slot = &s.steer[i];
+        let q = slot.query_id.load(Ordering::Acquire);
+        if q == query_id {
+            return Some(slot);
+        }
+        if q == 0 {
+            // Claim the empty slot (the worker and kill-switch callers may race for it).
+            match slot.query_id.compare_exchange(0, query_id, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(slot),
+                Err(other) if other == query_id => return Some(slot),
+                Err(_) => continue,
+            }
+        }
+    }
+    None
+}
+
+/// Sets class `query_id`'s arm (the worker); keeps the disabled flag. Returns false when the table is full.
+pub(crate) fn publish(query_id: u64, arm: usize) -> bool {
+    let Some(s) = shared() else { return false };
+    let Some(slot) = slot_for(s, query_id) else { return false };
+    let old = slot.state.load(Ordering::Acquire);
+    let new = (old & DISABLED) | (arm as u32 & 0xFF);
+    if old != new {
+        slot.state.store(new, Ordering::Release);
+    }
+    true
+}
+
+/// Turns steering of class `query_id` off (`enabled = false`) or back on. Returns false without shared memory or
+/// when the table is full.
+pub(crate) fn set_enabled(query_id: u64, enabled: bool) -> bool {
+    let Some(s) = shared() else { return false };
+    let Some(slot) = slot_for(s, query_id) else { return false };
+    if enabled {
+        slot.state.fetch_and(!DISABLED, Ordering::AcqRel);
+    } else {
+        slot.state.fetch_or(DISABLED, Ordering::AcqRel);
+    }
+    true
+}
+
+/// Whether class `query_id` is disabled by the kill switch.
+pub(crate) fn disabled(query_id: u64) -> bool {
+    let Some(s) = shared() else { return false };
+    for i in probe(query_id).take(16) {
+        let slot = &s.steer[i];
+        match slot.query_id.load(Ordering::Acquire) {
+            0 => return false,
+            q if q == query_id => return slot.state.load(Ordering::Acquire) & DISABLED != 0,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// A replayable statement of a class.
+#[derive(Debug, Clone)]
+pub(crate) struct QueryText {
+    pub(crate) db_id: u32,
+    pub(crate) user_id: u32,
+    pub(crate) text: String,
+}
+
+/// Stores the text of class `query_id` (a backend, when it first meets a plan shape). Texts longer than
+/// [`TEXT_BYTES`] are not stored; a slot being written by another backend is left alone.
+pub(crate) fn store_text(query_id: u64, db_id: u32, user_id: u32, text: &str) {
+    let Some(s) = shared() else { return };
+    if text.len() > TEXT_BYTES || query_id == 0 {
+        return;
+    }
+    let slot = &s.texts[query_id as usize % TEXT_SLOTS];
+    let seq = slot.seq.load(Ordering::Acquire);
+    if seq % 2 == 1 || slot.seq.compare_exchange(seq, seq + 1, Ordering::AcqRel, Ordering::Relaxed).is_err() {
+        return;
+    }
+    let raw = (slot as *const TextSlot).cast_mut();
+    // SAFETY: this writer owns the slot while its sequence number is odd; readers validate the sequence.
+    unsafe {
+        (*raw).query_id = query_id;
+        (*raw).db_id = db_id;
+        (*raw).user_id = user_id;
+        (*raw).len = text.len() as u32;
+        ptr::copy_nonoverlapping(text.as_ptr(), (&raw mut (*raw).text).cast::<u8>(), text.len());
+    }
+    slot.seq.store(seq + 2, Ordering::Release);
+}
+
+/// The stored text of class `query_id`, if its slot holds it.
+pub(crate) fn fetch_text(query_id: u64) -> Option<QueryText> {
+    let s = shared()?;
+    let slot = &s.texts[query_id as usize % TEXT_SLOTS];
+    for _ in 0..10 {
+        let before = slot.seq.load(Ordering::Acquire);
+        if before == 0 {
+            return None;
+        }
+        if before % 2 == 1 {
+            std::thread::yield_now();
+            continue;
+        }
+        // SAFETY: a copy validated by the sequence number (seqlock read).
+        let (q, db_id, user_id, len, bytes) = unsafe {
+            let raw = slot as *const TextSlot;
+            let len = ((*raw).len as usize).min(TEXT_BYTES);
+            let mut bytes = vec![0u8; len];
+            ptr::copy_nonoverlapping((&raw const (*raw).text).cast::<u8>(), bytes.as_mut_ptr(), len);
+            ((*raw).query_id, (*raw).db_id, (*raw).user_id, len, bytes)
+        };
+        std::sync::atomic::fence(Ordering::Acquire);
+        if slot.seq.load(Ordering::Acquire) != before {
+            continue;
+        }
+        if q != query_id || len == 0 {
+            return None;
+        }
+        return String::from_utf8(bytes).ok().map(|text| QueryText { db_id, user_id, text });
+    }
+    None
+}
+
+// ---- planning under an arm ----------------------------------------------------------------------------------
+
+/// Applies arm `arm`'s settings at a new GUC nest level; the returned level must be passed to [`restore`] after
+/// planning (an error in between is undone by the transaction's abort, as for `SET LOCAL`).
+pub(crate) fn apply(arm: usize) -> i32 {
+    // SAFETY: NewGUCNestLevel/set_config_option are PostgreSQL's documented way to change settings temporarily
+    // (as a function's SET clause does); names and values are constants of ARMS.
+    unsafe {
+        let level = pg_sys::NewGUCNestLevel();
+        for (name, value) in ARMS.get(arm).copied().unwrap_or(&[]) {
+            let (name, value) = (CString::new(*name).expect("no NUL"), CString::new(*value).expect("no NUL"));
+            pg_sys::set_config_option(
+                name.as_ptr(),
+                value.as_ptr(),
+                pg_sys::GucContext::PGC_USERSET,
+                pg_sys::GucSource::PGC_S_SESSION,
+                pg_sys::GucAction::GUC_ACTION_SAVE,
+                true,
+                0,
+                false,
+            );
+        }
+        level
+    }
+}
+
+/// Restores the settings saved by [`apply`].
+pub(crate) fn restore(level: i32) {
+    // SAFETY: pops exactly the nest level `apply` pushed.
+    unsafe { pg_sys::AtEOXact_GUC(true, level) };
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The learning loop makes a query faster, and takes back what does not: on a join the planner misestimates
+# (`s.v > s.w` gets the default selectivity 1/3: it expects 100 000 rows of s, 15 arrive, so it hashes s and
+# scans all 2 000 000 rows of b instead of probing b's index), the learner replays the recurring class under
+# setting arms in the background, steers it with the fastest, and the user's next executions use it; an arm an operator forces on a point lookup runs slower than native and the
+# no-regression guard reverts it. Needs root and the extension installed for the system PostgreSQL 15
+# (`cargo pgrx install`). Exits non-zero on any failure; prints the measured latencies.
+set -euo pipefail
+PORT=${PORT:-55447}
+. "$(dirname "$0")/throwaway_cluster.sh"
+cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres -c max_parallel_workers_per_gather=0
+psql_as() { as_pg env PGOPTIONS="$1" "$BIN/psql" -X -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -d postgres -A -t -q "${@:2}" 2>&1; }
+sql() { psql_as "-c ruvector.neural_dag_enabled=off" "$@"; }  # checks: not captured, not steered
+workload() { psql_as "" "$@" >/dev/null; }
+fail() { echo "learning_improves: $*" >&2; tail -30 "$WORK/log" >&2; exit 1; }
+query_id() { sql -c "EXPLAIN (VERBOSE, FORMAT JSON) $1" | grep -o '"Query Identifier": -\?[0-9]*' | grep -o -- '-\?[0-9]*$'; }
+class() { sql -c "SELECT $2 FROM ruvector.dag_query_class_log() WHERE query_id = $1"; }
+
+sql -c "CREATE EXTENSION ruvector_dag" >/dev/null
+sql -c "CREATE TABLE s AS SELECT g AS id, g % 500000 AS k, g AS v, CASE WHEN g % 20000 = 0 THEN 0 ELSE g + 1 END AS w
+            FROM generate_series(1, 300000) g;
+        CREATE TABLE b AS SELECT g AS id, ((g::bigint * 7919) % 500000)::int AS k, md5(g::text) AS pad
+            FROM generate_series(1, 2000000) g;
+        CREATE INDEX ON b (k); ALTER TABLE s ADD PRIMARY KEY (id); ANALYZE s; ANALYZE b" >/dev/null
+JOIN="SELECT count(*) FROM s JOIN b ON b.k = s.k WHERE s.v > s.w"
+POINT="SELECT k FROM s WHERE id = 4242"
+sql -c "EXPLAIN $JOIN" | grep -q "Hash Join" || fail "expected the misestimated join to hash: $(sql -c "EXPLAIN $JOIN")"
+
+# 1. The join recurs; the learner explores it and steers it.
+for _ in 1 2 3; do workload -c "$JOIN" -c "$POINT"; done
+start=$(date +%s%N)
+report=$(sql -c "SELECT trajectories_processed || ' ' || saved FROM ruvector.dag_learn_now()")
+echo "learning_improves: dag_learn_now (exploration and cycle) took $((($(date +%s%N) - start) / 1000000)) ms: $report"
+qid=$(query_id "$JOIN")
+state=$(class "$qid" "state || ' ' || arm")
+[[ $state == steered* ]] || fail "the join class is '$state'; log: $(class "$qid" "replays")"
+sql -c "EXPLAIN $JOIN" | grep -q "Hash Join" || fail "checks run with steering off: still native"
+plan=$(psql_as "" -c "EXPLAIN $JOIN")
+! grep -q "Hash Join" <<<"$plan" || fail "EXPLAIN of the steered class still shows the native hash join: $plan"
+for _ in 1 2 3; do workload -c "$JOIN"; done
+sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null
+read -r native steered improvement <<<"$(class "$qid" "round(native_ms::numeric, 2) || ' ' || round(steered_ms::numeric, 2) || ' ' || round(improvement::numeric, 3)")"
+echo "learning_improves: join steered with $(class "$qid" arm): native $native ms -> steered $steered ms (improvement $improvement)"
+[[ $(sql -c "SELECT $improvement >= 0.5") == t ]] || fail "improvement $improvement < 0.5"
+[[ $(class "$qid" state) == steered ]] || fail "the guard reverted a faster class"
+avg=$(sql -c "SELECT round(avg_improvement::numeric, 3) FROM ruvector.dag_status()")
+[[ -n $avg ]] || fail "dag_status().avg_improvement is NULL with a steered class"
+
+# 2. A prepared statement of the class is re-planned when steering changes (cached plans are invalidated).
+out=$(psql_as "" -c "PREPARE j AS $JOIN; EXPLAIN EXECUTE j; SELECT ruvector.dag_class_enable($qid, false); EXPLAIN EXECUTE j; SELECT ruvector.dag_class_enable($qid, true);")
+grep -q "Hash Join" <<<"$out" || fail "after the kill switch the prepared statement is still steered: $out"
+
+# 3. An operator forces an arm that is slower; the guard reverts it.
+pid=$(query_id "$POINT")
+sql -c "SELECT ruvector.dag_class_steer($pid, 'enable_indexscan=off,enable_indexonlyscan=off,enable_bitmapscan=off')" >/dev/null
+psql_as "" -c "EXPLAIN $POINT" | grep -q "Seq Scan" || fail "the forced arm is not applied"
+for _ in 1 2 3 4 5; do workload -c "$POINT"; done
+sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null
+state=$(class "$pid" "state || ' native ' || round(native_ms::numeric, 3) || ' ms, steered ' || round(steered_ms::numeric, 3) || ' ms'")
+echo "learning_improves: forced point lookup: $state"
+[[ $state == reverted* ]] || fail "the guard did not revert the slower forced arm: $state"
+out=$(psql_as "" -c "EXPLAIN $POINT"); grep -q "Index Scan" <<<"$out" || fail "the reverted class is not native again: $out"
+echo "learning_improves: steering applied, measured faster, and a slower arm reverted"
