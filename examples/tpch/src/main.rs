@@ -1,0 +1,190 @@
+//! TPC-H learning demo: loads TPC-H data into a PostgreSQL server that preloads `ruvector_dag`, runs the 22
+//! queries for several rounds with learning on (after each round `ruvector.dag_learn_now()` lets the learner
+//! replay what it has not explored yet), and reports per-query latency in the first and last round, what the
+//! learner decided per query, and a learning-curve SVG.
+//!
+//! ```text
+//! ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user postgres] [--dbname postgres]
+//!                   [--scale 0.1] [--rounds 5] [--svg tpch-learning-curve.svg]
+//! ```
+//!
+//! `examples/tpch/run.sh` (the README's main command) sets up a throwaway cluster and runs this.
+
+mod load;
+mod queries;
+mod svg;
+
+use postgres::{Client, Config, NoTls};
+use std::io::Write;
+use std::time::Instant;
+
+struct Args {
+    host: String,
+    port: u16,
+    user: String,
+    dbname: String,
+    scale: f64,
+    rounds: usize,
+    svg: String,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        host: "/var/run/postgresql".into(),
+        port: 5432,
+        user: "postgres".into(),
+        dbname: "postgres".into(),
+        scale: 0.1,
+        rounds: 5,
+        svg: "tpch-learning-curve.svg".into(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--host" => a.host = value()?,
+            "--port" => a.port = value()?.parse().map_err(|e| format!("--port: {e}"))?,
+            "--user" => a.user = value()?,
+            "--dbname" => a.dbname = value()?,
+            "--scale" => a.scale = value()?.parse().map_err(|e| format!("--scale: {e}"))?,
+            "--rounds" => a.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
+            "--svg" => a.svg = value()?,
+            "-h" | "--help" => {
+                return Err("usage: ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user U] [--dbname D] \
+                            [--scale 0.1] [--rounds 5] [--svg FILE]"
+                    .into());
+            }
+            other => return Err(format!("unknown argument {other} (try --help)")),
+        }
+    }
+    if !(a.scale > 0.0 && a.scale <= 100.0) {
+        return Err(format!("--scale {}: expected a scale factor in (0, 100]", a.scale));
+    }
+    if a.rounds < 2 {
+        return Err("--rounds: at least 2 (a first and a last round)".into());
+    }
+    Ok(a)
+}
+
+fn bar(done: usize, total: usize, label: &str) {
+    let width = 40;
+    let filled = width * done / total.max(1);
+    eprint!("\r[{}{}] {done:>4}/{total} {label:<40}", "#".repeat(filled), "-".repeat(width - filled));
+    let _ = std::io::stderr().flush();
+}
+
+fn query_id(client: &mut Client, text: &str) -> Result<i64, String> {
+    let row = client.query_one(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {text}"), &[]).map_err(|e| e.to_string())?;
+    let json: serde_json::Value = row.get(0);
+    json[0]["Query Identifier"].as_i64().ok_or_else(|| "EXPLAIN VERBOSE shows no query identifier".to_owned())
+}
+
+fn run() -> Result<(), String> {
+    let args = parse_args()?;
+    let mut client = Config::new()
+        .host_path(&args.host)
+        .port(args.port)
+        .user(&args.user)
+        .dbname(&args.dbname)
+        .application_name("ruvector-dag-tpch")
+        .connect(NoTls)
+        .map_err(|e| format!("connecting to {}:{}: {e}", args.host, args.port))?;
+    client.batch_execute("CREATE EXTENSION IF NOT EXISTS ruvector_dag").map_err(|e| e.to_string())?;
+    let hooks: String = client
+        .query_one("SELECT status FROM ruvector.dag_health_check() WHERE component = 'hooks'", &[])
+        .map_err(|e| e.to_string())?
+        .get(0);
+    if hooks != "ok" {
+        return Err("ruvector_dag is not in shared_preload_libraries on this server: nothing would be learned".into());
+    }
+
+    let loaded: bool =
+        client.query_one("SELECT to_regclass('lineitem') IS NOT NULL", &[]).map_err(|e| e.to_string())?.get(0);
+    if loaded {
+        eprintln!("TPC-H tables already present: not reloading");
+    } else {
+        let start = Instant::now();
+        let mut done = 0;
+        load::load(&mut client, args.scale, |table, rows| {
+            done += 1;
+            bar(done, 8, &format!("loaded {table} ({rows} rows)"));
+        })?;
+        eprintln!("\nloaded TPC-H scale factor {} in {:.1} s", args.scale, start.elapsed().as_secs_f64());
+    }
+
+    let queries = queries::queries(args.scale);
+    let ids: Vec<i64> = queries.iter().map(|(_, q)| query_id(&mut client, q)).collect::<Result<_, _>>()?;
+    // by_round[round][query], in milliseconds.
+    let mut by_round = vec![vec![0.0f64; queries.len()]; args.rounds];
+    let mut learning_s = Vec::new();
+    let total_steps = args.rounds * queries.len();
+    for (round, times) in by_round.iter_mut().enumerate() {
+        for (i, (n, text)) in queries.iter().enumerate() {
+            bar(round * queries.len() + i, total_steps, &format!("round {}/{}: Q{n}", round + 1, args.rounds));
+            let start = Instant::now();
+            client.query(text.as_str(), &[]).map_err(|e| format!("Q{n}: {e}"))?;
+            times[i] = start.elapsed().as_secs_f64() * 1000.0;
+        }
+        bar((round + 1) * queries.len(), total_steps, &format!("round {}: learning", round + 1));
+        let start = Instant::now();
+        client.query("SELECT * FROM ruvector.dag_learn_now()", &[]).map_err(|e| format!("dag_learn_now: {e}"))?;
+        learning_s.push(start.elapsed().as_secs_f64());
+    }
+    eprintln!();
+    // ms[query][round].
+    let ms: Vec<Vec<f64>> = (0..queries.len()).map(|i| by_round.iter().map(|r| r[i]).collect()).collect();
+
+    // What the learner decided per query.
+    let mut decisions = std::collections::HashMap::new();
+    for row in client
+        .query("SELECT query_id, state, arm, improvement FROM ruvector.dag_query_class_log()", &[])
+        .map_err(|e| e.to_string())?
+    {
+        let (id, state, arm, improvement): (i64, String, String, Option<f64>) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        decisions.insert(id, (state, arm, improvement));
+    }
+    let last = args.rounds - 1;
+    println!("\nTPC-H scale factor {}, {} rounds (latency in ms, client-side wall time)\n", args.scale, args.rounds);
+    println!("{:>4} {:>11} {:>11} {:>8}  learner", "query", "first", "last", "speedup");
+    for (i, (n, _)) in queries.iter().enumerate() {
+        let (state, arm) = match decisions.get(&ids[i]) {
+            Some((s, a, _)) if s == "steered" => (s.as_str(), a.as_str()),
+            Some((s, _, _)) => (s.as_str(), ""),
+            None => ("not seen", ""),
+        };
+        println!(
+            "{:>5} {:>11.1} {:>11.1} {:>7.2}x  {state} {arm}",
+            format!("Q{n}"),
+            ms[i][0],
+            ms[i][last],
+            ms[i][0] / ms[i][last].max(1e-9)
+        );
+    }
+    let totals: Vec<f64> = (0..args.rounds).map(|r| ms.iter().map(|q| q[r]).sum::<f64>() / 1000.0).collect();
+    println!("\ntotal per round (s): {}", totals.iter().map(|t| format!("{t:.2}")).collect::<Vec<_>>().join("  "));
+    println!(
+        "learning after each round (s, dag_learn_now: drain, background replays, cycle): {}",
+        learning_s.iter().map(|t| format!("{t:.1}")).collect::<Vec<_>>().join("  ")
+    );
+    let status = client
+        .query_one("SELECT coalesce(avg_improvement::text, 'none') FROM ruvector.dag_status()", &[])
+        .map_err(|e| e.to_string())?;
+    let steered = decisions.values().filter(|(s, _, _)| s == "steered").count();
+    println!(
+        "steered classes: {steered} of {}; mean improvement of steered classes (counterfactual log): {}",
+        queries.len(),
+        status.get::<_, String>(0)
+    );
+    let svg = svg::learning_curve(&format!("TPC-H SF {} with ruvector_dag learning", args.scale), &totals, &ms);
+    std::fs::write(&args.svg, svg).map_err(|e| format!("writing {}: {e}", args.svg))?;
+    println!("learning curve: {}", args.svg);
+    Ok(())
+}
+
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("\nruvector-dag-tpch: {e}");
+        std::process::exit(1);
+    }
+}
