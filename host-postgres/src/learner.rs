@@ -30,7 +30,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 use ruvector_dag_learning::{DagSonaEngine, SonaConfig};
 use std::cell::RefCell;
 use std::ptr;
-use std::sync::atomic::{AtomicI32, AtomicI64, AtomicPtr, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicPtr, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// Executions of one plan shape the worker learns from per drain; further ones in the same drain are coalesced.
@@ -67,11 +67,88 @@ struct Control {
     report: [AtomicU64; 5],
     /// 0 = never saved, 1 = saved, 2 = extension not installed in `ruvector.dag_database`, 3 = save failed.
     persist_status: AtomicU64,
+    /// One command at a time for the worker (see [`Mailbox`]).
+    mailbox: Mailbox,
     /// Seqlock of the snapshot: odd while the worker writes; the generation is `seq / 2`.
     snapshot_seq: AtomicU64,
     snapshot_len: AtomicU64,
     snapshot_capacity: u64,
     snapshot_too_large: AtomicU64,
+}
+
+/// A command a backend asks the worker to carry out on the learned state, and its result.
+///
+/// States: `IDLE` → (a backend claims it) `WRITING` → `SUBMITTED` → (the worker) `EXECUTING` → `DONE` → (the
+/// backend reads the result) `IDLE`. A backend that stops waiting (cancel) takes back a submission the worker has
+/// not started, or marks a running one `ABANDONED`, which the worker then clears.
+#[repr(C)]
+struct Mailbox {
+    state: AtomicU32,
+    kind: AtomicU32,
+    args: [AtomicU64; 3],
+    results: [AtomicU64; 4],
+    /// 0 = ok, else the length of the error message in `payload`.
+    error_len: AtomicU32,
+    payload_len: AtomicU32,
+    payload: [std::cell::UnsafeCell<u8>; MAILBOX_BYTES],
+}
+
+const MAILBOX_BYTES: usize = 16 * 1024;
+const IDLE: u32 = 0;
+const WRITING: u32 = 1;
+const SUBMITTED: u32 = 2;
+const EXECUTING: u32 = 3;
+const DONE: u32 = 4;
+const ABANDONED: u32 = 5;
+
+/// What a backend can ask of the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Command {
+    /// Add a pattern (payload: JSON `{"vector": [...], "metadata": {...}, "quality": q}`); result 0 = its id.
+    StorePattern = 1,
+    /// Merge near-duplicates and rebuild the index with `args[0]` lists; results: lists before, after, patterns
+    /// merged, microseconds.
+    Consolidate = 2,
+    /// Forget learning: `args[0]` = keep patterns, `args[1]` = keep trajectories.
+    Reset = 3,
+    /// Replace the state with the `args[1]` bytes in dynamic shared memory segment `args[0]`; results: patterns,
+    /// index lists.
+    Import = 4,
+}
+
+impl Mailbox {
+    fn new() -> Self {
+        Mailbox {
+            state: AtomicU32::new(IDLE),
+            kind: AtomicU32::new(0),
+            args: Default::default(),
+            results: Default::default(),
+            error_len: AtomicU32::new(0),
+            payload_len: AtomicU32::new(0),
+            payload: [const { std::cell::UnsafeCell::new(0) }; MAILBOX_BYTES],
+        }
+    }
+
+    fn payload_ptr(&self) -> *mut u8 {
+        self.payload.as_ptr().cast_mut().cast::<u8>()
+    }
+
+    /// Copies `bytes` into the payload (the caller owns the mailbox: WRITING or EXECUTING).
+    fn write_payload(&self, bytes: &[u8]) {
+        let n = bytes.len().min(MAILBOX_BYTES);
+        // SAFETY: the area holds MAILBOX_BYTES; only the mailbox's current owner writes it.
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), self.payload_ptr(), n) };
+        self.payload_len.store(n as u32, Ordering::Release);
+    }
+
+    fn read_payload(&self) -> Vec<u8> {
+        let n = (self.payload_len.load(Ordering::Acquire) as usize).min(MAILBOX_BYTES);
+        let mut out = vec![0u8; n];
+        // SAFETY: as in write_payload; the reader owns the mailbox in this state.
+        unsafe { ptr::copy_nonoverlapping(self.payload_ptr(), out.as_mut_ptr(), n) };
+        out
+    }
 }
 
 static CONTROL: AtomicPtr<Control> = AtomicPtr::new(ptr::null_mut());
@@ -113,6 +190,7 @@ pub(crate) unsafe fn attach() {
                 avg_improvement: AtomicU64::new(f64::NAN.to_bits()),
                 report: Default::default(),
                 persist_status: AtomicU64::new(0),
+                mailbox: Mailbox::new(),
                 snapshot_seq: AtomicU64::new(0),
                 snapshot_len: AtomicU64::new(0),
                 snapshot_capacity: snapshot_capacity() as u64,
@@ -207,6 +285,7 @@ pub extern "C-unwind" fn ruvector_dag_learner_main(_arg: pg_sys::Datum) {
         // below sees every execution made before any request it serves.
         let requested = c.learn_requested.load(Ordering::Acquire);
         learner.drain();
+        learner.serve(c);
         let asked = requested > c.learn_done.load(Ordering::Acquire);
         // Replays: what the budget allows, or everything pending (up to a minute) when asked.
         let budget = crate::gucs::REPLAY_BUDGET.get();
@@ -571,6 +650,132 @@ impl Learner {
         }
     }
 
+    /// Carries out a command a backend submitted, then saves and publishes.
+    fn serve(&mut self, c: &Control) {
+        let m = &c.mailbox;
+        if m.state.compare_exchange(SUBMITTED, EXECUTING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            return;
+        }
+        let arg = |i: usize| m.args[i].load(Ordering::Acquire);
+        let result = match m.kind.load(Ordering::Acquire) {
+            k if k == Command::StorePattern as u32 => self.store_pattern(&m.read_payload()).map(|id| [id, 0, 0, 0]),
+            k if k == Command::Consolidate as u32 => Ok(self.consolidate(arg(0) as usize)),
+            k if k == Command::Reset as u32 => Ok(self.reset(arg(0) != 0, arg(1) != 0)),
+            k if k == Command::Import as u32 => self.import(arg(0), arg(1) as usize),
+            other => Err(format!("unknown command {other}")),
+        };
+        match result {
+            Ok(values) => {
+                for (slot, v) in m.results.iter().zip(values) {
+                    slot.store(v, Ordering::Release);
+                }
+                m.error_len.store(0, Ordering::Release);
+                let status = self.save();
+                c.persist_status.store(status, Ordering::Relaxed);
+                self.publish();
+            }
+            Err(message) => {
+                m.write_payload(message.as_bytes());
+                m.error_len.store(message.len().clamp(1, MAILBOX_BYTES) as u32, Ordering::Release);
+            }
+        }
+        if m.state.compare_exchange(EXECUTING, DONE, Ordering::AcqRel, Ordering::Acquire).is_err() {
+            // The backend stopped waiting: nobody reads the result.
+            m.state.store(IDLE, Ordering::Release);
+        }
+    }
+
+    fn store_pattern(&mut self, payload: &[u8]) -> Result<u64, String> {
+        #[derive(serde::Deserialize)]
+        struct Request {
+            vector: Vec<f32>,
+            metadata: serde_json::Value,
+            quality: f64,
+        }
+        let r: Request = serde_json::from_slice(payload).map_err(|e| format!("pattern request: {e}"))?;
+        let settings: Vec<(String, String)> = match r.metadata.get("settings") {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Object(map)) => {
+                map.iter().map(|(k, v)| (k.clone(), v.as_str().map_or_else(|| v.to_string(), str::to_owned))).collect()
+            }
+            Some(other) => {
+                return Err(format!("metadata.settings must be an object of setting names to values, not {other}"));
+            }
+        };
+        let native = r.metadata.get("native_latency_ms").and_then(serde_json::Value::as_f64).unwrap_or(1.0);
+        if !(native.is_finite() && native > 0.0) {
+            return Err(format!("metadata.native_latency_ms {native}: expected a positive number"));
+        }
+        // The native arm at the given latency and, with settings, the settings' arm `quality` faster.
+        let mut arms =
+            vec![ruvector_dag_learning::Arm { settings: Vec::new(), count: 1, mean_log_latency: native.ln_1p() }];
+        if !settings.is_empty() {
+            let best = native * (1.0 - r.quality);
+            arms.push(ruvector_dag_learning::Arm { settings, count: 1, mean_log_latency: best.ln_1p() });
+        }
+        self.engine.reasoning_bank.insert(&r.vector, arms).map_err(|e| e.to_string())
+    }
+
+    fn consolidate(&mut self, target: usize) -> [u64; 4] {
+        let start = Instant::now();
+        let before = self.engine.reasoning_bank.clusters() as u64;
+        let merged = self.engine.reasoning_bank.consolidate(0.995) as u64;
+        if target > 0 {
+            self.engine.config.clusters = target;
+        }
+        let (clusters, seed) = (self.engine.config.clusters, self.engine.queries());
+        let after = self.engine.reasoning_bank.rebuild_index(clusters, seed) as u64;
+        [before, after, merged, start.elapsed().as_micros() as u64]
+    }
+
+    fn reset(&mut self, keep_patterns: bool, keep_trajectories: bool) -> [u64; 4] {
+        let bank = std::mem::replace(&mut self.engine.reasoning_bank, ruvector_dag_learning::DagReasoningBank::new(1));
+        self.engine = DagSonaEngine::new(sona_config());
+        if keep_patterns {
+            self.engine.reasoning_bank = bank;
+        } else {
+            // Steering decisions go with the patterns: every class is native again and is explored afresh.
+            for (&query_id, class) in &mut self.classes {
+                *class = Class {
+                    text: class.text.take(),
+                    ..Class::new(query_id, class.db_id, class.user_id, class.plan_hash)
+                };
+                self.dirty.insert(query_id);
+            }
+            self.review();
+        }
+        if !keep_trajectories {
+            self.pending.clear();
+            BackgroundWorker::transaction(|| {
+                if extension_installed() {
+                    Spi::run("TRUNCATE ruvector.dag_trajectories").ok();
+                }
+            });
+        }
+        [self.engine.reasoning_bank.len() as u64, 0, 0, 0]
+    }
+
+    /// Imports the state a backend put in dynamic shared memory segment `handle` (`len` bytes).
+    fn import(&mut self, handle: u64, len: usize) -> Result<[u64; 4], String> {
+        let blob = BackgroundWorker::transaction(move || {
+            // SAFETY: the requesting backend keeps the segment until this command is answered; it holds `len`
+            // bytes. Attached and detached within this transaction.
+            unsafe {
+                let seg = pg_sys::dsm_attach(handle as pg_sys::dsm_handle);
+                if seg.is_null() {
+                    return None;
+                }
+                let len = len.min(pg_sys::dsm_segment_map_length(seg));
+                let blob = std::slice::from_raw_parts(pg_sys::dsm_segment_address(seg).cast::<u8>(), len).to_vec();
+                pg_sys::dsm_detach(seg);
+                Some(blob)
+            }
+        })
+        .ok_or("the state to import is gone (the requesting session ended)")?;
+        let restored = self.engine.restore_state(&blob).map_err(|e| e.to_string())?;
+        Ok([restored.patterns as u64, self.engine.reasoning_bank.clusters() as u64, 0, 0])
+    }
+
     /// The background tier, then save and publish.
     fn cycle(&mut self) {
         let Some(c) = control() else { return };
@@ -900,42 +1105,113 @@ fn wait_a_little() {
     check_for_interrupts!();
 }
 
-/// Asks the worker for a cycle (and a save) soon, without waiting.
-pub(crate) fn request_cycle() {
-    if let Some(c) = control() {
-        c.learn_requested.fetch_add(1, Ordering::AcqRel);
-        let latch = c.worker_latch.load(Ordering::Acquire);
-        if !latch.is_null() {
-            // SAFETY: as in learn_now.
-            unsafe { pg_sys::SetLatch(latch) };
+/// Submits `command` to the worker and waits for its results (or its error, raised as RV004).
+pub(crate) fn submit(command: Command, args: [u64; 3], payload: &[u8]) -> [u64; 4] {
+    let c = running_worker();
+    if payload.len() > MAILBOX_BYTES {
+        fail(
+            PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED,
+            format!("request of {} bytes is too large", payload.len()),
+        );
+    }
+    let m = &c.mailbox;
+    let start = Instant::now();
+    while m.state.compare_exchange(IDLE, WRITING, Ordering::AcqRel, Ordering::Acquire).is_err() {
+        if start.elapsed() > LEARN_TIMEOUT {
+            fail(
+                PgSqlErrorCode::ERRCODE_LOCK_NOT_AVAILABLE,
+                "RV004 LEARNING_FAILED: the learner is busy with another request",
+            );
         }
+        wait_a_little();
+    }
+    m.kind.store(command as u32, Ordering::Release);
+    for (slot, v) in m.args.iter().zip(args) {
+        slot.store(v, Ordering::Release);
+    }
+    m.write_payload(payload);
+    m.state.store(SUBMITTED, Ordering::Release);
+    // If this backend stops waiting (cancel, error), give the mailbox back.
+    struct Waiting<'a>(&'a Mailbox, bool);
+    impl Drop for Waiting<'_> {
+        fn drop(&mut self) {
+            if !self.1 {
+                let s = &self.0.state;
+                if s.compare_exchange(SUBMITTED, IDLE, Ordering::AcqRel, Ordering::Acquire).is_err()
+                    && s.compare_exchange(EXECUTING, ABANDONED, Ordering::AcqRel, Ordering::Acquire).is_err()
+                {
+                    let _ = s.compare_exchange(DONE, IDLE, Ordering::AcqRel, Ordering::Acquire);
+                }
+            }
+        }
+    }
+    let mut waiting = Waiting(m, false);
+    wake(c);
+    let start = Instant::now();
+    while m.state.load(Ordering::Acquire) != DONE {
+        if start.elapsed() > LEARN_TIMEOUT || c.worker_pid.load(Ordering::Acquire) == 0 {
+            fail(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                "RV004 LEARNING_FAILED: the ruvector_dag_learner worker did not complete the request",
+            );
+        }
+        wait_a_little();
+    }
+    let results: [u64; 4] = std::array::from_fn(|i| m.results[i].load(Ordering::Acquire));
+    let error =
+        (m.error_len.load(Ordering::Acquire) > 0).then(|| String::from_utf8_lossy(&m.read_payload()).into_owned());
+    waiting.1 = true;
+    m.state.store(IDLE, Ordering::Release);
+    if let Some(error) = error {
+        fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("RV004 LEARNING_FAILED: {error}"));
+    }
+    results
+}
+
+fn wake(c: &Control) {
+    let latch = c.worker_latch.load(Ordering::Acquire);
+    if !latch.is_null() {
+        // SAFETY: the worker's latch is in shared memory (its PGPROC); setting a latch of an exited process is
+        // harmless.
+        unsafe { pg_sys::SetLatch(latch) };
     }
 }
 
-/// Asks the worker to drain the ring and run a cycle now, and waits for it.
-pub(crate) fn learn_now() -> CycleReport {
+/// The control block of a running worker (waiting up to [`WORKER_START_TIMEOUT`] for one that is starting), or an
+/// RV004 ERROR.
+fn running_worker() -> &'static Control {
     let Some(c) = control() else {
         fail(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             "RV004 LEARNING_FAILED: the learning loop needs ruvector_dag in shared_preload_libraries",
         )
     };
-    // A worker that is (re)starting gets a moment to come up.
     let start = Instant::now();
     while c.worker_pid.load(Ordering::Acquire) == 0 && start.elapsed() < WORKER_START_TIMEOUT {
         wait_a_little();
     }
-    let latch = c.worker_latch.load(Ordering::Acquire);
-    if c.worker_pid.load(Ordering::Acquire) == 0 || latch.is_null() {
+    if c.worker_pid.load(Ordering::Acquire) == 0 || c.worker_latch.load(Ordering::Acquire).is_null() {
         fail(
             PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             "RV004 LEARNING_FAILED: the ruvector_dag_learner worker is not running (see the server log)",
         );
     }
+    c
+}
+
+/// Asks the worker for a cycle (and a save) soon, without waiting.
+pub(crate) fn request_cycle() {
+    if let Some(c) = control() {
+        c.learn_requested.fetch_add(1, Ordering::AcqRel);
+        wake(c);
+    }
+}
+
+/// Asks the worker to drain the ring and run a cycle now, and waits for it.
+pub(crate) fn learn_now() -> CycleReport {
+    let c = running_worker();
     let target = c.learn_requested.fetch_add(1, Ordering::AcqRel) + 1;
-    // SAFETY: the worker's latch is in shared memory (its PGPROC) and stays valid while it runs; setting a latch
-    // of an exited process is harmless.
-    unsafe { pg_sys::SetLatch(latch) };
+    wake(c);
     let start = Instant::now();
     while c.learn_done.load(Ordering::Acquire) < target {
         if start.elapsed() > LEARN_TIMEOUT || c.worker_pid.load(Ordering::Acquire) == 0 {

@@ -8,7 +8,7 @@
 use crate::learner::{self, Origin};
 use crate::sql::{fail, required};
 use pgrx::prelude::*;
-use pgrx::{JsonB, pg_sys};
+use pgrx::{JsonB, pg_sys, spi};
 use ruvector_dag_learning::Pattern;
 use serde_json::json;
 
@@ -490,4 +490,186 @@ fn dag_class_steer(query_id: Option<i64>, settings: Option<&str>) {
     }
     // SAFETY: as in dag_class_enable.
     unsafe { pg_sys::CacheInvalidateRelcacheAll() };
+}
+
+// ---- patterns and learning control (carried out by the worker) ----------------------------------------------
+
+/// Adds a pattern by hand (an operator's or another server's knowledge): `pattern_vector` is a plan embedding
+/// (`dag_embedding`), `pattern_metadata` may give `native_latency_ms` and `settings` (an object of planner
+/// settings), `quality_score` the share of the native latency those settings save. Returns the pattern id.
+#[pg_extern]
+fn dag_store_pattern(
+    pattern_vector: Option<Vec<f32>>,
+    pattern_metadata: default!(Option<JsonB>, "'{}'"),
+    quality_score: default!(Option<f64>, 0.0),
+) -> i64 {
+    let vector = required("pattern_vector", pattern_vector);
+    let metadata = required("pattern_metadata", pattern_metadata).0;
+    let quality = required("quality_score", quality_score);
+    if !(0.0..1.0).contains(&quality) {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("quality_score {quality} is out of range: expected 0 <= q < 1"),
+        );
+    }
+    let payload = serde_json::to_vec(&json!({"vector": vector, "metadata": metadata, "quality": quality}))
+        .expect("a request serialises");
+    learner::submit(learner::Command::StorePattern, [0; 3], &payload)[0] as i64
+}
+
+/// The IVF lists the patterns are indexed in: each list's centroid, its patterns, their mean quality, and the
+/// text of the captured query whose plan is closest to the centroid (NULL when none is known).
+#[pg_extern]
+fn dag_pattern_clusters() -> TableIterator<
+    'static,
+    (
+        name!(cluster_id, i32),
+        name!(centroid, Vec<f32>),
+        name!(member_count, i32),
+        name!(avg_quality, f64),
+        name!(representative_query, Option<String>),
+    ),
+> {
+    // Captured queries with their plan shapes, to name each list by its nearest query.
+    let known = known_queries();
+    let rows = learner::with_engine(|engine, _| {
+        let embedded: Vec<(Vec<f32>, &String)> = known.iter().map(|(dag, text)| (engine.embed(dag), text)).collect();
+        let bank = &engine.reasoning_bank;
+        bank.index_lists()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (centroid, ids))| {
+                let qualities: Vec<f64> = ids.iter().filter_map(|id| bank.pattern(*id)).map(Pattern::quality).collect();
+                let avg =
+                    if qualities.is_empty() { 0.0 } else { qualities.iter().sum::<f64>() / qualities.len() as f64 };
+                let representative = embedded
+                    .iter()
+                    .map(|(e, text)| (e.iter().zip(&centroid).map(|(a, b)| a * b).sum::<f32>(), *text))
+                    .max_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, text)| text.clone());
+                (i as i32, centroid, ids.len() as i32, avg, representative)
+            })
+            .collect::<Vec<_>>()
+    });
+    TableIterator::new(rows)
+}
+
+/// (plan, query text) of the classes the learner saved with a replayable text.
+fn known_queries() -> Vec<(dag::QueryDag, String)> {
+    if !classes_table_exists() {
+        return Vec::new();
+    }
+    let read = Spi::connect(|client| {
+        let plans = client
+            .select("SELECT plan_hash, plan FROM ruvector.dag_plans", None, &[])?
+            .map(|row| Ok((row.get::<i64>(1)?.unwrap_or_default(), row.get::<Vec<u8>>(2)?.unwrap_or_default())))
+            .collect::<Result<std::collections::HashMap<i64, Vec<u8>>, spi::SpiError>>()?;
+        let classes = client
+            .select("SELECT detail::text FROM ruvector.dag_query_classes WHERE query_text IS NOT NULL", None, &[])?
+            .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+            .collect::<Result<Vec<String>, spi::SpiError>>()?;
+        Ok::<_, spi::SpiError>((plans, classes))
+    });
+    let Ok((plans, classes)) = read else { return Vec::new() };
+    classes
+        .iter()
+        .filter_map(|detail| serde_json::from_str::<crate::classes::Class>(detail).ok())
+        .filter_map(|k| {
+            let plan = dag::QueryDag::from_bytes(plans.get(&(k.plan_hash as i64))?).ok()?;
+            Some((plan, k.text?))
+        })
+        .collect()
+}
+
+/// Merges near-duplicate patterns and rebuilds the index with `target_clusters` lists (kept for later cycles).
+#[pg_extern]
+fn dag_consolidate_patterns(
+    target_clusters: default!(Option<i32>, 100),
+) -> TableIterator<
+    'static,
+    (
+        name!(clusters_before, i32),
+        name!(clusters_after, i32),
+        name!(patterns_merged, i32),
+        name!(consolidation_time_ms, f64),
+    ),
+> {
+    let target = required("target_clusters", target_clusters);
+    if !(1..=100_000).contains(&target) {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("target_clusters {target} is out of range: expected 1..=100000"),
+        );
+    }
+    let r = learner::submit(learner::Command::Consolidate, [target as u64, 0, 0], &[]);
+    TableIterator::once((r[0] as i32, r[1] as i32, r[2] as i32, r[3] as f64 / 1000.0))
+}
+
+/// Forgets what was learned: the adapters and EWC++ state always; the patterns (and with them every steering
+/// decision: all classes native and explored afresh) unless `preserve_patterns`; the saved trajectories unless
+/// `preserve_trajectories`.
+#[pg_extern]
+fn dag_reset_learning(
+    preserve_patterns: default!(Option<bool>, true),
+    preserve_trajectories: default!(Option<bool>, false),
+) {
+    let keep_patterns = required("preserve_patterns", preserve_patterns);
+    let keep_trajectories = required("preserve_trajectories", preserve_trajectories);
+    learner::submit(learner::Command::Reset, [u64::from(keep_patterns), u64::from(keep_trajectories), 0], &[]);
+}
+
+/// Replaces the learned state with one from `dag_export_state` (this server's or another's): adapters, EWC++
+/// state and patterns. Saved executions are not part of a state, so `trajectories_imported` is 0.
+#[pg_extern]
+fn dag_import_state(
+    state_data: Option<Vec<u8>>,
+) -> TableIterator<
+    'static,
+    (name!(patterns_imported, i32), name!(trajectories_imported, i32), name!(clusters_restored, i32)),
+> {
+    let blob = required("state_data", state_data);
+    // Refuse a bad blob here, with the reason, before the worker sees it.
+    if let Err(e) = ruvector_dag_learning::DagSonaEngine::from_state(learner::sona_config(), &blob) {
+        fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("RV004 LEARNING_FAILED: {e}"));
+    }
+    // Hand the blob to the worker in a dynamic shared memory segment (it may be megabytes).
+    // SAFETY: a segment of blob.len() bytes is created, filled, its handle passed to the worker, which attaches,
+    // copies and detaches before it answers; this backend detaches after the answer (or at transaction end).
+    let r = unsafe {
+        let seg = pg_sys::dsm_create(blob.len(), 0);
+        ptr_copy(&blob, pg_sys::dsm_segment_address(seg).cast::<u8>());
+        let handle = pg_sys::dsm_segment_handle(seg);
+        let r = learner::submit(learner::Command::Import, [u64::from(handle), blob.len() as u64, 0], &[]);
+        pg_sys::dsm_detach(seg);
+        r
+    };
+    TableIterator::once((r[0] as i32, 0, r[1] as i32))
+}
+
+extension_sql!(
+    r#"
+-- Functions that change what the server learned or how it plans: granted by the DBA, not to PUBLIC.
+REVOKE EXECUTE ON FUNCTION dag_store_pattern(real[], jsonb, float8), dag_consolidate_patterns(int),
+    dag_reset_learning(boolean, boolean), dag_import_state(bytea), dag_learn_now(),
+    dag_class_enable(bigint, boolean), dag_class_steer(bigint, text) FROM PUBLIC;
+"#,
+    name = "learning_privileges",
+    requires = [
+        dag_store_pattern,
+        dag_consolidate_patterns,
+        dag_reset_learning,
+        dag_import_state,
+        dag_learn_now,
+        dag_class_enable,
+        dag_class_steer
+    ]
+);
+
+/// Copies `bytes` to `dst`.
+///
+/// # Safety
+/// `dst` must be valid for `bytes.len()` bytes.
+unsafe fn ptr_copy(bytes: &[u8], dst: *mut u8) {
+    // SAFETY: the caller guarantees `dst`.
+    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
 }

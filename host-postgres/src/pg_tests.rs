@@ -613,4 +613,48 @@ mod tests {
         Spi::run(&format!("SELECT ruvector.dag_class_steer({id}, 'native')")).unwrap();
         assert!(plan().contains("Index Scan"));
     }
+
+    #[pg_test]
+    fn milestone_m4_patterns_are_stored_in_clusters() {
+        learn_from_executions(3);
+        let clusters = Spi::get_one::<i64>("SELECT count(*) FROM ruvector.dag_pattern_clusters()").unwrap().unwrap();
+        assert!(clusters >= 1, "the index has lists after a cycle");
+        let members =
+            Spi::get_one::<i64>("SELECT sum(member_count) FROM ruvector.dag_pattern_clusters()").unwrap().unwrap();
+        assert!(members >= 1);
+    }
+
+    #[pg_test]
+    fn a_stored_pattern_is_found_with_its_settings_and_quality() {
+        // A one-hot vector no plan embedding is close to.
+        let vector = "(SELECT array_agg(CASE WHEN i = 7 THEN 1 ELSE 0 END)::real[] FROM generate_series(1, 256) i)";
+        let id = Spi::get_one::<i64>(&format!(
+            r#"SELECT ruvector.dag_store_pattern({vector},
+                 '{{"native_latency_ms": 80, "settings": {{"enable_nestloop": "off"}}}}', 0.75)"#
+        ))
+        .unwrap()
+        .unwrap();
+        let (found, quality, settings) = Spi::get_three::<i64, f64, pgrx::JsonB>(&format!(
+            "SELECT pattern_id, quality_score, metadata->'best_settings' FROM ruvector.dag_query_patterns({vector}, 1, 0.99)"
+        ))
+        .unwrap();
+        assert_eq!(found, Some(id));
+        assert!((quality.unwrap() - 0.75).abs() < 1e-6);
+        assert_eq!(settings.unwrap().0, serde_json::json!({"enable_nestloop": "off"}));
+    }
+
+    #[pg_test(error = "RV004 LEARNING_FAILED: plugin `reasoning_bank`: pattern has dimension 3, expected 256")]
+    fn store_pattern_checks_the_dimension() {
+        Spi::run("SELECT ruvector.dag_store_pattern(ARRAY[1, 2, 3]::real[], '{}', 0.5)").unwrap();
+    }
+
+    #[pg_test(error = "quality_score 1.5 is out of range: expected 0 <= q < 1")]
+    fn store_pattern_checks_the_quality() {
+        Spi::run("SELECT ruvector.dag_store_pattern(ARRAY[1]::real[], '{}', 1.5)").unwrap();
+    }
+
+    #[pg_test(error = "target_clusters 0 is out of range: expected 1..=100000")]
+    fn consolidate_checks_the_target() {
+        Spi::run("SELECT * FROM ruvector.dag_consolidate_patterns(0)").unwrap();
+    }
 }

@@ -46,6 +46,21 @@ IFS='|' read -r source patterns _ <<<"$before"
 rows=$(sql -c "SELECT count(*) FROM ruvector.dag_trajectories")
 [[ $rows -ge 24 ]] || fail "only $rows trajectories saved"
 
+# Learning control through the worker: consolidate, reset, import what was exported.
+after=$(sql -c "SELECT clusters_after FROM ruvector.dag_consolidate_patterns(2)")
+[[ $after -ge 1 && $after -le 2 ]] || fail "consolidating into 2 lists gave $after"
+md5=$(state_md5)
+sql -c "CREATE TABLE saved AS SELECT ruvector.dag_export_state() AS s" >/dev/null
+sql -c "SELECT ruvector.dag_reset_learning(false)" >/dev/null
+IFS='|' read -r _ reset_patterns _ <<<"$(learned)"
+[[ $reset_patterns == 0 ]] || fail "after dag_reset_learning(false): $(learned)"
+[[ $(sql -c "SELECT count(*) FROM ruvector.dag_trajectories") == 0 ]] || fail "trajectories kept after a reset"
+imported=$(sql -c "SELECT patterns_imported FROM ruvector.dag_import_state((SELECT s FROM saved))")
+[[ $imported == "$patterns" && $(state_md5) == "$md5" ]] || fail "import restored $imported patterns, state $(learned)"
+out=$(sql -c "SELECT ruvector.dag_import_state('\\x00'::bytea)" || true)
+grep -q "RV004 LEARNING_FAILED: plugin .learning.: learned state: not a ruvector learned-state blob" <<<"$out" || fail "bad import: $out"
+echo "learner_restart: consolidate, reset and import of an exported state work through the worker"
+
 # 1. Clean restart: the state comes back from the table.
 cluster_stop
 cluster_start "${PRELOAD[@]}"

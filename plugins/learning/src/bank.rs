@@ -362,6 +362,55 @@ impl DagReasoningBank {
         }
     }
 
+    /// Adds a pattern as given (an operator's or a peer's knowledge, not an observation): `embedding` becomes its
+    /// unit centroid, `arms` its measurements. Returns the new pattern's id.
+    ///
+    /// # Errors
+    /// When the embedding has the wrong dimension, is zero or not finite, or an arm has no executions or a
+    /// non-finite mean.
+    pub fn insert(&mut self, embedding: &[f32], arms: Vec<Arm>) -> ruvector_dag::Result<u64> {
+        let invalid = |message: String| ruvector_dag::Error::Plugin { plugin: "reasoning_bank".into(), message };
+        if embedding.len() != self.dim {
+            return Err(invalid(format!("pattern has dimension {}, expected {}", embedding.len(), self.dim)));
+        }
+        if embedding.iter().any(|x| !x.is_finite()) || embedding.iter().all(|x| *x == 0.0) {
+            return Err(invalid("pattern vector must be non-zero and finite".into()));
+        }
+        if let Some(a) = arms.iter().find(|a| a.count == 0 || !a.mean_log_latency.is_finite()) {
+            return Err(invalid(format!("arm {:?} has no executions or a non-finite latency", a.settings)));
+        }
+        self.clock += 1;
+        let id = self.next_id;
+        self.next_id += 1;
+        let samples = arms.iter().map(|a| a.count).sum::<u64>().max(1);
+        let arms = arms.into_iter().map(|a| Arm { settings: settings_key(&a.settings), ..a }).collect();
+        self.patterns.push(Pattern {
+            id,
+            centroid: self.unit(embedding),
+            samples,
+            arms,
+            usage: AtomicU64::new(0),
+            last_used: AtomicU64::new(self.clock),
+        });
+        self.push_unindexed();
+        Ok(id)
+    }
+
+    /// The IVF lists of the current index: each list's centroid and the ids of its patterns (patterns added since
+    /// the last [`rebuild_index`](Self::rebuild_index) are in none).
+    pub fn index_lists(&self) -> Vec<(Vec<f32>, Vec<u64>)> {
+        let d = self.dim;
+        (0..self.clusters())
+            .map(|l| {
+                let ids = self.members[self.list_start[l]..self.list_start[l + 1]]
+                    .iter()
+                    .map(|&i| self.patterns[i as usize].id)
+                    .collect();
+                (self.coarse[l * d..(l + 1) * d].to_vec(), ids)
+            })
+            .collect()
+    }
+
     /// Rebuilds the IVF index: k-means++ seeding and spherical Lloyd iterations over the pattern centroids into at
     /// most `clusters` lists (deterministic in `seed`). Returns the number of lists.
     pub fn rebuild_index(&mut self, clusters: usize, seed: u64) -> usize {
@@ -653,6 +702,29 @@ mod tests {
         let mut x = vec![0.01; dim];
         x[hot] = 1.0;
         x
+    }
+
+    #[test]
+    fn inserted_patterns_are_searchable_and_listed_in_the_index() {
+        let mut b = DagReasoningBank::new(8);
+        let arms = vec![
+            Arm { settings: vec![], count: 3, mean_log_latency: 100f64.ln_1p() },
+            Arm { settings: vec![("enable_nestloop".into(), "off".into())], count: 3, mean_log_latency: 25f64.ln_1p() },
+        ];
+        let id = b.insert(&v(8, 2), arms).unwrap();
+        let hit = &b.query_similar(&v(8, 2), 1)[0];
+        assert_eq!(hit.id, id);
+        assert!(hit.quality > 0.7 && hit.best_settings.len() == 1);
+        assert!(b.insert(&[0.0; 8], vec![]).is_err());
+        assert!(b.insert(&[1.0; 4], vec![]).is_err());
+        b.observe(&v(8, 5), &[], 10.0);
+        assert!(b.index_lists().is_empty(), "no index yet");
+        b.rebuild_index(2, 1);
+        let lists = b.index_lists();
+        let mut ids: Vec<u64> = lists.iter().flat_map(|(_, ids)| ids.clone()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, b.patterns().iter().map(|p| p.id).collect::<Vec<_>>());
+        assert!(lists.iter().all(|(c, _)| c.len() == 8));
     }
 
     #[test]
