@@ -241,6 +241,15 @@ impl Class {
             .then(|| 1.0 - self.steered.ms() / self.native.ms().max(1e-9))
     }
 
+    /// Replayed latency under the steered arm over native (NaN when not measured, e.g. forced by an operator).
+    pub(crate) fn replay_ratio(&self) -> f32 {
+        let (arm, native) = (&self.replays[self.arm], &self.replays[0]);
+        if self.forced || self.arm == 0 || arm.stat.n == 0 || native.stat.n == 0 {
+            return f32::NAN;
+        }
+        (arm.stat.ms() / native.stat.ms().max(1e-9)) as f32
+    }
+
     /// The arm plans are made under now (0 when not steered).
     pub(crate) fn effective_arm(&self) -> usize {
         if self.state == State::Steered { self.arm } else { 0 }

@@ -27,6 +27,7 @@ use std::time::Instant;
 static mut PREV_PLANNER: pg_sys::planner_hook_type = None;
 static mut PREV_EXECUTOR_START: pg_sys::ExecutorStart_hook_type = None;
 static mut PREV_EXECUTOR_END: pg_sys::ExecutorEnd_hook_type = None;
+static mut PREV_EXPLAIN: pg_sys::ExplainOneQuery_hook_type = None;
 static mut INSTALLED: bool = false;
 
 /// What the hooks remember about a plan shape (by fingerprint), so the DAG is built once per shape and
@@ -70,6 +71,8 @@ pub(crate) fn init() {
         pg_sys::ExecutorStart_hook = Some(executor_start);
         PREV_EXECUTOR_END = pg_sys::ExecutorEnd_hook;
         pg_sys::ExecutorEnd_hook = Some(executor_end);
+        PREV_EXPLAIN = pg_sys::ExplainOneQuery_hook;
+        pg_sys::ExplainOneQuery_hook = Some(explain_one_query);
         // Query ids as pg_stat_statements shows them, with compute_query_id = auto.
         pg_sys::EnableQueryId();
         INSTALLED = true;
@@ -183,6 +186,62 @@ unsafe extern "C-unwind" fn planner(
         });
     }
     stmt
+}
+
+/// `EXPLAIN` of a steered query class says so (text format: a `ruvector steering:` line after the plan, naming
+/// the settings and why). Planning and printing are PostgreSQL's own (`pg_plan_query`, `ExplainOnePlan`, as
+/// `explain.c` does without a hook).
+#[pg_guard]
+#[allow(ffi_unwind_calls)] // the previous hook is called inside pg_guard_ffi_boundary
+unsafe extern "C-unwind" fn explain_one_query(
+    query: *mut pg_sys::Query,
+    cursor_options: std::ffi::c_int,
+    into: *mut pg_sys::IntoClause,
+    es: *mut pg_sys::ExplainState,
+    query_string: *const std::ffi::c_char,
+    params: pg_sys::ParamListInfo,
+    query_env: *mut pg_sys::QueryEnvironment,
+) {
+    // SAFETY: PostgreSQL's arguments, valid for the call; the previous hook is called inside the FFI guard.
+    unsafe {
+        let (command, query_id) = ((*query).commandType, (*query).queryId);
+        let arm =
+            if steering() && command == pg_sys::CmdType::CMD_SELECT { crate::steering::lookup(query_id) } else { 0 };
+        match PREV_EXPLAIN {
+            Some(prev) => pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
+                prev(query, cursor_options, into, es, query_string, params, query_env)
+            }),
+            None => {
+                let buffers_before = (*es).buffers.then_some(pg_sys::pgBufferUsage);
+                let start = Instant::now();
+                let plan = pg_sys::pg_plan_query(query, query_string, cursor_options, params);
+                let elapsed = start.elapsed();
+                let duration =
+                    pg_sys::instr_time { tv_sec: elapsed.as_secs() as _, tv_nsec: elapsed.subsec_nanos() as _ };
+                let mut usage = pg_sys::BufferUsage::default();
+                if let Some(before) = buffers_before {
+                    pg_sys::BufferUsageAccumDiff(&mut usage, &raw const pg_sys::pgBufferUsage, &before);
+                }
+                let usage_ptr = if buffers_before.is_some() { &raw const usage } else { std::ptr::null() };
+                pg_sys::ExplainOnePlan(plan, into, es, query_string, params, query_env, &duration, usage_ptr);
+            }
+        }
+        if arm > 0 && (*es).format == pg_sys::ExplainFormat::EXPLAIN_FORMAT_TEXT {
+            let ratio = crate::steering::ratio(query_id);
+            let why = if ratio.is_finite() {
+                format!("background replays ran it in {:.2} x the native plan's time", ratio)
+            } else {
+                "set by dag_class_steer".to_owned()
+            };
+            let text = format!(
+                "planned with {} ({why}; class {}, see ruvector.dag_query_class_log)",
+                crate::steering::arm_label(arm),
+                query_id as i64
+            );
+            let text = std::ffi::CString::new(text).expect("no NUL");
+            pg_sys::ExplainPropertyText(c"ruvector steering".as_ptr(), text.as_ptr(), es);
+        }
+    }
 }
 
 #[pg_guard]

@@ -399,7 +399,7 @@ impl Learner {
                     if class.state == State::Disabled {
                         steering::set_enabled(class.query_id, false);
                     }
-                    steering::publish(class.query_id, class.effective_arm());
+                    steering::publish(class.query_id, class.effective_arm(), class.replay_ratio());
                     self.published.insert(class.query_id, class.effective_arm());
                     self.classes.insert(class.query_id, class);
                 }
@@ -497,7 +497,7 @@ impl Learner {
             }
             let arm = class.effective_arm();
             if self.published.get(&query_id).copied().unwrap_or(0) != arm {
-                steering::publish(query_id, arm);
+                steering::publish(query_id, arm, class.replay_ratio());
                 self.published.insert(query_id, arm);
                 changed = true;
             }

@@ -485,7 +485,7 @@ fn dag_class_steer(query_id: Option<i64>, settings: Option<&str>) {
             format!("unknown settings \"{settings}\"; expected one of: {}", known.join(", ")),
         );
     };
-    if !crate::steering::publish(query_id as u64, arm) {
+    if !crate::steering::publish(query_id as u64, arm, f32::NAN) {
         fail(PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, "the steering table is full");
     }
     // SAFETY: as in dag_class_enable.

@@ -607,6 +607,18 @@ mod tests {
         ))
         .unwrap();
         assert!(plan().contains("Seq Scan"), "steered: {}", plan());
+        let text: Vec<String> = Spi::connect(|client| {
+            client
+                .select(&format!("EXPLAIN {query}"), None, &[])?
+                .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .unwrap();
+        assert!(
+            text.iter().any(|l| l.starts_with("ruvector steering: planned with enable_indexscan=off")
+                && l.contains("set by dag_class_steer")),
+            "EXPLAIN says what was applied and why: {text:?}"
+        );
         Spi::run(&format!("SELECT ruvector.dag_class_enable({id}, false)")).unwrap();
         assert!(plan().contains("Index Scan"), "kill switch: {}", plan());
         Spi::run(&format!("SELECT ruvector.dag_class_enable({id}, true)")).unwrap();

@@ -66,6 +66,8 @@ struct SteerSlot {
     query_id: AtomicU64,
     /// Low 8 bits: the arm (0 = native); bit 8: disabled by the kill switch.
     state: AtomicU32,
+    /// Why (for EXPLAIN): the arm's replayed latency as a fraction of native (f32 bits); NaN when forced.
+    ratio: AtomicU32,
 }
 
 const DISABLED: u32 = 1 << 8;
@@ -161,10 +163,12 @@ fn slot_for(s: &Shared, query_id: u64) -> Option<&SteerSlot> {
     None
 }
 
-/// Sets class `query_id`'s arm (the worker); keeps the disabled flag. Returns false when the table is full.
-pub(crate) fn publish(query_id: u64, arm: usize) -> bool {
+/// Sets class `query_id`'s arm and why (`ratio`: replayed latency under the arm over native; NaN when an
+/// operator forced it); keeps the disabled flag. Returns false when the table is full.
+pub(crate) fn publish(query_id: u64, arm: usize, ratio: f32) -> bool {
     let Some(s) = shared() else { return false };
     let Some(slot) = slot_for(s, query_id) else { return false };
+    slot.ratio.store(ratio.to_bits(), Ordering::Release);
     let old = slot.state.load(Ordering::Acquire);
     let new = (old & DISABLED) | (arm as u32 & 0xFF);
     if old != new {
@@ -184,6 +188,20 @@ pub(crate) fn set_enabled(query_id: u64, enabled: bool) -> bool {
         slot.state.fetch_or(DISABLED, Ordering::AcqRel);
     }
     true
+}
+
+/// Why class `query_id` is steered: its arm's replayed latency over native (NaN when forced by an operator).
+pub(crate) fn ratio(query_id: u64) -> f32 {
+    let Some(s) = shared() else { return f32::NAN };
+    for i in probe(query_id).take(16) {
+        let slot = &s.steer[i];
+        match slot.query_id.load(Ordering::Acquire) {
+            0 => return f32::NAN,
+            q if q == query_id => return f32::from_bits(slot.ratio.load(Ordering::Acquire)),
+            _ => {}
+        }
+    }
+    f32::NAN
 }
 
 /// Whether class `query_id` is disabled by the kill switch.

@@ -37,6 +37,9 @@ state=$(class "$qid" "state || ' ' || arm")
 sql -c "EXPLAIN $JOIN" | grep -q "Hash Join" || fail "checks run with steering off: still native"
 plan=$(psql_as "" -c "EXPLAIN $JOIN")
 ! grep -q "Hash Join" <<<"$plan" || fail "EXPLAIN of the steered class still shows the native hash join: $plan"
+grep -q "ruvector steering: planned with enable_hashjoin=off,enable_mergejoin=off (background replays ran it in 0\.[0-9]* x" <<<"$plan" \
+    || fail "EXPLAIN does not say why: $plan"
+psql_as "" -c "EXPLAIN (ANALYZE, BUFFERS) $JOIN" | grep -q "ruvector steering" || fail "EXPLAIN ANALYZE lost the note"
 for _ in 1 2 3; do workload -c "$JOIN"; done
 sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null
 read -r native steered improvement <<<"$(class "$qid" "round(native_ms::numeric, 2) || ' ' || round(steered_ms::numeric, 2) || ' ' || round(improvement::numeric, 3)")"
