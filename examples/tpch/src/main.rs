@@ -5,8 +5,12 @@
 //!
 //! ```text
 //! ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user postgres] [--dbname postgres]
-//!                   [--scale 0.1] [--rounds 5] [--svg tpch-learning-curve.svg]
+//!                   [--scale 0.1] [--rounds 5] [--svg tpch-learning-curve.svg] [--compare N]
 //! ```
+//!
+//! `--compare N` then measures each query N times with steering off (the native plan PostgreSQL picks) and on,
+//! interleaved so that cache and machine noise hit both alike, and reports medians, the speedup distribution, the
+//! queries slower by more than 1.2x, and the planning share (`benches/pg/tpch_learning.sh`).
 //!
 //! `examples/tpch/run.sh` (the README's main command) sets up a throwaway cluster and runs this.
 
@@ -26,6 +30,8 @@ struct Args {
     scale: f64,
     rounds: usize,
     svg: String,
+    /// After learning: rounds of each query with steering off and on, interleaved (0 = none).
+    compare: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,6 +43,7 @@ fn parse_args() -> Result<Args, String> {
         scale: 0.1,
         rounds: 5,
         svg: "tpch-learning-curve.svg".into(),
+        compare: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -49,9 +56,10 @@ fn parse_args() -> Result<Args, String> {
             "--scale" => a.scale = value()?.parse().map_err(|e| format!("--scale: {e}"))?,
             "--rounds" => a.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--svg" => a.svg = value()?,
+            "--compare" => a.compare = value()?.parse().map_err(|e| format!("--compare: {e}"))?,
             "-h" | "--help" => {
                 return Err("usage: ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user U] [--dbname D] \
-                            [--scale 0.1] [--rounds 5] [--svg FILE]"
+                            [--scale 0.1] [--rounds 5] [--svg FILE] [--compare N]"
                     .into());
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -176,9 +184,75 @@ fn run() -> Result<(), String> {
         queries.len(),
         status.get::<_, String>(0)
     );
+    if args.compare > 0 {
+        compare(&mut client, &queries, args.compare)?;
+    }
     let svg = svg::learning_curve(&format!("TPC-H SF {} with ruvector_dag learning", args.scale), &totals, &ms);
     std::fs::write(&args.svg, svg).map_err(|e| format!("writing {}: {e}", args.svg))?;
     println!("learning curve: {}", args.svg);
+    Ok(())
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+/// Steering off vs on, interleaved, `rounds` times per query; server-side time from `EXPLAIN (ANALYZE, TIMING
+/// OFF, SUMMARY)` (planning and execution), so client overhead and result transfer do not blur small queries.
+fn compare(client: &mut Client, queries: &[(usize, String)], rounds: usize) -> Result<(), String> {
+    let mut rows = Vec::new();
+    let steps = queries.len() * rounds * 2;
+    let mut step = 0;
+    for (n, text) in queries {
+        let mut time = [Vec::new(), Vec::new()];
+        let mut planning = [0.0, 0.0];
+        for _ in 0..rounds {
+            for (k, steering) in ["off", "on"].iter().enumerate() {
+                bar(step, steps, &format!("comparing Q{n}, steering {steering}"));
+                step += 1;
+                client.batch_execute(&format!("SET ruvector.dag_steering = {steering}")).map_err(|e| e.to_string())?;
+                let row = client
+                    .query_one(&format!("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY, FORMAT JSON) {text}"), &[])
+                    .map_err(|e| format!("Q{n}: {e}"))?;
+                let json: serde_json::Value = row.get(0);
+                let plan_ms = json[0]["Planning Time"].as_f64().unwrap_or(0.0);
+                let exec_ms = json[0]["Execution Time"].as_f64().unwrap_or(0.0);
+                time[k].push(plan_ms + exec_ms);
+                planning[k] += plan_ms;
+            }
+        }
+        client.batch_execute("RESET ruvector.dag_steering").map_err(|e| e.to_string())?;
+        let (native, steered) = (median(&mut time[0]), median(&mut time[1]));
+        rows.push((*n, native, steered, planning[1] / rounds as f64));
+    }
+    eprintln!();
+    println!("\nsteering off vs on, median of {rounds} interleaved runs each (server-side planning + execution, ms)\n");
+    println!("{:>5} {:>11} {:>11} {:>8}", "query", "native", "ruvector", "speedup");
+    for (n, native, steered, _) in &rows {
+        println!("{:>5} {:>11.1} {:>11.1} {:>7.2}x", format!("Q{n}"), native, steered, native / steered.max(1e-9));
+    }
+    let total_native: f64 = rows.iter().map(|r| r.1).sum();
+    let total_steered: f64 = rows.iter().map(|r| r.2).sum();
+    let planning: f64 = rows.iter().map(|r| r.3).sum();
+    let mut speedups: Vec<f64> = rows.iter().map(|r| r.1 / r.2.max(1e-9)).collect();
+    speedups.sort_by(f64::total_cmp);
+    let pct = |p: f64| speedups[((speedups.len() - 1) as f64 * p).round() as usize];
+    let slower = rows.iter().filter(|r| r.2 > 1.2 * r.1).count();
+    println!(
+        "\ntotal: native {:.2} s, ruvector {:.2} s ({:+.1}% time); speedup min {:.2}x, p25 {:.2}x, median {:.2}x, p75 \
+         {:.2}x, max {:.2}x; queries slower by >1.2x: {slower}; planning share with ruvector: {:.2}%",
+        total_native / 1000.0,
+        total_steered / 1000.0,
+        100.0 * (total_steered - total_native) / total_native.max(1e-9),
+        pct(0.0),
+        pct(0.25),
+        pct(0.5),
+        pct(0.75),
+        pct(1.0),
+        100.0 * planning / total_steered.max(1e-9)
+    );
     Ok(())
 }
 

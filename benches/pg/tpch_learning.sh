@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Learning efficacy on TPC-H (a command, not CI): a throwaway cluster that preloads ruvector_dag, TPC-H at scale
+# factor SF, ROUNDS rounds of the 22 queries with learning on (dag_learn_now after each: background replays within
+# a minute per call), then COMPARE interleaved runs of every query with steering off (PostgreSQL's own plan) and
+# on, server-side time. Prints the per-query table, total time, speedup distribution, regressions > 1.2x and the
+# planning share. Needs root; builds the extension in release mode.
+#   sudo benches/pg/tpch_learning.sh [SF (1)] [ROUNDS (6)] [COMPARE (3)]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SF=${1:-1}
+ROUNDS=${2:-6}
+COMPARE=${3:-3}
+(cd host-postgres && cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null)
+cargo build --release -q -p ruvector-dag-tpch
+PORT=${PORT:-55493}
+. host-postgres/tests/throwaway_cluster.sh
+cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres \
+    -c shared_buffers=4GB -c work_mem=64MB -c effective_cache_size=16GB -c max_parallel_workers_per_gather=0
+target/release/ruvector-dag-tpch --host "$WORK" --port "$PORT" --user postgres --scale "$SF" --rounds "$ROUNDS" \
+    --compare "$COMPARE" --svg "${OUT:-target/tpch-sf$SF-learning-curve.svg}"
