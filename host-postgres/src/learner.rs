@@ -947,7 +947,8 @@ fn invalidate_plan_caches() {
     });
 }
 
-fn extension_installed() -> bool {
+/// Whether the extension's tables exist in the current database.
+pub(crate) fn extension_installed() -> bool {
     Spi::get_one::<bool>("SELECT to_regclass('ruvector.dag_learning_state') IS NOT NULL").ok().flatten() == Some(true)
 }
 
@@ -1013,7 +1014,7 @@ pub(crate) fn with_engine<R>(f: impl FnOnce(&mut DagSonaEngine, Origin) -> R) ->
             }
             None => {
                 // Without preload there is no worker: read what a preloaded server saved, every time.
-                let saved: Option<Vec<u8>> = if table_exists() {
+                let saved: Option<Vec<u8>> = if extension_installed() {
                     Spi::get_one("SELECT state FROM ruvector.dag_learning_state WHERE name = 'current'").ok().flatten()
                 } else {
                     None
@@ -1027,10 +1028,6 @@ pub(crate) fn with_engine<R>(f: impl FnOnce(&mut DagSonaEngine, Origin) -> R) ->
         let (origin, engine) = cache.as_mut().expect("filled above");
         f(engine, *origin)
     })
-}
-
-fn table_exists() -> bool {
-    Spi::get_one::<bool>("SELECT to_regclass('ruvector.dag_learning_state') IS NOT NULL").ok().flatten() == Some(true)
 }
 
 /// The learner's counters, for `dag_status` and `dag_health_check`.

@@ -393,7 +393,7 @@ fn dag_query_class_log() -> TableIterator<
         name!(query_text, Option<String>),
     ),
 > {
-    let rows: Vec<String> = if classes_table_exists() {
+    let rows: Vec<String> = if learner::extension_installed() {
         Spi::connect(|client| {
             let rows =
                 client.select("SELECT detail::text FROM ruvector.dag_query_classes ORDER BY query_id", None, &[])?;
@@ -440,10 +440,6 @@ fn dag_query_class_log() -> TableIterator<
         })
         .collect::<Vec<_>>();
     TableIterator::new(out)
-}
-
-fn classes_table_exists() -> bool {
-    Spi::get_one::<bool>("SELECT to_regclass('ruvector.dag_query_classes') IS NOT NULL").ok().flatten() == Some(true)
 }
 
 fn steering_available() {
@@ -556,7 +552,7 @@ fn dag_pattern_clusters() -> TableIterator<
 
 /// (plan, query text) of the classes the learner saved with a replayable text.
 fn known_queries() -> Vec<(dag::QueryDag, String)> {
-    if !classes_table_exists() {
+    if !learner::extension_installed() {
         return Vec::new();
     }
     let read = Spi::connect(|client| {
