@@ -334,7 +334,8 @@ struct Learner {
     plans: FxHashMap<u64, QueryDag>,
     /// Plan hashes not yet saved to `ruvector.dag_plans`.
     new_plans: Vec<u64>,
-    pending: Vec<Pending>,
+    /// Drained executions to save at the next cycle: the newest `ruvector.dag_max_trajectories`.
+    pending: std::collections::VecDeque<Pending>,
     /// Last ring sequence number drained.
     after: u64,
     warned_too_large: bool,
@@ -359,7 +360,7 @@ impl Learner {
             engine: DagSonaEngine::new(sona_config()),
             plans: FxHashMap::default(),
             new_plans: Vec::new(),
-            pending: Vec::new(),
+            pending: std::collections::VecDeque::new(),
             after: 0,
             warned_too_large: false,
             classes: FxHashMap::default(),
@@ -441,11 +442,8 @@ impl Learner {
     /// Learns from the ring's new records.
     fn drain(&mut self) {
         let Some(c) = control() else { return };
-        let (records, last, lost) = ring::read_since(self.after, 1_000_000);
-        self.after = last;
-        c.lost.fetch_add(lost, Ordering::Relaxed);
         let mut per_shape: FxHashMap<u64, u32> = FxHashMap::default();
-        for r in &records {
+        let (last, lost) = ring::drain_since(self.after, 1_000_000, |r| {
             self.learn(c, r, &mut per_shape);
             if r.query_id != 0 && r.source == ring::Source::Hook as u8 {
                 let class = self
@@ -459,7 +457,9 @@ impl Learner {
                 }
                 self.dirty.insert(r.query_id);
             }
-        }
+        });
+        self.after = last;
+        c.lost.fetch_add(lost, Ordering::Relaxed);
         self.review();
     }
 
@@ -617,18 +617,19 @@ impl Learner {
                 self.new_plans.push(r.plan_hash);
             }
         }
-        if self.pending.len() < crate::gucs::MAX_TRAJECTORIES.get().max(1) as usize {
-            self.pending.push(Pending {
-                query_id: r.query_id as i64,
-                plan_hash: r.plan_hash as i64,
-                recorded_at: r.recorded_at,
-                execution_ms: r.execution_ms,
-                planning_ms: r.planning_ms.is_finite().then_some(r.planning_ms),
-                rows: r.rows as i64,
-                user_id: i64::from(r.user_id),
-                db_id: i64::from(r.db_id),
-            });
+        if self.pending.len() >= crate::gucs::MAX_TRAJECTORIES.get().max(1) as usize {
+            self.pending.pop_front();
         }
+        self.pending.push_back(Pending {
+            query_id: r.query_id as i64,
+            plan_hash: r.plan_hash as i64,
+            recorded_at: r.recorded_at,
+            execution_ms: r.execution_ms,
+            planning_ms: r.planning_ms.is_finite().then_some(r.planning_ms),
+            rows: r.rows as i64,
+            user_id: i64::from(r.user_id),
+            db_id: i64::from(r.db_id),
+        });
         let Some(dag) = self.plans.get(&r.plan_hash) else {
             c.unknown_plan.fetch_add(1, Ordering::Relaxed);
             return;

@@ -267,40 +267,52 @@ pub(crate) fn read(limit: usize, mut keep: impl FnMut(&Record) -> bool) -> Vec<R
     out
 }
 
-/// Copies out the records after sequence number `after`, oldest first, at most `limit`. Returns them, the last
-/// sequence number looked at (pass it as `after` next time) and how many records in between were lost: overwritten
-/// before they were read, or still being written.
-pub(crate) fn read_since(after: u64, limit: usize) -> (Vec<Record>, u64, u64) {
+/// Calls `f` on each record after sequence number `after`, oldest first, at most `limit`. Returns the last
+/// sequence number looked at (pass it as `after` next time) and how many records in between were lost:
+/// overwritten before they were read, or still being written.
+///
+/// Built for the learner's drain at the query rate: one scratch record is reused, and of each record only the
+/// fields and the plan bytes in use are copied (most records carry no plan), so draining costs little more than
+/// reading the fields.
+pub(crate) fn drain_since(after: u64, limit: usize, mut f: impl FnMut(&Record)) -> (u64, u64) {
     let header = RING.load(Ordering::Acquire);
     if header.is_null() || limit == 0 {
-        return (Vec::new(), after, 0);
+        return (after, 0);
     }
-    // SAFETY: the seqlock read of `read`, over increasing sequence numbers.
+    // SAFETY: seqlock reads as in `read`, over increasing sequence numbers, into a private scratch record.
     unsafe {
         let h = &*header;
         let newest = h.next_seq.load(Ordering::Acquire) - 1;
-        if newest <= after {
-            // Nothing new (or the ring restarted after a crash: start again from its beginning).
-            return if newest < after { read_since(0, limit) } else { (Vec::new(), after, 0) };
+        if newest < after {
+            // The ring restarted (crash restart of shared memory): start again from its beginning.
+            return drain_since(0, limit, f);
+        }
+        if newest == after {
+            return (after, 0);
         }
         let oldest = newest.saturating_sub(h.capacity - 1).max(1);
         let start = (after + 1).max(oldest);
         let end = newest.min(start + limit as u64 - 1);
-        let mut missed = start - (after + 1);
-        let mut out = Vec::with_capacity((end + 1 - start) as usize);
+        let mut lost = start - (after + 1);
+        let mut scratch = Box::new(Record::empty());
+        let fields = std::mem::offset_of!(Record, plan);
         for seq in start..=end {
             let slot = slots_ptr(header).add(((seq - 1) % h.capacity) as usize);
             if (*slot).seq.load(Ordering::Acquire) == seq {
-                let copy = ptr::read_volatile(&raw const (*slot).record);
+                let src = (&raw const (*slot).record).cast::<u8>();
+                let dst = (&raw mut *scratch).cast::<u8>();
+                ptr::copy_nonoverlapping(src, dst, fields);
+                let plan_len = usize::from(scratch.plan_len).min(PLAN_BYTES);
+                ptr::copy_nonoverlapping(src.add(fields), dst.add(fields), plan_len);
                 std::sync::atomic::fence(Ordering::Acquire);
-                if (*slot).seq.load(Ordering::Relaxed) == seq && copy.seq == seq {
-                    out.push(copy);
+                if (*slot).seq.load(Ordering::Relaxed) == seq && scratch.seq == seq {
+                    f(&scratch);
                     continue;
                 }
             }
-            missed += 1;
+            lost += 1;
         }
-        (out, end, missed)
+        (end, lost)
     }
 }
 
