@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Exact per-execution cost of capture, in instructions (valgrind callgrind; repeatable on a noisy machine).
 #
-# A single-user backend (preloading ruvector_dag) runs a PL/pgSQL loop of N indexed lookups, once with
-# ruvector.neural_dag_enabled = off and once on; a third run with 2N lookups (off) gives the baseline cost per
-# lookup. Prints instructions per execution for both and the relative capture cost.
+# A single-user backend (preloading ruvector_dag) runs N indexed lookups, once with ruvector.neural_dag_enabled =
+# off and once on; a third run with 2N lookups (off) gives the baseline cost per lookup. Prints instructions per
+# execution for both and the relative capture cost. MODE=plpgsql (default) runs them in a PL/pgSQL loop (a cached
+# plan: the executor hooks only); MODE=simple sends N separate statements, as pgbench -S does (parse, plan with
+# the planner hook, execute).
 # Usage (as root, after `cargo pgrx install --release` of host-postgres; note that `cargo pgrx test` replaces the
 # installed library with a debug build): benches/pg/capture_instructions.sh [N=20000]
 set -euo pipefail
@@ -18,7 +20,13 @@ cluster_stop
 
 run() { # MODE COUNT -> total instructions of the whole single-user session
     local sql="$WORK/in-$1-$2.sql"
-    echo "SET ruvector.neural_dag_enabled = $1; DO \$\$ BEGIN FOR i IN 1..$2 LOOP PERFORM abalance FROM pgbench_accounts WHERE aid = (i % 100000) + 1; END LOOP; END \$\$;" >"$sql"
+    if [[ ${MODE:-plpgsql} == simple ]]; then
+        { echo "SET ruvector.neural_dag_enabled = $1;"
+          for i in $(seq 1 "$2"); do echo "SELECT abalance FROM pgbench_accounts WHERE aid = $(((i * 7919) % 100000 + 1));"; done
+        } >"$sql"
+    else
+        echo "SET ruvector.neural_dag_enabled = $1; DO \$\$ BEGIN FOR i IN 1..$2 LOOP PERFORM abalance FROM pgbench_accounts WHERE aid = (i % 100000) + 1; END LOOP; END \$\$;" >"$sql"
+    fi
     chown postgres "$sql"
     (cd "$WORK" && runuser -u postgres -- valgrind --tool=callgrind --callgrind-out-file="$WORK/cg.out" \
         "$BIN/postgres" --single -D "$WORK/data" -c shared_preload_libraries=ruvector_dag -c jit=off postgres \

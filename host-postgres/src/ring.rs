@@ -122,8 +122,9 @@ impl Record {
 #[repr(C)]
 struct Header {
     capacity: u64,
+    /// The one counter every write changes (overwrites are derived from it: each record beyond the capacity
+    /// replaced the oldest; a second shared counter written per record cost pgbench measurable throughput).
     next_seq: AtomicU64,
-    overwritten: AtomicU64,
     plans_too_large: AtomicU64,
     /// Records lost because their slot was still being written by a descheduled writer a whole ring earlier.
     dropped: AtomicU64,
@@ -174,7 +175,6 @@ pub(crate) unsafe fn attach() {
             header.write(Header {
                 capacity: cap as u64,
                 next_seq: AtomicU64::new(1),
-                overwritten: AtomicU64::new(0),
                 plans_too_large: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
             });
@@ -223,9 +223,6 @@ pub(crate) fn push(fill: impl FnOnce(&mut Record) -> bool) -> Option<u64> {
                 Ok(_) => break,
                 Err(now) => current = now,
             }
-        }
-        if current != 0 {
-            h.overwritten.fetch_add(1, Ordering::Relaxed);
         }
         let record = &mut slot.record;
         record.reset(seq);
@@ -327,7 +324,7 @@ pub(crate) fn stats() -> Stats {
     Stats {
         capacity: h.capacity,
         recorded: h.next_seq.load(Ordering::Acquire) - 1,
-        overwritten: h.overwritten.load(Ordering::Relaxed),
+        overwritten: (h.next_seq.load(Ordering::Acquire) - 1).saturating_sub(h.capacity),
         plans_too_large: h.plans_too_large.load(Ordering::Relaxed),
         dropped: h.dropped.load(Ordering::Relaxed),
     }

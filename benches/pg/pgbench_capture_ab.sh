@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Capture overhead under pgbench -S on ONE server: runs alternate between sessions with capture off and on
+# (ruvector.neural_dag_enabled via PGOPTIONS), so restarts and drift between clusters do not enter the ratio.
+# Prints each run, the per-round ratios (on/off) and their median.
+# Usage (as root, after `cargo pgrx install --release`): benches/pg/pgbench_capture_ab.sh [SECONDS=15] [ROUNDS=5]
+set -euo pipefail
+SECONDS_PER_RUN=${1:-15}
+ROUNDS=${2:-5}
+PORT=${PORT:-55441}
+. "$(dirname "$0")/../../host-postgres/tests/throwaway_cluster.sh"
+cluster_start "-c shared_preload_libraries=ruvector_dag -c jit=off"
+as_pg "$BIN/pgbench" -h "$WORK" -p "$PORT" -i -s 10 -q postgres >/dev/null 2>&1
+tps() {
+    as_pg env PGOPTIONS="-c ruvector.neural_dag_enabled=$1" "$BIN/pgbench" -h "$WORK" -p "$PORT" -S -c 2 -j 2 \
+        -T "$SECONDS_PER_RUN" -n postgres 2>/dev/null | awk '/^tps/ {print $3; exit}'
+}
+ratios=()
+for r in $(seq 1 "$ROUNDS"); do
+    off=$(tps off); on=$(tps on)
+    ratios+=("$(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.4f", a/b}')")
+    echo "round $r: capture off $off tps, on $on tps, ratio ${ratios[-1]}"
+done
+printf '%s\n' "${ratios[@]}" | sort -g | awk '{a[NR]=$1} END {m = NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2; printf "median ratio (on/off) %.4f: %.1f%% TPS loss\n", m, 100*(1-m)}'
