@@ -54,6 +54,9 @@ CREATE TABLE dag_query_classes (
 );
 -- As sensitive as pg_stat_statements: not readable by PUBLIC.
 REVOKE ALL ON dag_learning_state, dag_plans, dag_trajectories, dag_query_classes FROM PUBLIC;
+-- Every role may use the functions that are safe for it (each checks privileges or shows only the caller's own
+-- query texts); those that change what the server learned or how it plans are revoked below.
+GRANT USAGE ON SCHEMA @extschema@ TO PUBLIC;
 -- pg_dump keeps what was learned.
 SELECT pg_catalog.pg_extension_config_dump('dag_learning_state', '');
 SELECT pg_catalog.pg_extension_config_dump('dag_plans', '');
@@ -215,7 +218,7 @@ extension_sql!(
     r#"
 CREATE VIEW dag_patterns AS SELECT * FROM dag_pattern_list();
 COMMENT ON VIEW dag_patterns IS 'Learned plan patterns (the learner''s current state; saved in dag_learning_state).';
-REVOKE ALL ON dag_patterns FROM PUBLIC;
+GRANT SELECT ON dag_patterns TO PUBLIC; -- embeddings and latencies, no query text
 "#,
     name = "dag_patterns_view",
     requires = [dag_pattern_list]
@@ -376,6 +379,8 @@ fn dag_learning_status() -> TableIterator<
 /// The counterfactual log (saved every learner cycle): per query class its state (`learning`, `native`,
 /// `steered`, `reverted`, `disabled`, `not_replayable`), the arm it is planned under, user executions native
 /// and steered with their mean latencies, the improvement `1 − steered / native`, and the replays per arm.
+/// Another role's query text reads `<insufficient privilege>` unless the caller is a superuser or a member of
+/// `pg_read_all_stats`.
 #[pg_extern]
 fn dag_query_class_log() -> TableIterator<
     'static,
@@ -394,19 +399,30 @@ fn dag_query_class_log() -> TableIterator<
     ),
 > {
     let rows: Vec<String> = if learner::extension_installed() {
-        Spi::connect(|client| {
-            let rows =
-                client.select("SELECT detail::text FROM ruvector.dag_query_classes ORDER BY query_id", None, &[])?;
-            rows.map(|row| row.get::<String>(1).map(Option::unwrap_or_default)).collect::<Result<Vec<_>, _>>()
+        crate::sql::as_extension_owner(|| {
+            Spi::connect(|client| {
+                let rows = client.select(
+                    "SELECT detail::text FROM ruvector.dag_query_classes ORDER BY query_id",
+                    None,
+                    &[],
+                )?;
+                rows.map(|row| row.get::<String>(1).map(Option::unwrap_or_default)).collect::<Result<Vec<_>, _>>()
+            })
         })
         .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("reading dag_query_classes: {e}")))
     } else {
         Vec::new()
     };
+    let all = crate::sql::sees_all();
+    // SAFETY: reads the current user id.
+    let me = unsafe { pg_sys::GetUserId() }.to_u32();
     let out = rows
         .iter()
         .filter_map(|detail| serde_json::from_str::<crate::classes::Class>(detail).ok())
         .map(|k| {
+            // Other roles' query texts, as pg_stat_statements shows them.
+            let text =
+                if all || k.user_id == me { k.text.clone() } else { Some("<insufficient privilege>".to_owned()) };
             let replays: serde_json::Map<String, serde_json::Value> = k
                 .replays
                 .iter()
@@ -435,7 +451,7 @@ fn dag_query_class_log() -> TableIterator<
                 (k.steered.n > 0).then(|| k.steered.ms()),
                 k.improvement(),
                 JsonB(serde_json::Value::Object(replays)),
-                k.text.clone(),
+                text,
             )
         })
         .collect::<Vec<_>>();
@@ -550,26 +566,33 @@ fn dag_pattern_clusters() -> TableIterator<
     TableIterator::new(rows)
 }
 
-/// (plan, query text) of the classes the learner saved with a replayable text.
+/// (plan, query text) of the classes the learner saved with a replayable text that the caller may see (its own,
+/// or all for superusers and `pg_read_all_stats`).
 fn known_queries() -> Vec<(dag::QueryDag, String)> {
+    let all = crate::sql::sees_all();
+    // SAFETY: reads the current user id.
+    let me = unsafe { pg_sys::GetUserId() }.to_u32();
     if !learner::extension_installed() {
         return Vec::new();
     }
-    let read = Spi::connect(|client| {
-        let plans = client
-            .select("SELECT plan_hash, plan FROM ruvector.dag_plans", None, &[])?
-            .map(|row| Ok((row.get::<i64>(1)?.unwrap_or_default(), row.get::<Vec<u8>>(2)?.unwrap_or_default())))
-            .collect::<Result<std::collections::HashMap<i64, Vec<u8>>, spi::SpiError>>()?;
-        let classes = client
-            .select("SELECT detail::text FROM ruvector.dag_query_classes WHERE query_text IS NOT NULL", None, &[])?
-            .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
-            .collect::<Result<Vec<String>, spi::SpiError>>()?;
-        Ok::<_, spi::SpiError>((plans, classes))
+    let read = crate::sql::as_extension_owner(|| {
+        Spi::connect(|client| {
+            let plans = client
+                .select("SELECT plan_hash, plan FROM ruvector.dag_plans", None, &[])?
+                .map(|row| Ok((row.get::<i64>(1)?.unwrap_or_default(), row.get::<Vec<u8>>(2)?.unwrap_or_default())))
+                .collect::<Result<std::collections::HashMap<i64, Vec<u8>>, spi::SpiError>>()?;
+            let classes = client
+                .select("SELECT detail::text FROM ruvector.dag_query_classes WHERE query_text IS NOT NULL", None, &[])?
+                .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<String>, spi::SpiError>>()?;
+            Ok::<_, spi::SpiError>((plans, classes))
+        })
     });
     let Ok((plans, classes)) = read else { return Vec::new() };
     classes
         .iter()
         .filter_map(|detail| serde_json::from_str::<crate::classes::Class>(detail).ok())
+        .filter(|k| all || k.user_id == me)
         .filter_map(|k| {
             let plan = dag::QueryDag::from_bytes(plans.get(&(k.plan_hash as i64))?).ok()?;
             Some((plan, k.text?))
@@ -646,7 +669,7 @@ extension_sql!(
     r#"
 -- Functions that change what the server learned or how it plans: granted by the DBA, not to PUBLIC.
 REVOKE EXECUTE ON FUNCTION dag_store_pattern(real[], jsonb, float8), dag_consolidate_patterns(int),
-    dag_reset_learning(boolean, boolean), dag_import_state(bytea), dag_learn_now(),
+    dag_reset_learning(boolean, boolean), dag_import_state(bytea), dag_export_state(), dag_learn_now(),
     dag_class_enable(bigint, boolean), dag_class_steer(bigint, text) FROM PUBLIC;
 "#,
     name = "learning_privileges",
@@ -655,6 +678,7 @@ REVOKE EXECUTE ON FUNCTION dag_store_pattern(real[], jsonb, float8), dag_consoli
         dag_consolidate_patterns,
         dag_reset_learning,
         dag_import_state,
+        dag_export_state,
         dag_learn_now,
         dag_class_enable,
         dag_class_steer

@@ -669,4 +669,97 @@ mod tests {
     fn consolidate_checks_the_target() {
         Spi::run("SELECT * FROM ruvector.dag_consolidate_patterns(0)").unwrap();
     }
+
+    /// Every function of schema `ruvector` is either safe for every role (it checks privileges like EXPLAIN, shows
+    /// only the caller's own query texts, or changes only the caller's session) or revoked from PUBLIC. A new
+    /// function fails this test until it is classified.
+    #[pg_test]
+    fn every_function_is_classified_safe_for_public_or_revoked() {
+        const SAFE: &[&str] = &[
+            "dag_analyze_plan",
+            "dag_attention_configure",
+            "dag_attention_matrix",
+            "dag_attention_pairs",
+            "dag_attention_scores",
+            "dag_attention_stats",
+            "dag_attention_visualize",
+            "dag_bottlenecks",
+            "dag_config",
+            "dag_configure_sona",
+            "dag_critical_path",
+            "dag_embedding",
+            "dag_estimate",
+            "dag_ewc_constraints",
+            "dag_get_trajectories",
+            "dag_health_check",
+            "dag_learning_status",
+            "dag_mincut_analysis",
+            "dag_pattern_clusters",
+            "dag_pattern_list",
+            "dag_plan",
+            "dag_query_class_log",
+            "dag_query_patterns",
+            "dag_set_attention",
+            "dag_set_enabled",
+            "dag_set_learning_rate",
+            "dag_status",
+            "dag_suggest_optimizations",
+            "dag_trajectory_stats",
+        ];
+        const REVOKED: &[&str] = &[
+            "dag_class_enable",
+            "dag_class_steer",
+            "dag_consolidate_patterns",
+            "dag_export_state",
+            "dag_import_state",
+            "dag_learn_now",
+            "dag_record_trajectory",
+            "dag_reset_learning",
+            "dag_store_pattern",
+        ];
+        let rows: Vec<(String, bool)> = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT p.proname::text, has_function_privilege('public', p.oid, 'EXECUTE')
+                     FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'ruvector'",
+                    None,
+                    &[],
+                )?
+                .map(|r| Ok((r.get::<String>(1)?.unwrap(), r.get::<bool>(2)?.unwrap())))
+                .collect::<Result<Vec<_>, spi::SpiError>>()
+        })
+        .unwrap();
+        assert!(rows.len() >= SAFE.len() + REVOKED.len());
+        for (name, public) in rows {
+            match (SAFE.contains(&name.as_str()), REVOKED.contains(&name.as_str())) {
+                (true, _) => assert!(public, "{name} is classified safe but PUBLIC cannot execute it"),
+                (_, true) => assert!(!public, "{name} must be revoked from PUBLIC"),
+                _ => panic!("{name} is neither classified safe for PUBLIC nor revoked: classify it"),
+            }
+        }
+    }
+
+    #[pg_test(error = "permission denied for function dag_learn_now")]
+    fn an_unprivileged_role_cannot_drive_the_learner() {
+        Spi::run("CREATE ROLE rv_plain; SET ROLE rv_plain").unwrap();
+        Spi::run("SELECT * FROM ruvector.dag_learn_now()").unwrap();
+    }
+
+    #[pg_test]
+    fn an_unprivileged_role_uses_the_safe_functions_and_sees_only_its_own_texts() {
+        learn_from_executions(2);
+        Spi::run("CREATE ROLE rv_reader; GRANT SELECT ON rv_users TO rv_reader; SET ROLE rv_reader").unwrap();
+        let n =
+            Spi::get_one::<i64>("SELECT count(*) FROM ruvector.dag_estimate('SELECT * FROM rv_users WHERE id = 1')")
+                .unwrap()
+                .unwrap();
+        assert!(n >= 3);
+        let hidden = Spi::get_one::<i64>(
+            "SELECT count(*) FROM ruvector.dag_query_class_log() WHERE query_text IS DISTINCT FROM '<insufficient privilege>'",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(hidden, 0, "other roles' texts are hidden");
+        Spi::run("RESET ROLE").unwrap();
+    }
 }

@@ -351,7 +351,33 @@ fn parse_dag(value: &serde_json::Value) -> QueryDag {
 }
 
 /// True when the current user may see other users' captured plans (superuser or `pg_read_all_stats`).
-fn sees_all() -> bool {
+/// Runs `f` (fixed queries of the extension's own tables, no caller input) as the bootstrap superuser, then
+/// restores the caller's identity, as PostgreSQL does for its own catalog reads on a caller's behalf. Whatever `f`
+/// returns that is about other roles is filtered by the caller's rights afterwards (see [`sees_all`]).
+pub(crate) fn as_extension_owner<R>(f: impl FnOnce() -> R) -> R {
+    struct Restore(pg_sys::Oid, std::ffi::c_int);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: restores the identity saved below (also when `f` unwinds with an ERROR).
+            unsafe { pg_sys::SetUserIdAndSecContext(self.0, self.1) };
+        }
+    }
+    let (mut user, mut context) = (pg_sys::Oid::INVALID, 0);
+    // SAFETY: reads and switches this backend's current user id, as SECURITY DEFINER functions do.
+    unsafe {
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut context);
+        pg_sys::SetUserIdAndSecContext(
+            pg_sys::Oid::from(pg_sys::BOOTSTRAP_SUPERUSERID),
+            context | pg_sys::SECURITY_LOCAL_USERID_CHANGE as std::ffi::c_int,
+        );
+    }
+    let _restore = Restore(user, context);
+    f()
+}
+
+/// Whether the current role may see every role's captured query texts and plans (superuser or
+/// `pg_read_all_stats`, as for `pg_stat_statements`).
+pub(crate) fn sees_all() -> bool {
     // SAFETY: catalog checks for the current user.
     unsafe {
         pg_sys::superuser()
@@ -463,6 +489,15 @@ fn dag_trajectory_stats() -> TableIterator<
         pct(0.95),
     ))
 }
+
+extension_sql!(
+    r#"
+-- Recorded executions feed the learner: injecting them is for the DBA to grant.
+REVOKE EXECUTE ON FUNCTION dag_record_trajectory(bigint, jsonb, double precision, double precision, text) FROM PUBLIC;
+"#,
+    name = "record_trajectory_privileges",
+    requires = [dag_record_trajectory]
+);
 
 // ---- plans --------------------------------------------------------------------------------------------------
 

@@ -75,7 +75,11 @@ pub(crate) fn with_engine<R>(f: impl FnOnce(&mut DagSonaEngine, Origin) -> R) ->
             None => {
                 // Without preload there is no worker: read what a preloaded server saved, every time.
                 let saved: Option<Vec<u8>> = if extension_installed() {
-                    Spi::get_one("SELECT state FROM ruvector.dag_learning_state WHERE name = 'current'").ok().flatten()
+                    crate::sql::as_extension_owner(|| {
+                        Spi::get_one("SELECT state FROM ruvector.dag_learning_state WHERE name = 'current'")
+                            .ok()
+                            .flatten()
+                    })
                 } else {
                     None
                 };
