@@ -138,6 +138,11 @@ impl Class {
         }
     }
 
+    /// Forgets everything measured and decided (keeping the identity and the text): the class is explored afresh.
+    pub(crate) fn restart(&mut self) {
+        *self = Class { text: self.text.take(), ..Class::new(self.query_id, self.db_id, self.user_id, self.plan_hash) };
+    }
+
     /// A user execution of `ms` under arm `arm`. An arm the class is not steered with was forced by an operator
     /// (`dag_class_steer`): the class adopts it.
     pub(crate) fn observe(&mut self, arm: usize, ms: f64) {

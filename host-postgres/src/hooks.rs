@@ -107,9 +107,14 @@ fn capturing() -> bool {
     crate::gucs::ENABLED.get() && SUPPRESS.with(|s| s.get() == 0) && ring::available()
 }
 
-/// Whether the planner hook may steer this planning: capture on, steering on, not a statement of our own.
-fn steering() -> bool {
-    crate::gucs::STEERING.get() && capturing()
+/// The arm a query (its command type and query id) is planned under: the steered arm of its class for a `SELECT`
+/// when capture and steering are on and it is not a statement of our own, else 0 (native).
+fn steered_arm((command, query_id): (pg_sys::CmdType::Type, u64)) -> usize {
+    if crate::gucs::STEERING.get() && capturing() && command == pg_sys::CmdType::CMD_SELECT {
+        crate::steering::lookup(query_id)
+    } else {
+        0
+    }
 }
 
 fn sample(rate: f64) -> bool {
@@ -159,8 +164,7 @@ unsafe extern "C-unwind" fn planner(
     let start = Instant::now();
     // A class the learner measured a better arm for is planned under that arm's settings (restored right after).
     // SAFETY: `parse` is the Query being planned, valid for the whole call.
-    let (command, query_id) = unsafe { ((*parse).commandType, (*parse).queryId) };
-    let arm = if steering() && command == pg_sys::CmdType::CMD_SELECT { crate::steering::lookup(query_id) } else { 0 };
+    let arm = steered_arm(unsafe { ((*parse).commandType, (*parse).queryId) });
     let level = (arm > 0).then(|| crate::steering::apply(arm));
     // SAFETY: we pass PostgreSQL's own arguments through; the previous hook is a C function pointer called
     // inside the FFI guard.
@@ -204,9 +208,8 @@ unsafe extern "C-unwind" fn explain_one_query(
 ) {
     // SAFETY: PostgreSQL's arguments, valid for the call; the previous hook is called inside the FFI guard.
     unsafe {
-        let (command, query_id) = ((*query).commandType, (*query).queryId);
-        let arm =
-            if steering() && command == pg_sys::CmdType::CMD_SELECT { crate::steering::lookup(query_id) } else { 0 };
+        let query_id = (*query).queryId;
+        let arm = steered_arm(((*query).commandType, query_id));
         match PREV_EXPLAIN {
             Some(prev) => pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
                 prev(query, cursor_options, into, es, query_string, params, query_env)

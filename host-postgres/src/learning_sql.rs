@@ -159,7 +159,7 @@ fn arms_json(p: &Pattern) -> serde_json::Value {
         .iter()
         .map(|a| {
             json!({
-                "settings": a.settings.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
+                "settings": settings_json(&a.settings).0,
                 "executions": a.count,
                 "mean_latency_ms": a.mean_log_latency.exp_m1(),
             })
@@ -398,31 +398,14 @@ fn dag_query_class_log() -> TableIterator<
         name!(query_text, Option<String>),
     ),
 > {
-    let rows: Vec<String> = if learner::extension_installed() {
-        crate::sql::as_extension_owner(|| {
-            Spi::connect(|client| {
-                let rows = client.select(
-                    "SELECT detail::text FROM ruvector.dag_query_classes ORDER BY query_id",
-                    None,
-                    &[],
-                )?;
-                rows.map(|row| row.get::<String>(1).map(Option::unwrap_or_default)).collect::<Result<Vec<_>, _>>()
-            })
-        })
-        .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("reading dag_query_classes: {e}")))
-    } else {
-        Vec::new()
-    };
-    let all = crate::sql::sees_all();
-    // SAFETY: reads the current user id.
-    let me = unsafe { pg_sys::GetUserId() }.to_u32();
-    let out = rows
-        .iter()
-        .filter_map(|detail| serde_json::from_str::<crate::classes::Class>(detail).ok())
+    let classes = saved_classes()
+        .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("reading dag_query_classes: {e}")));
+    let visible = visible_to_caller();
+    let out = classes
+        .into_iter()
         .map(|k| {
             // Other roles' query texts, as pg_stat_statements shows them.
-            let text =
-                if all || k.user_id == me { k.text.clone() } else { Some("<insufficient privilege>".to_owned()) };
+            let text = if visible(&k) { k.text.clone() } else { Some("<insufficient privilege>".to_owned()) };
             let replays: serde_json::Map<String, serde_json::Value> = k
                 .replays
                 .iter()
@@ -569,35 +552,53 @@ fn dag_pattern_clusters() -> TableIterator<
 /// (plan, query text) of the classes the learner saved with a replayable text that the caller may see (its own,
 /// or all for superusers and `pg_read_all_stats`).
 fn known_queries() -> Vec<(dag::QueryDag, String)> {
-    let all = crate::sql::sees_all();
-    // SAFETY: reads the current user id.
-    let me = unsafe { pg_sys::GetUserId() }.to_u32();
     if !learner::extension_installed() {
         return Vec::new();
     }
+    let visible = visible_to_caller();
     let read = crate::sql::as_extension_owner(|| {
         Spi::connect(|client| {
-            let plans = client
+            client
                 .select("SELECT plan_hash, plan FROM ruvector.dag_plans", None, &[])?
                 .map(|row| Ok((row.get::<i64>(1)?.unwrap_or_default(), row.get::<Vec<u8>>(2)?.unwrap_or_default())))
-                .collect::<Result<std::collections::HashMap<i64, Vec<u8>>, spi::SpiError>>()?;
-            let classes = client
-                .select("SELECT detail::text FROM ruvector.dag_query_classes WHERE query_text IS NOT NULL", None, &[])?
-                .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
-                .collect::<Result<Vec<String>, spi::SpiError>>()?;
-            Ok::<_, spi::SpiError>((plans, classes))
+                .collect::<Result<std::collections::HashMap<i64, Vec<u8>>, spi::SpiError>>()
         })
     });
-    let Ok((plans, classes)) = read else { return Vec::new() };
+    let (Ok(plans), Ok(classes)) = (read, saved_classes()) else { return Vec::new() };
     classes
-        .iter()
-        .filter_map(|detail| serde_json::from_str::<crate::classes::Class>(detail).ok())
-        .filter(|k| all || k.user_id == me)
+        .into_iter()
+        .filter(|k| visible(k))
         .filter_map(|k| {
             let plan = dag::QueryDag::from_bytes(plans.get(&(k.plan_hash as i64))?).ok()?;
             Some((plan, k.text?))
         })
         .collect()
+}
+
+/// The learner's counterfactual log as of its last cycle (`ruvector.dag_query_classes`, read as the extension's
+/// owner), by query id; empty when the extension's tables are not in this database.
+fn saved_classes() -> Result<Vec<crate::classes::Class>, spi::SpiError> {
+    if !learner::extension_installed() {
+        return Ok(Vec::new());
+    }
+    let details = crate::sql::as_extension_owner(|| {
+        Spi::connect(|client| {
+            client
+                .select("SELECT detail::text FROM ruvector.dag_query_classes ORDER BY query_id", None, &[])?
+                .map(|row| row.get::<String>(1).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<String>, spi::SpiError>>()
+        })
+    })?;
+    Ok(details.iter().filter_map(|d| serde_json::from_str(d).ok()).collect())
+}
+
+/// Whether the caller may see a class's query text: its own, or every one for superusers and
+/// `pg_read_all_stats` (as `pg_stat_statements`).
+fn visible_to_caller() -> impl Fn(&crate::classes::Class) -> bool {
+    let all = crate::sql::sees_all();
+    // SAFETY: reads the current user id.
+    let me = unsafe { pg_sys::GetUserId() }.to_u32();
+    move |k| all || k.user_id == me
 }
 
 /// Merges near-duplicate patterns and rebuilds the index with `target_clusters` lists (kept for later cycles).
@@ -656,7 +657,7 @@ fn dag_import_state(
     // copies and detaches before it answers; this backend detaches after the answer (or at transaction end).
     let r = unsafe {
         let seg = pg_sys::dsm_create(blob.len(), 0);
-        ptr_copy(&blob, pg_sys::dsm_segment_address(seg).cast::<u8>());
+        std::ptr::copy_nonoverlapping(blob.as_ptr(), pg_sys::dsm_segment_address(seg).cast::<u8>(), blob.len());
         let handle = pg_sys::dsm_segment_handle(seg);
         let r = learner::submit(learner::Command::Import, [u64::from(handle), blob.len() as u64, 0], &[]);
         pg_sys::dsm_detach(seg);
@@ -684,12 +685,3 @@ REVOKE EXECUTE ON FUNCTION dag_store_pattern(real[], jsonb, float8), dag_consoli
         dag_class_steer
     ]
 );
-
-/// Copies `bytes` to `dst`.
-///
-/// # Safety
-/// `dst` must be valid for `bytes.len()` bytes.
-unsafe fn ptr_copy(bytes: &[u8], dst: *mut u8) {
-    // SAFETY: the caller guarantees `dst`.
-    unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst, bytes.len()) };
-}

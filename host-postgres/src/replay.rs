@@ -8,7 +8,7 @@
 //! it does, `EXPLAIN (ANALYZE, TIMING OFF)` for the server-side execution time. The extended protocol accepts
 //! exactly one statement, and the text is one that already ran as a read-only `SELECT` (see `hooks.rs`).
 
-use crate::steering::ARMS;
+use crate::steering::{ARMS, text};
 use dag::dag::{ExplainOptions, import_explain};
 use pgrx::pg_sys;
 use postgres::error::SqlState;
@@ -88,7 +88,7 @@ impl Replayer {
             tx.query("SELECT set_config('role', $1, true)", &[&role])?;
             tx.query("SELECT set_config('statement_timeout', $1, true)", &[&format!("{timeout_ms}ms")])?;
             for (name, value) in ARMS[arm] {
-                tx.query("SELECT set_config($1, $2, true)", &[name, value])?;
+                tx.query("SELECT set_config($1, $2, true)", &[&text(name), &text(value)])?;
             }
             let out = f(&mut tx)?;
             tx.rollback()?;

@@ -6,6 +6,7 @@
 
 use pgrx::pg_sys;
 use pgrx::prelude::*;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 static mut PREV_SHMEM_REQUEST: pg_sys::shmem_request_hook_type = None;
 static mut PREV_SHMEM_STARTUP: pg_sys::shmem_startup_hook_type = None;
@@ -50,4 +51,27 @@ unsafe extern "C-unwind" fn shmem_startup() {
         crate::steering::attach();
         pg_sys::LWLockRelease(init_lock);
     }
+}
+
+/// Reads data guarded by a single-writer seqlock: `seq` is 0 while nothing was ever written, odd while the writer
+/// changes the data, and bumped to the next even number when it is done. Calls `copy` between two loads of `seq`
+/// and returns `(seq, copy)` when they agree; `None` when nothing was written or the writer kept it busy for
+/// `tries` attempts.
+pub(crate) fn seqlock_read<T>(seq: &AtomicU64, tries: usize, mut copy: impl FnMut() -> T) -> Option<(u64, T)> {
+    for _ in 0..tries {
+        let before = seq.load(Ordering::Acquire);
+        if before == 0 {
+            return None;
+        }
+        if before % 2 == 1 {
+            std::thread::yield_now();
+            continue;
+        }
+        let value = copy();
+        std::sync::atomic::fence(Ordering::Acquire);
+        if seq.load(Ordering::Acquire) == before {
+            return Some((before, value));
+        }
+    }
+    None
 }

@@ -12,29 +12,30 @@
 //!   reads it to replay the class under candidate arms in the background.
 
 use pgrx::pg_sys;
-use std::ffi::CString;
+use std::ffi::CStr;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
 
 /// The setting arms explored, in a fixed order (the index is stored in trajectory records and the steering table).
-pub(crate) const ARMS: [&[(&str, &str)]; 11] = [
+/// C strings: the planner hook passes them to `set_config_option` without allocating.
+pub(crate) const ARMS: [&[(&CStr, &CStr)]; 11] = [
     &[],
-    &[("enable_nestloop", "off")],
-    &[("enable_hashjoin", "off")],
-    &[("enable_mergejoin", "off")],
-    &[("enable_seqscan", "off")],
-    &[("enable_indexscan", "off")],
-    &[("enable_bitmapscan", "off")],
-    &[("max_parallel_workers_per_gather", "0")],
-    &[("enable_nestloop", "off"), ("enable_mergejoin", "off")],
-    &[("enable_indexscan", "off"), ("enable_indexonlyscan", "off"), ("enable_bitmapscan", "off")],
-    &[("enable_hashjoin", "off"), ("enable_mergejoin", "off")],
+    &[(c"enable_nestloop", c"off")],
+    &[(c"enable_hashjoin", c"off")],
+    &[(c"enable_mergejoin", c"off")],
+    &[(c"enable_seqscan", c"off")],
+    &[(c"enable_indexscan", c"off")],
+    &[(c"enable_bitmapscan", c"off")],
+    &[(c"max_parallel_workers_per_gather", c"0")],
+    &[(c"enable_nestloop", c"off"), (c"enable_mergejoin", c"off")],
+    &[(c"enable_indexscan", c"off"), (c"enable_indexonlyscan", c"off"), (c"enable_bitmapscan", c"off")],
+    &[(c"enable_hashjoin", c"off"), (c"enable_mergejoin", c"off")],
 ];
 
 /// Settings of arm `arm` as owned pairs (what the ReasoningBank stores), sorted by name.
 pub(crate) fn arm_settings(arm: usize) -> Vec<(String, String)> {
     let mut s: Vec<(String, String)> =
-        ARMS.get(arm).copied().unwrap_or(&[]).iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        ARMS.get(arm).copied().unwrap_or(&[]).iter().map(|(k, v)| (text(k).to_owned(), text(v).to_owned())).collect();
     s.sort();
     s
 }
@@ -43,8 +44,15 @@ pub(crate) fn arm_settings(arm: usize) -> Vec<(String, String)> {
 pub(crate) fn arm_label(arm: usize) -> String {
     match ARMS.get(arm) {
         Some([]) | None => "native".to_owned(),
-        Some(settings) => settings.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+        Some(settings) => {
+            settings.iter().map(|(k, v)| format!("{}={}", text(k), text(v))).collect::<Vec<_>>().join(",")
+        }
     }
+}
+
+/// A setting name or value of [`ARMS`] as text (they are ASCII).
+pub(crate) fn text(s: &CStr) -> &str {
+    s.to_str().expect("ARMS are ASCII")
 }
 
 /// The arm whose label is `label`.
@@ -90,7 +98,7 @@ struct Shared {
 }
 
 static SHARED: AtomicPtr<Shared> = AtomicPtr::new(ptr::null_mut());
-const NAME: &std::ffi::CStr = c"ruvector_dag steering";
+const NAME: &CStr = c"ruvector_dag steering";
 
 /// Bytes of shared memory needed.
 pub(crate) fn shmem_size() -> usize {
@@ -124,24 +132,28 @@ fn probe(query_id: u64) -> impl Iterator<Item = usize> {
     (0..STEER_SLOTS).map(move |i| (start + i) % STEER_SLOTS)
 }
 
-/// The arm plans of class `query_id` are made under (0 = native: unknown, not steered or disabled).
-pub(crate) fn lookup(query_id: u64) -> usize {
-    let Some(s) = shared() else { return 0 };
-    if query_id == 0 {
-        return 0;
-    }
+/// The slot of class `query_id`, if the steering table has one.
+fn find(query_id: u64) -> Option<&'static SteerSlot> {
+    let s = shared()?;
     for i in probe(query_id).take(16) {
         let slot = &s.steer[i];
         match slot.query_id.load(Ordering::Acquire) {
-            0 => return 0,
-            q if q == query_id => {
-                let state = slot.state.load(Ordering::Acquire);
-                return if state & DISABLED != 0 { 0 } else { (state & 0xFF) as usize };
-            }
+            0 => return None,
+            q if q == query_id => return Some(slot),
             _ => {}
         }
     }
-    0
+    None
+}
+
+/// The arm plans of class `query_id` are made under (0 = native: unknown, not steered or disabled).
+pub(crate) fn lookup(query_id: u64) -> usize {
+    if query_id == 0 {
+        return 0;
+    }
+    let Some(slot) = find(query_id) else { return 0 };
+    let state = slot.state.load(Ordering::Acquire);
+    if state & DISABLED != 0 { 0 } else { (state & 0xFF) as usize }
 }
 
 fn slot_for(s: &Shared, query_id: u64) -> Option<&SteerSlot> {
@@ -192,30 +204,12 @@ pub(crate) fn set_enabled(query_id: u64, enabled: bool) -> bool {
 
 /// Why class `query_id` is steered: its arm's replayed latency over native (NaN when forced by an operator).
 pub(crate) fn ratio(query_id: u64) -> f32 {
-    let Some(s) = shared() else { return f32::NAN };
-    for i in probe(query_id).take(16) {
-        let slot = &s.steer[i];
-        match slot.query_id.load(Ordering::Acquire) {
-            0 => return f32::NAN,
-            q if q == query_id => return f32::from_bits(slot.ratio.load(Ordering::Acquire)),
-            _ => {}
-        }
-    }
-    f32::NAN
+    find(query_id).map_or(f32::NAN, |slot| f32::from_bits(slot.ratio.load(Ordering::Acquire)))
 }
 
 /// Whether class `query_id` is disabled by the kill switch.
 pub(crate) fn disabled(query_id: u64) -> bool {
-    let Some(s) = shared() else { return false };
-    for i in probe(query_id).take(16) {
-        let slot = &s.steer[i];
-        match slot.query_id.load(Ordering::Acquire) {
-            0 => return false,
-            q if q == query_id => return slot.state.load(Ordering::Acquire) & DISABLED != 0,
-            _ => {}
-        }
-    }
-    false
+    find(query_id).is_some_and(|slot| slot.state.load(Ordering::Acquire) & DISABLED != 0)
 }
 
 /// A replayable statement of a class.
@@ -254,33 +248,20 @@ pub(crate) fn store_text(query_id: u64, db_id: u32, user_id: u32, text: &str) {
 pub(crate) fn fetch_text(query_id: u64) -> Option<QueryText> {
     let s = shared()?;
     let slot = &s.texts[query_id as usize % TEXT_SLOTS];
-    for _ in 0..10 {
-        let before = slot.seq.load(Ordering::Acquire);
-        if before == 0 {
-            return None;
-        }
-        if before % 2 == 1 {
-            std::thread::yield_now();
-            continue;
-        }
+    let (_, (q, db_id, user_id, bytes)) = crate::shmem::seqlock_read(&slot.seq, 10, || {
         // SAFETY: a copy validated by the sequence number (seqlock read).
-        let (q, db_id, user_id, len, bytes) = unsafe {
+        unsafe {
             let raw = slot as *const TextSlot;
             let len = ((*raw).len as usize).min(TEXT_BYTES);
             let mut bytes = vec![0u8; len];
             ptr::copy_nonoverlapping((&raw const (*raw).text).cast::<u8>(), bytes.as_mut_ptr(), len);
-            ((*raw).query_id, (*raw).db_id, (*raw).user_id, len, bytes)
-        };
-        std::sync::atomic::fence(Ordering::Acquire);
-        if slot.seq.load(Ordering::Acquire) != before {
-            continue;
+            ((*raw).query_id, (*raw).db_id, (*raw).user_id, bytes)
         }
-        if q != query_id || len == 0 {
-            return None;
-        }
-        return String::from_utf8(bytes).ok().map(|text| QueryText { db_id, user_id, text });
+    })?;
+    if q != query_id || bytes.is_empty() {
+        return None;
     }
-    None
+    String::from_utf8(bytes).ok().map(|text| QueryText { db_id, user_id, text })
 }
 
 // ---- planning under an arm ----------------------------------------------------------------------------------
@@ -293,7 +274,6 @@ pub(crate) fn apply(arm: usize) -> i32 {
     unsafe {
         let level = pg_sys::NewGUCNestLevel();
         for (name, value) in ARMS.get(arm).copied().unwrap_or(&[]) {
-            let (name, value) = (CString::new(*name).expect("no NUL"), CString::new(*value).expect("no NUL"));
             pg_sys::set_config_option(
                 name.as_ptr(),
                 value.as_ptr(),

@@ -31,25 +31,14 @@ thread_local! {
 
 /// Copies the published snapshot; `None` when nothing was published or the worker kept rewriting it.
 fn read_snapshot(c: &Control) -> Option<(u64, Vec<u8>)> {
-    for _ in 0..100 {
-        let before = c.snapshot_seq.load(Ordering::Acquire);
-        if before == 0 {
-            return None;
-        }
-        if before % 2 == 1 {
-            std::thread::yield_now();
-            continue;
-        }
+    let (seq, bytes) = crate::shmem::seqlock_read(&c.snapshot_seq, 100, || {
         let len = (c.snapshot_len.load(Ordering::Acquire) as usize).min(c.snapshot_capacity as usize);
         let mut bytes = vec![0u8; len];
         // SAFETY: the area holds `snapshot_capacity` bytes; the copy is validated by the sequence number.
         unsafe { ptr::copy_nonoverlapping(snapshot_area(c), bytes.as_mut_ptr(), len) };
-        std::sync::atomic::fence(Ordering::Acquire);
-        if c.snapshot_seq.load(Ordering::Acquire) == before {
-            return Some((before / 2, bytes));
-        }
-    }
-    None
+        bytes
+    })?;
+    Some((seq / 2, bytes))
 }
 
 /// Runs `f` on this backend's copy of the learned state (refreshed when the worker published a newer one).
@@ -208,16 +197,7 @@ pub(crate) fn submit(command: Command, args: [u64; 3], payload: &[u8]) -> [u64; 
     }
     let mut waiting = Waiting(m, false);
     wake(c);
-    let start = Instant::now();
-    while m.state.load(Ordering::Acquire) != DONE {
-        if start.elapsed() > LEARN_TIMEOUT || c.worker_pid.load(Ordering::Acquire) == 0 {
-            fail(
-                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                "RV004 LEARNING_FAILED: the ruvector_dag_learner worker did not complete the request",
-            );
-        }
-        wait_a_little();
-    }
+    wait_for_worker(c, "request", || m.state.load(Ordering::Acquire) == DONE);
     let results: [u64; 4] = std::array::from_fn(|i| m.results[i].load(Ordering::Acquire));
     let error =
         (m.error_len.load(Ordering::Acquire) > 0).then(|| String::from_utf8_lossy(&m.read_payload()).into_owned());
@@ -227,6 +207,20 @@ pub(crate) fn submit(command: Command, args: [u64; 3], payload: &[u8]) -> [u64; 
         fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("RV004 LEARNING_FAILED: {error}"));
     }
     results
+}
+
+/// Waits until `done()`, or raises RV004 naming `what` when the worker stops or [`LEARN_TIMEOUT`] passes.
+fn wait_for_worker(c: &Control, what: &str, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        if start.elapsed() > LEARN_TIMEOUT || c.worker_pid.load(Ordering::Acquire) == 0 {
+            fail(
+                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+                format!("RV004 LEARNING_FAILED: the ruvector_dag_learner worker did not complete the {what}"),
+            );
+        }
+        wait_a_little();
+    }
 }
 
 fn wake(c: &Control) {
@@ -273,16 +267,7 @@ pub(crate) fn learn_now() -> CycleReport {
     let c = running_worker();
     let target = c.learn_requested.fetch_add(1, Ordering::AcqRel) + 1;
     wake(c);
-    let start = Instant::now();
-    while c.learn_done.load(Ordering::Acquire) < target {
-        if start.elapsed() > LEARN_TIMEOUT || c.worker_pid.load(Ordering::Acquire) == 0 {
-            fail(
-                PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-                "RV004 LEARNING_FAILED: the ruvector_dag_learner worker did not complete the cycle",
-            );
-        }
-        wait_a_little();
-    }
+    wait_for_worker(c, "cycle", || c.learn_done.load(Ordering::Acquire) >= target);
     let r = |i: usize| c.report[i].load(Ordering::Relaxed);
     CycleReport {
         trajectories: r(0),

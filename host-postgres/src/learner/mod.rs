@@ -322,10 +322,7 @@ impl Learner {
                 self.dirty.insert(query_id);
             } else if !disabled && class.state == State::Disabled {
                 // Back on: explore again from scratch.
-                *class = Class {
-                    text: class.text.take(),
-                    ..Class::new(query_id, class.db_id, class.user_id, class.plan_hash)
-                };
+                class.restart();
                 self.dirty.insert(query_id);
             }
             if class.guard() {
@@ -579,10 +576,7 @@ impl Learner {
         } else {
             // Steering decisions go with the patterns: every class is native again and is explored afresh.
             for (&query_id, class) in &mut self.classes {
-                *class = Class {
-                    text: class.text.take(),
-                    ..Class::new(query_id, class.db_id, class.user_id, class.plan_hash)
-                };
+                class.restart();
                 self.dirty.insert(query_id);
             }
             self.review();
