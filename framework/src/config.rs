@@ -336,7 +336,7 @@ impl Default for NetworkSection {
 /// One `[[plugins.dynamic]]` entry: a plugin shared library to load at startup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DynamicPlugin {
-    /// Path of the shared library.
+    /// Path of the shared library; [`Config::load`] makes a relative path relative to the file's directory.
     pub path: PathBuf,
     /// Expected SHA-256 of the file, lower-case hex, when pinned.
     pub sha256: Option<String>,
@@ -388,7 +388,16 @@ impl Config {
             }
             figment = figment.merge(Toml::file_exact(path));
         }
-        Self::from_figment(figment.merge(EnvOverrides::new(env)))
+        let mut config = Self::from_figment(figment.merge(EnvOverrides::new(env)))?;
+        // Relative library paths are relative to the file that names them, not to the server's directory.
+        if let Some(dir) = path.and_then(Path::parent) {
+            for plugin in &mut config.plugins.dynamic {
+                if plugin.path.is_relative() {
+                    plugin.path = dir.join(&plugin.path);
+                }
+            }
+        }
+        Ok(config)
     }
 
     /// Parses configuration text (no environment overrides).

@@ -107,6 +107,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A `[[plugins.dynamic]]` library was refused; nothing of it was registered.
+    #[error("plugin library {path} {reason}")]
+    DynamicPlugin {
+        /// The library's path, as configured.
+        path: String,
+        /// Which check failed, e.g. `was built against plugin ABI version 2, ...`.
+        reason: String,
+    },
+
     /// The operation is not supported by this plugin or component.
     #[error("{0} is not supported")]
     NotSupported(String),

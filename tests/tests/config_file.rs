@@ -43,15 +43,18 @@ fn dynamic_plugins_are_listed_in_order() {
         [[plugins.dynamic]]
         path = "/opt/ruvector/libfirst.so"
         [[plugins.dynamic]]
+        path = "plugins/libthird.so"
+        [[plugins.dynamic]]
         path = "/opt/ruvector/libsecond.so"
         sha256 = "ABCDEF0123456789abcdef0123456789abcdef0123456789abcdef0123456789"
         "#,
     );
     let config = Config::load_with_env(Some(&path), Vec::new()).unwrap();
     let d = &config.plugins.dynamic;
-    assert_eq!(d.len(), 2);
+    assert_eq!(d.len(), 3);
     assert_eq!(d[0].path, PathBuf::from("/opt/ruvector/libfirst.so"));
     assert_eq!(d[0].sha256, None);
-    assert_eq!(d[1].sha256.as_deref(), Some("abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"));
+    assert_eq!(d[1].path, path.parent().unwrap().join("plugins/libthird.so"), "relative to the file");
+    assert_eq!(d[2].sha256.as_deref(), Some("abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789"));
     assert_eq!(config.attention.enabled, Selection::All);
 }

@@ -487,6 +487,25 @@ pub enum OperatorCategory {
     Other,
 }
 
+impl OperatorCategory {
+    /// Lower-case name: `scan`, `join`, `aggregate`, `sort`, `filter`, `set_op`, `materialize`, `utility`,
+    /// `parallel`, `other`.
+    pub fn name(self) -> &'static str {
+        match self {
+            OperatorCategory::Scan => "scan",
+            OperatorCategory::Join => "join",
+            OperatorCategory::Aggregate => "aggregate",
+            OperatorCategory::Sort => "sort",
+            OperatorCategory::Filter => "filter",
+            OperatorCategory::SetOp => "set_op",
+            OperatorCategory::Materialize => "materialize",
+            OperatorCategory::Utility => "utility",
+            OperatorCategory::Parallel => "parallel",
+            OperatorCategory::Other => "other",
+        }
+    }
+}
+
 impl OperatorKind {
     /// Number of kinds.
     pub const COUNT: usize = 51;

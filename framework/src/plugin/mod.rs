@@ -39,11 +39,13 @@
 //! # Ok::<(), ruvector_dag::Error>(())
 //! ```
 
+mod dynamic;
 mod params;
 mod registry;
 
+pub use dynamic::DynamicLoad;
 pub use params::PluginParams;
-pub use registry::{PluginEntry, PluginSet, Registry};
+pub use registry::{DynAttentionFactory, DynRepairFactory, PluginEntry, PluginSet, Registry};
 
 use crate::attention::DagAttention;
 use crate::error::Result;

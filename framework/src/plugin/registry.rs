@@ -9,6 +9,20 @@ use crate::learning::LearningTier;
 use crate::network::NetworkTransport;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
+
+/// Builds an attention mechanism of a dynamically loaded plugin; captures the library's constructor.
+pub type DynAttentionFactory = Arc<dyn Fn(&PluginParams) -> Result<Box<dyn DagAttention>> + Send + Sync>;
+/// Builds a repair strategy of a dynamically loaded plugin; captures the library's constructor.
+pub type DynRepairFactory = Arc<dyn Fn(&PluginParams) -> Result<Box<dyn RepairStrategy>> + Send + Sync>;
+
+/// How an entry builds its plugin: a static function, or a closure over a loaded library.
+#[derive(Clone)]
+enum Make {
+    Static(Factory),
+    Attention(DynAttentionFactory),
+    Repair(DynRepairFactory),
+}
 
 /// One registered plugin.
 #[derive(Clone)]
@@ -17,7 +31,8 @@ pub struct PluginEntry {
     version: String,
     description: String,
     origin: String,
-    factory: Factory,
+    kind: PluginKind,
+    make: Make,
 }
 
 impl fmt::Debug for PluginEntry {
@@ -32,8 +47,7 @@ impl fmt::Debug for PluginEntry {
 }
 
 impl PluginEntry {
-    /// An entry for a plugin that is not a static registration (a dynamically loaded one, for instance);
-    /// `origin` says where it came from, e.g. the library's path.
+    /// An entry for a plugin that is not a static registration; `origin` says where it came from.
     pub fn new(
         name: impl Into<String>,
         version: impl Into<String>,
@@ -46,7 +60,44 @@ impl PluginEntry {
             version: version.into(),
             description: description.into(),
             origin: origin.into(),
-            factory,
+            kind: factory.kind(),
+            make: Make::Static(factory),
+        }
+    }
+
+    /// An attention mechanism built by a closure, e.g. over a dynamically loaded library (`origin`: its path).
+    pub fn dynamic_attention(
+        name: impl Into<String>,
+        version: impl Into<String>,
+        description: impl Into<String>,
+        origin: impl Into<String>,
+        make: DynAttentionFactory,
+    ) -> Self {
+        PluginEntry {
+            name: name.into(),
+            version: version.into(),
+            description: description.into(),
+            origin: origin.into(),
+            kind: PluginKind::Attention,
+            make: Make::Attention(make),
+        }
+    }
+
+    /// A repair strategy built by a closure, e.g. over a dynamically loaded library (`origin`: its path).
+    pub fn dynamic_repair(
+        name: impl Into<String>,
+        version: impl Into<String>,
+        description: impl Into<String>,
+        origin: impl Into<String>,
+        make: DynRepairFactory,
+    ) -> Self {
+        PluginEntry {
+            name: name.into(),
+            version: version.into(),
+            description: description.into(),
+            origin: origin.into(),
+            kind: PluginKind::Repair,
+            make: Make::Repair(make),
         }
     }
 
@@ -56,7 +107,7 @@ impl PluginEntry {
 
     /// The plugin's kind.
     pub fn kind(&self) -> PluginKind {
-        self.factory.kind()
+        self.kind
     }
 
     /// Registered name.
@@ -79,9 +130,17 @@ impl PluginEntry {
         &self.origin
     }
 
-    /// The constructor.
-    pub fn factory(&self) -> Factory {
-        self.factory
+    /// The static constructor; `None` for a plugin built by a closure (a dynamically loaded one).
+    pub fn factory(&self) -> Option<Factory> {
+        match self.make {
+            Make::Static(f) => Some(f),
+            _ => None,
+        }
+    }
+
+    /// True for a plugin loaded from a shared library.
+    pub fn is_dynamic(&self) -> bool {
+        !matches!(self.make, Make::Static(_))
     }
 }
 
@@ -158,32 +217,34 @@ impl Registry {
 
     /// Builds the attention mechanism `name`.
     pub fn attention(&self, name: &str, params: &PluginParams) -> Result<Box<dyn DagAttention>> {
-        match self.find(PluginKind::Attention, name)?.factory {
-            Factory::Attention(make) => make(params),
+        match &self.find(PluginKind::Attention, name)?.make {
+            Make::Static(Factory::Attention(make)) => make(params),
+            Make::Attention(make) => make(params),
             _ => unreachable!("entries are keyed by their factory's kind"),
         }
     }
 
     /// Builds the learning tier `name`.
     pub fn learning(&self, name: &str, params: &PluginParams) -> Result<Box<dyn LearningTier>> {
-        match self.find(PluginKind::Learning, name)?.factory {
-            Factory::Learning(make) => make(params),
+        match &self.find(PluginKind::Learning, name)?.make {
+            Make::Static(Factory::Learning(make)) => make(params),
             _ => unreachable!("entries are keyed by their factory's kind"),
         }
     }
 
     /// Builds the repair strategy `name`.
     pub fn repair(&self, name: &str, params: &PluginParams) -> Result<Box<dyn RepairStrategy>> {
-        match self.find(PluginKind::Repair, name)?.factory {
-            Factory::Repair(make) => make(params),
+        match &self.find(PluginKind::Repair, name)?.make {
+            Make::Static(Factory::Repair(make)) => make(params),
+            Make::Repair(make) => make(params),
             _ => unreachable!("entries are keyed by their factory's kind"),
         }
     }
 
     /// Builds the network transport `name`.
     pub fn network(&self, name: &str, params: &PluginParams) -> Result<Box<dyn NetworkTransport>> {
-        match self.find(PluginKind::Network, name)?.factory {
-            Factory::Network(make) => make(params),
+        match &self.find(PluginKind::Network, name)?.make {
+            Make::Static(Factory::Network(make)) => make(params),
             _ => unreachable!("entries are keyed by their factory's kind"),
         }
     }
