@@ -429,8 +429,50 @@ mod tests {
         assert!(invocations >= 2);
     }
 
+    /// The example plugin library (built by `pg_test::setup`, listed in the test cluster's `ruvector.toml`) was
+    /// loaded at startup; the corrupt library listed after it was logged and skipped.
+    #[pg_test]
+    fn an_external_plugin_mechanism_works_through_sql() {
+        setup_tables();
+        let (kind, version) = Spi::get_two::<String, String>(
+            "SELECT kind, version FROM ruvector.dag_plugins() WHERE name = 'exclusive_cost'",
+        )
+        .unwrap();
+        assert_eq!((kind.as_deref(), version.as_deref()), (Some("attention"), Some("0.1.0")));
+        let origin =
+            Spi::get_one::<String>("SELECT origin FROM ruvector.dag_plugins() WHERE name = 'exclusive_cost'").unwrap();
+        assert_eq!(origin.as_deref(), Some("/tmp/ruvector-dag-pgtest/plugins/libplugin_example_attention.so"));
+        let builtin =
+            Spi::get_one::<i64>("SELECT count(*) FROM ruvector.dag_plugins() WHERE origin = 'built-in'").unwrap();
+        assert!(builtin >= Some(9), "{builtin:?}");
+
+        let q = "SELECT * FROM rv_users u JOIN rv_teams t ON t.id = u.team";
+        let (sum, n) = Spi::get_two::<f64, i64>(&format!(
+            "SELECT sum(attention_weight), count(*) FROM ruvector.dag_attention_scores('{q}', 'exclusive_cost')"
+        ))
+        .unwrap();
+        assert!((sum.unwrap() - 1.0).abs() < 1e-3, "{sum:?}");
+        assert!(n.unwrap() >= 3);
+
+        let error = Spi::get_one::<String>(
+            "SELECT message FROM ruvector.dag_health_check() WHERE component = 'plugins' AND status = 'error'",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(
+            error.starts_with("plugin library /tmp/ruvector-dag-pgtest/plugins/corrupt.so cannot be loaded: "),
+            "{error}"
+        );
+        let ok = Spi::get_one::<String>(
+            "SELECT message FROM ruvector.dag_health_check() WHERE component = 'plugins' AND status = 'ok'",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(ok.ends_with(", 1 from 1 plugin libraries"), "{ok}");
+    }
+
     #[pg_test(
-        error = "RV002 INVALID_ATTENTION: unknown or disabled attention mechanism \"nope\"; enabled: auto, causal_cone, critical_path, hierarchical_lorentz, mincut_gated, parallel_branch, temporal_btsp, topological"
+        error = "RV002 INVALID_ATTENTION: unknown or disabled attention mechanism \"nope\"; enabled: auto, causal_cone, critical_path, exclusive_cost, hierarchical_lorentz, mincut_gated, parallel_branch, temporal_btsp, topological"
     )]
     fn unknown_mechanisms_are_rv002_in_analysis() {
         Spi::run("SELECT * FROM ruvector.dag_attention_scores('SELECT 1', 'nope')").unwrap();
@@ -697,6 +739,7 @@ mod tests {
             "dag_pattern_clusters",
             "dag_pattern_list",
             "dag_plan",
+            "dag_plugins",
             "dag_query_class_log",
             "dag_query_patterns",
             "dag_set_attention",

@@ -20,7 +20,7 @@ pub(crate) struct MechanismStats {
 }
 
 struct Session {
-    registry: Registry,
+    registry: &'static Registry,
     /// Enabled mechanism names, in configuration order.
     enabled: Vec<String>,
     mechanisms: BTreeMap<String, Box<dyn DagAttention>>,
@@ -37,8 +37,7 @@ fn with_session<R>(f: impl FnOnce(&mut Session) -> R) -> R {
         let mut s = s.borrow_mut();
         let session = s.get_or_insert_with(|| {
             let config = &crate::settings::loaded().config;
-            let registry = Registry::builtin()
-                .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("plugin registry: {e}")));
+            let registry = crate::plugins::registry();
             let enabled = match &config.attention.enabled {
                 dag::config::Selection::All => registry.names(PluginKind::Attention),
                 dag::config::Selection::Only(names) => names.clone(),

@@ -222,6 +222,7 @@ fn dag_health_check() -> TableIterator<
         (Some(path), None) => rows.push(("config", "ok", format!("loaded {path}"))),
         (None, None) => rows.push(("config", "ok", "built-in defaults (ruvector.config_file is empty)".to_owned())),
     }
+    rows.extend(crate::plugins::health());
     TableIterator::new(rows.into_iter().map(move |(c, st, m)| (c.to_owned(), st.to_owned(), now, m)))
 }
 
