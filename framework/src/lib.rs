@@ -10,6 +10,7 @@
 //!   degrades), [`network::NetworkTransport`] (share patterns with peers).
 //! - [`plugin`]: the registry that finds plugins by kind and name; [`config`]: `ruvector.toml`.
 //! - [`mincut`]: exact minimum cuts over plans.
+//! - [`advisor`]: index candidates from plans' predicates and budgeted workload-level selection.
 //!
 //! ```
 //! use ruvector_dag::{OperatorNode, QueryDag};
@@ -23,6 +24,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod advisor;
 pub mod attention;
 pub mod config;
 pub mod dag;

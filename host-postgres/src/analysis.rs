@@ -196,7 +196,9 @@ fn is_plain_column(s: &str) -> bool {
 
 /// Suggestions for the query's bottlenecks (score ≥ 0.3): category (`index`, `join_order`, `parallelism`,
 /// `memory`), description, expected improvement (fraction of the plan's cost, estimated from the plan's own
-/// numbers), SQL to apply it where one statement does, and a confidence (the bottleneck score).
+/// numbers), SQL to apply it where one statement does, and a confidence (the bottleneck score). With the
+/// `hypopg` extension installed, index suggestions are what-if costed instead (see `dag_index_advice`): only
+/// indexes the re-planned query uses, with the planner's cost drop as the expected improvement.
 #[pg_extern]
 fn dag_suggest_optimizations(
     query_text: Option<&str>,
@@ -211,7 +213,17 @@ fn dag_suggest_optimizations(
         name!(confidence, f64),
     ),
 > {
-    let dag = plan_query(required("query_text", query_text));
+    let query_text = required("query_text", query_text);
+    let dag = plan_query(query_text);
+    // With HypoPG, index suggestions are what-if costed: only indexes the re-planned query uses and that lower
+    // its cost, with the measured cost drop as the expected improvement. Without it, the plan's heuristics.
+    let budget = (f64::from(crate::gucs::ADVISOR_BUDGET_MB.get()) * 1024.0 * 1024.0) as u64;
+    let what_if = crate::advisor::advise(
+        &[crate::advisor::WorkloadQuery { text: query_text.to_owned(), frequency: 1.0 }],
+        budget,
+        false,
+    )
+    .ok();
     let found = bottleneck::bottlenecks(&dag, 0.3)
         .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()));
     let alternatives = bottleneck::alternatives(&dag, 0.3).unwrap_or_default();
@@ -264,8 +276,25 @@ fn dag_suggest_optimizations(
                     ("index", Some(format!("SET {setting} = {suggested}")), b.cost_share)
                 }
             };
+            if category == "index" && what_if.is_some() && !matches!(r, Recommendation::RaiseVectorSearchEffort { .. })
+            {
+                continue;
+            }
             rows.push((rows.len() as i32 + 1, category.to_owned(), r.to_string(), gain.clamp(0.0, 1.0), sql, b.score));
         }
+    }
+    for a in what_if.unwrap_or_default() {
+        let gain = if a.base_cost > 0.0 { (a.cost_before - a.cost_after) / a.base_cost } else { 0.0 };
+        let description = format!(
+            "index on {} ({}): plan cost {:.0} -> {:.0} with it (hypothetical index, {} kB)",
+            a.table,
+            a.columns.join(", "),
+            a.cost_before,
+            a.cost_after,
+            a.size_bytes / 1024
+        );
+        // What-if costs are the planner's own estimates for this exact query: high confidence, not certainty.
+        rows.push((rows.len() as i32 + 1, "index".to_owned(), description, gain.clamp(0.0, 1.0), Some(a.sql), 0.9));
     }
     TableIterator::new(rows)
 }

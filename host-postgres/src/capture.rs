@@ -334,7 +334,7 @@ unsafe fn join_type(plan: *mut pg_sys::Plan) -> JoinType {
 }
 
 /// Collects the SubPlan nodes of an expression tree, without descending into them.
-unsafe fn collect_subplans(node: *mut pg_sys::Node, out: &mut Vec<*mut pg_sys::SubPlan>) {
+pub(crate) unsafe fn collect_subplans(node: *mut pg_sys::Node, out: &mut Vec<*mut pg_sys::SubPlan>) {
     #[pg_guard]
     unsafe extern "C-unwind" fn walker(node: *mut pg_sys::Node, context: *mut std::ffi::c_void) -> bool {
         if node.is_null() {
@@ -382,7 +382,7 @@ fn relation_name(relid: pg_sys::Oid) -> String {
 }
 
 /// Copies a C string (null → None).
-unsafe fn cstr(p: *const std::ffi::c_char) -> Option<String> {
+pub(crate) unsafe fn cstr(p: *const std::ffi::c_char) -> Option<String> {
     if p.is_null() {
         None
     } else {
@@ -438,7 +438,7 @@ pub(crate) unsafe fn index_ams(stmt: *mut pg_sys::PlannedStmt) -> dag::dag::Expl
 ///
 /// # Safety
 /// `list` must be null or a valid pointer `List`.
-unsafe fn list_nth_ptr<T>(list: *mut pg_sys::List, i: usize) -> Option<*mut T> {
+pub(crate) unsafe fn list_nth_ptr<T>(list: *mut pg_sys::List, i: usize) -> Option<*mut T> {
     // SAFETY: a valid List has `length` initialised cells in `elements`.
     unsafe {
         if list.is_null() || i >= (*list).length.max(0) as usize {
@@ -453,7 +453,7 @@ unsafe fn list_nth_ptr<T>(list: *mut pg_sys::List, i: usize) -> Option<*mut T> {
 ///
 /// # Safety
 /// As [`list_nth_ptr`]; the list must not change while iterating.
-unsafe fn list_ptrs<T>(list: *mut pg_sys::List) -> impl Iterator<Item = *mut T> {
+pub(crate) unsafe fn list_ptrs<T>(list: *mut pg_sys::List) -> impl Iterator<Item = *mut T> {
     // SAFETY: as list_nth_ptr.
     let len = if list.is_null() { 0 } else { unsafe { (*list).length.max(0) as usize } };
     // SAFETY: every index is below the length.
@@ -465,7 +465,7 @@ unsafe fn list_ptrs<T>(list: *mut pg_sys::List) -> impl Iterator<Item = *mut T> 
 ///
 /// # Safety
 /// `plan` is a valid plan node.
-unsafe fn member_plans(plan: *mut pg_sys::Plan) -> *mut pg_sys::List {
+pub(crate) unsafe fn member_plans(plan: *mut pg_sys::Plan) -> *mut pg_sys::List {
     // SAFETY: casts follow the node's tag.
     unsafe {
         match (*plan).type_ {

@@ -78,7 +78,7 @@ pub(crate) fn plan_query_captured(query: &str) -> QueryDag {
 
 /// Parses, checks, plans `query` and starts it in explain-only mode (which checks privileges), then calls `f`
 /// with the query descriptor and plan before shutting the executor down.
-fn with_planned<T>(query: &str, f: impl FnOnce(*mut pg_sys::QueryDesc, *mut pg_sys::PlannedStmt) -> T) -> T {
+pub(crate) fn with_planned<T>(query: &str, f: impl FnOnce(*mut pg_sys::QueryDesc, *mut pg_sys::PlannedStmt) -> T) -> T {
     use crate::sql::fail;
     use pgrx::PgList;
     use pgrx::prelude::PgSqlErrorCode as E;

@@ -55,6 +55,7 @@ pub(crate) static STEERING: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub(crate) static REPLAY_BUDGET: GucSetting<f64> = GucSetting::<f64>::new(0.05);
 pub(crate) static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 pub(crate) static SNAPSHOT_KB: GucSetting<i32> = GucSetting::<i32>::new(16_384);
+pub(crate) static ADVISOR_BUDGET_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 
 /// Registers the GUCs. Server-start (`PGC_POSTMASTER`) settings can only be defined while the library is
 /// preloaded; loaded later (by `CREATE EXTENSION` in a backend) they are skipped, as pg_stat_statements does, and
@@ -200,6 +201,16 @@ pub(crate) fn init() {
         1.0,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ruvector.advisor_budget_mb",
+        c"Storage the index advisor may propose for new indexes, in megabytes.",
+        c"dag_index_advice() picks indexes by benefit per byte until this budget is spent.",
+        &ADVISOR_BUDGET_MB,
+        0,
+        i32::MAX,
+        GucContext::Suset,
+        GucFlags::UNIT_MB,
     );
     GucRegistry::define_int_guc(
         c"ruvector.dag_micro_lora_rank",

@@ -577,7 +577,7 @@ fn known_queries() -> Vec<(dag::QueryDag, String)> {
 
 /// The learner's counterfactual log as of its last cycle (`ruvector.dag_query_classes`, read as the extension's
 /// owner), by query id; empty when the extension's tables are not in this database.
-fn saved_classes() -> Result<Vec<crate::classes::Class>, spi::SpiError> {
+pub(crate) fn saved_classes() -> Result<Vec<crate::classes::Class>, spi::SpiError> {
     if !learner::extension_installed() {
         return Ok(Vec::new());
     }

@@ -12,6 +12,7 @@
 // This crate is the FFI boundary: `unsafe` is required, and every block carries a `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
+mod advisor;
 mod analysis;
 mod capture;
 mod classes;

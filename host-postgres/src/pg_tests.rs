@@ -755,6 +755,7 @@ mod tests {
             "dag_consolidate_patterns",
             "dag_export_state",
             "dag_import_state",
+            "dag_index_advice",
             "dag_learn_now",
             "dag_record_trajectory",
             "dag_reset_learning",
@@ -804,5 +805,170 @@ mod tests {
         .unwrap();
         assert_eq!(hidden, 0, "other roles' texts are hidden");
         Spi::run("RESET ROLE").unwrap();
+    }
+
+    /// A Q20-like correlated subquery (each key alone matches 1-5% of the rows, the pair 0.05%): what-if costing
+    /// with HypoPG picks the SubPlan's composite correlation key, proposes nothing for an unselective predicate,
+    /// respects the budget and skips covered candidates.
+    #[pg_test]
+    fn the_index_advisor_finds_the_correlation_key_by_what_if_cost() {
+        Spi::run(
+            "CREATE EXTENSION IF NOT EXISTS hypopg;
+             CREATE TABLE rv_ps (partkey int, suppkey int, availqty int);
+             CREATE TABLE rv_li (partkey int, suppkey int, shipdate date, quantity numeric);
+             INSERT INTO rv_ps SELECT g % 20, (g / 20) % 100, g % 1000 FROM generate_series(0, 1999) g;
+             INSERT INTO rv_li SELECT g % 20, (g / 20) % 100, date '2020-01-01' + (g % 700), g % 50
+               FROM generate_series(0, 99999) g;
+             ANALYZE rv_ps; ANALYZE rv_li;",
+        )
+        .unwrap();
+        let q20 = "SELECT ps.partkey FROM rv_ps ps WHERE ps.availqty > (SELECT 0.5 * sum(l.quantity) FROM rv_li l \
+                   WHERE l.partkey = ps.partkey AND l.suppkey = ps.suppkey AND l.shipdate >= date ''2021-01-01'')";
+        let advice = |query: &str, budget: &str| -> Vec<(String, Vec<String>, f64, f64, bool)> {
+            Spi::connect(|client| {
+                client
+                    .select(
+                        &format!(
+                            "SELECT table_name, columns, cost_before, cost_after, correlated
+                             FROM ruvector.dag_index_advice(ARRAY['{query}'], {budget}) ORDER BY rank"
+                        ),
+                        None,
+                        &[],
+                    )?
+                    .map(|r| {
+                        Ok((
+                            r.get::<String>(1)?.unwrap(),
+                            r.get::<Vec<String>>(2)?.unwrap(),
+                            r.get::<f64>(3)?.unwrap(),
+                            r.get::<f64>(4)?.unwrap(),
+                            r.get::<bool>(5)?.unwrap(),
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, spi::SpiError>>()
+            })
+            .unwrap()
+        };
+        let picks = advice(q20, "NULL");
+        assert_eq!(picks.len(), 1, "the narrower keys are superseded by the composite one: {picks:?}");
+        let (table, columns, before, after, correlated) = picks[0].clone();
+        assert_eq!(table, "rv_li");
+        assert_eq!(&columns[..2], ["partkey", "suppkey"], "the composite correlation key: {columns:?}");
+        assert!(correlated);
+        assert!(after < before / 10.0, "what-if cost {before} -> {after}");
+
+        assert!(advice("SELECT * FROM rv_li WHERE quantity >= 0", "NULL").is_empty(), "an unselective filter");
+        assert!(advice(q20, "0.001").is_empty(), "a 1 kB budget fits no index");
+
+        let sql = Spi::get_one::<String>(&format!(
+            "SELECT implementation_sql FROM ruvector.dag_suggest_optimizations('{q20}')
+             WHERE category = 'index' AND confidence = 0.9 ORDER BY suggestion_id LIMIT 1"
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(sql.starts_with("CREATE INDEX ON rv_li (partkey, suppkey"), "{sql}");
+
+        Spi::run("CREATE INDEX ON rv_li (partkey, suppkey, shipdate)").unwrap();
+        for (table, columns, ..) in advice(q20, "NULL") {
+            let prefix =
+                ["partkey", "suppkey", "shipdate"].starts_with(&columns.iter().map(String::as_str).collect::<Vec<_>>());
+            assert!(!(table == "rv_li" && prefix), "{columns:?} is covered by the new index");
+        }
+    }
+
+    /// Runs `call` as `role` through a PL/pgSQL wrapper that turns an error into `SQLSTATE: message`, so a
+    /// denied or failing call does not abort the test's transaction (and is rolled back).
+    fn try_as(role: &str, call: &str) -> String {
+        Spi::run(
+            "CREATE OR REPLACE FUNCTION public.rv_try(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+             BEGIN EXECUTE stmt; RETURN 'ok';
+             EXCEPTION WHEN others THEN RETURN SQLSTATE || ': ' || SQLERRM; END $$",
+        )
+        .unwrap();
+        Spi::run(&format!("SET ROLE {role}")).unwrap();
+        let out = Spi::get_one::<String>(&format!("SELECT public.rv_try($rv${call}$rv$)")).unwrap().unwrap();
+        Spi::run("RESET ROLE").unwrap();
+        out
+    }
+
+    /// Every function revoked from PUBLIC is denied to a plain role with SQLSTATE 42501 naming it, and passes
+    /// the privilege check after an explicit GRANT. The calls use arguments that stop at validation (or only
+    /// read), so nothing changes; the list must name every revoked function of the schema.
+    #[pg_test]
+    fn privileged_functions_are_denied_then_allowed_after_an_explicit_grant() {
+        const CALLS: &[(&str, &str)] = &[
+            (
+                "dag_store_pattern(real[], jsonb, float8)",
+                "SELECT ruvector.dag_store_pattern(ARRAY[1]::real[], '{}', 1.5)",
+            ),
+            ("dag_consolidate_patterns(int)", "SELECT * FROM ruvector.dag_consolidate_patterns(0)"),
+            ("dag_reset_learning(boolean, boolean)", "SELECT ruvector.dag_reset_learning(NULL, NULL)"),
+            ("dag_import_state(bytea)", "SELECT * FROM ruvector.dag_import_state('\\x00'::bytea)"),
+            ("dag_export_state()", "SELECT ruvector.dag_export_state()"),
+            (
+                "dag_index_advice(text[], double precision)",
+                "SELECT * FROM ruvector.dag_index_advice(ARRAY['SELECT 1'], -1)",
+            ),
+            ("dag_learn_now()", "SELECT * FROM ruvector.dag_learn_now()"),
+            ("dag_class_enable(bigint, boolean)", "SELECT ruvector.dag_class_enable(NULL, true)"),
+            ("dag_class_steer(bigint, text)", "SELECT ruvector.dag_class_steer(1, 'no_such_setting')"),
+            (
+                "dag_record_trajectory(bigint, jsonb, double precision, double precision, text)",
+                "SELECT ruvector.dag_record_trajectory(1, '{}'::jsonb, -1, 0, 'auto')",
+            ),
+        ];
+        let revoked: Vec<String> = Spi::connect(|client| {
+            client
+                .select(
+                    "SELECT p.proname::text FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                     WHERE n.nspname = 'ruvector' AND NOT has_function_privilege('public', p.oid, 'EXECUTE')
+                     ORDER BY 1",
+                    None,
+                    &[],
+                )?
+                .map(|r| r.get::<String>(1).map(Option::unwrap))
+                .collect::<Result<Vec<_>, spi::SpiError>>()
+        })
+        .unwrap();
+        let mut listed: Vec<String> = CALLS.iter().map(|(sig, _)| sig.split('(').next().unwrap().to_owned()).collect();
+        listed.sort();
+        assert_eq!(listed, revoked, "every revoked function has a call here");
+
+        Spi::run("CREATE ROLE rv_ops").unwrap();
+        for (sig, call) in CALLS {
+            let name = sig.split('(').next().unwrap();
+            let denied = try_as("rv_ops", call);
+            assert_eq!(denied, format!("42501: permission denied for function {name}"), "{call}");
+            Spi::run(&format!("GRANT EXECUTE ON FUNCTION ruvector.{sig} TO rv_ops")).unwrap();
+            let granted = try_as("rv_ops", call);
+            assert!(!granted.starts_with("42501"), "{call} is still denied after GRANT: {granted}");
+        }
+    }
+
+    /// Captured plans and query texts of other roles: hidden from a plain role, visible to members of
+    /// `pg_read_all_stats` (as in pg_stat_statements).
+    #[pg_test]
+    fn pg_read_all_stats_sees_every_roles_texts_and_plans_and_plain_roles_do_not() {
+        learn_from_executions(2);
+        Spi::run(
+            "CREATE ROLE rv_plain_reader; CREATE ROLE rv_stats_reader; GRANT pg_read_all_stats TO rv_stats_reader",
+        )
+        .unwrap();
+        let count_as = |role: &str, sql: &str| -> i64 {
+            Spi::run(&format!("SET ROLE {role}")).unwrap();
+            let n = Spi::get_one::<i64>(sql).unwrap().unwrap();
+            Spi::run("RESET ROLE").unwrap();
+            n
+        };
+        let plans = "SELECT count(*) FROM ruvector.dag_get_trajectories(1000) WHERE plan IS NOT NULL";
+        let texts = "SELECT count(*) FROM ruvector.dag_query_class_log()
+                     WHERE query_text IS DISTINCT FROM '<insufficient privilege>'";
+        let hidden =
+            "SELECT count(*) FROM ruvector.dag_query_class_log() WHERE query_text = '<insufficient privilege>'";
+        assert!(count_as("rv_stats_reader", plans) > 0, "pg_read_all_stats sees the superuser's plans");
+        assert!(count_as("rv_stats_reader", texts) > 0, "pg_read_all_stats sees the texts");
+        assert_eq!(count_as("rv_stats_reader", hidden), 0);
+        assert_eq!(count_as("rv_plain_reader", plans), 0, "a plain role sees no other role's plan");
+        assert_eq!(count_as("rv_plain_reader", texts), 0, "a plain role sees no other role's text");
+        assert!(count_as("rv_plain_reader", "SELECT count(*) FROM ruvector.dag_get_trajectories(1000)") > 0);
     }
 }
