@@ -463,18 +463,64 @@ pub(crate) struct Advice {
 /// Why no what-if costing could be done.
 pub(crate) const NO_HYPOPG: &str = "what-if costing needs the hypopg extension: CREATE EXTENSION hypopg";
 
-/// Advises indexes for `workload` within `budget_bytes`, counting write costs when `count_writes`.
-/// `Err` when HypoPG is not installed.
+/// Runs `f` in a subtransaction: an ERROR inside rolls it back and comes back as `Err(message)`; the
+/// transaction goes on.
+fn in_subtransaction<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    // SAFETY: the internal-subtransaction pattern of PL/pgSQL's exception blocks: begin, run, then release or
+    // roll back, restoring the caller's memory context and resource owner on both paths.
+    unsafe {
+        let context = pg_sys::CurrentMemoryContext;
+        let owner = pg_sys::CurrentResourceOwner;
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(context);
+        let result = PgTryBuilder::new(std::panic::AssertUnwindSafe(move || Ok(f())))
+            .catch_others(|e| {
+                Err(match e {
+                    pg_sys::panic::CaughtError::PostgresError(r) | pg_sys::panic::CaughtError::ErrorReport(r) => {
+                        r.message().to_owned()
+                    }
+                    pg_sys::panic::CaughtError::RustPanic { ereport, .. } => ereport.message().to_owned(),
+                })
+            })
+            .execute();
+        match result {
+            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
+            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+        }
+        pg_sys::MemoryContextSwitchTo(context);
+        pg_sys::CurrentResourceOwner = owner;
+        result
+    }
+}
+
+/// Advises indexes for `workload` within `budget_bytes`, counting write costs when `count_writes`. With
+/// `skip_failing`, a query that cannot be planned (a dropped table, a privilege the caller lacks) is left out
+/// with a NOTICE; otherwise its ERROR stops the advice. `Err` when HypoPG is not installed.
 pub(crate) fn advise(
     workload: &[WorkloadQuery],
     budget_bytes: u64,
     count_writes: bool,
+    skip_failing: bool,
 ) -> Result<Vec<Advice>, &'static str> {
     let Some(schema) = hypopg_schema() else { return Err(NO_HYPOPG) };
     let mut uses = Vec::new();
-    for (i, q) in workload.iter().enumerate() {
-        uses.extend(scan_uses(&q.text, i, q.frequency));
+    let mut planned = Vec::with_capacity(workload.len());
+    for q in workload {
+        let i = planned.len();
+        if skip_failing {
+            match in_subtransaction(|| scan_uses(&q.text, i, q.frequency)) {
+                Ok(u) => uses.extend(u),
+                Err(e) => {
+                    notice!("ruvector_dag: index advice leaves out a query that cannot be planned: {e}");
+                    continue;
+                }
+            }
+        } else {
+            uses.extend(scan_uses(&q.text, i, q.frequency));
+        }
+        planned.push(q.clone());
     }
+    let workload = &planned[..];
     let mut tables: Vec<String> = uses.iter().map(|u| u.table.clone()).collect();
     tables.sort();
     tables.dedup();
@@ -616,7 +662,7 @@ fn dag_index_advice(
         Some(q) => (q.into_iter().map(|text| WorkloadQuery { text, frequency: 1.0 }).collect(), false),
         None => (learned_workload(), true),
     };
-    let advice = advise(&workload, budget_bytes, count_writes)
+    let advice = advise(&workload, budget_bytes, count_writes, count_writes)
         .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, e));
     let rows: Vec<_> = advice
         .into_iter()

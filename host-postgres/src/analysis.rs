@@ -222,6 +222,7 @@ fn dag_suggest_optimizations(
         &[crate::advisor::WorkloadQuery { text: query_text.to_owned(), frequency: 1.0 }],
         budget,
         false,
+        false,
     )
     .ok();
     let found = bottleneck::bottlenecks(&dag, 0.3)

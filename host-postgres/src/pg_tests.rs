@@ -867,12 +867,27 @@ mod tests {
         .unwrap();
         assert!(sql.starts_with("CREATE INDEX ON rv_li (partkey, suppkey"), "{sql}");
 
+        // An explicit workload must plan: its errors are the caller's to see.
+        let me = Spi::get_one::<String>("SELECT current_user::text").unwrap().unwrap();
+        let missing = try_as(&me, "SELECT * FROM ruvector.dag_index_advice(ARRAY['SELECT * FROM rv_no_such_table'])");
+        assert_eq!(missing, "42P01: relation \"rv_no_such_table\" does not exist");
+        // The learner's workload (its query classes, weighted by executions) is advised on without error.
+        learn_from_executions(3);
+        let learned = try_as(&me, "SELECT count(*) FROM ruvector.dag_index_advice()");
+        assert_eq!(learned, "ok");
+
         Spi::run("CREATE INDEX ON rv_li (partkey, suppkey, shipdate)").unwrap();
         for (table, columns, ..) in advice(q20, "NULL") {
             let prefix =
                 ["partkey", "suppkey", "shipdate"].starts_with(&columns.iter().map(String::as_str).collect::<Vec<_>>());
             assert!(!(table == "rv_li" && prefix), "{columns:?} is covered by the new index");
         }
+    }
+
+    #[pg_test(error = "what-if costing needs the hypopg extension: CREATE EXTENSION hypopg")]
+    fn index_advice_without_hypopg_says_what_is_missing() {
+        setup_tables();
+        Spi::run("SELECT * FROM ruvector.dag_index_advice(ARRAY['SELECT * FROM rv_users WHERE id = 1'])").unwrap();
     }
 
     /// Runs `call` as `role` through a PL/pgSQL wrapper that turns an error into `SQLSTATE: message`, so a

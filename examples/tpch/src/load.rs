@@ -51,7 +51,14 @@ fn copy<T: std::fmt::Display>(client: &mut Client, table: &str, rows: impl Itera
 }
 
 /// Creates and fills the eight tables at `sf`, indexes and analyzes them; `progress(table, rows)` after each.
-pub(crate) fn load(client: &mut Client, sf: f64, mut progress: impl FnMut(&str, u64)) -> Result<(), String> {
+/// Creates and fills the TPC-H tables (primary keys always; the usual secondary indexes on foreign keys and dates
+/// when `secondary_indexes`), then `ANALYZE`.
+pub(crate) fn load(
+    client: &mut Client,
+    sf: f64,
+    secondary_indexes: bool,
+    mut progress: impl FnMut(&str, u64),
+) -> Result<(), String> {
     client.batch_execute(SCHEMA).map_err(|e| format!("creating the schema: {e}"))?;
     progress("region", copy(client, "region", RegionGenerator::new(sf, 1, 1).iter().map(RegionCsv::new))?);
     progress("nation", copy(client, "nation", NationGenerator::new(sf, 1, 1).iter().map(NationCsv::new))?);
@@ -61,7 +68,9 @@ pub(crate) fn load(client: &mut Client, sf: f64, mut progress: impl FnMut(&str, 
     progress("customer", copy(client, "customer", CustomerGenerator::new(sf, 1, 1).iter().map(CustomerCsv::new))?);
     progress("orders", copy(client, "orders", OrderGenerator::new(sf, 1, 1).iter().map(OrderCsv::new))?);
     progress("lineitem", copy(client, "lineitem", LineItemGenerator::new(sf, 1, 1).iter().map(LineItemCsv::new))?);
-    client.batch_execute(INDEXES).map_err(|e| format!("indexing: {e}"))?;
+    if secondary_indexes {
+        client.batch_execute(INDEXES).map_err(|e| format!("indexing: {e}"))?;
+    }
     client.batch_execute("ANALYZE").map_err(|e| format!("analyzing: {e}"))?;
     Ok(())
 }

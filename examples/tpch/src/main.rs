@@ -6,11 +6,17 @@
 //! ```text
 //! ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user postgres] [--dbname postgres]
 //!                   [--scale 0.1] [--rounds 5] [--svg tpch-learning-curve.svg] [--compare N]
+//!                   [--advise N [--timeout 120]] [--no-secondary-indexes]
 //! ```
 //!
 //! `--compare N` then measures each query N times with steering off (the native plan PostgreSQL picks) and on,
 //! interleaved so that cache and machine noise hit both alike, and reports medians, the speedup distribution, the
 //! queries slower by more than 1.2x, and the planning share (`benches/pg/tpch_learning.sh`).
+//!
+//! `--advise N` measures instead what the index advisor brings: each query N times (median, server-side time,
+//! capped by `--timeout` seconds), then `ruvector.dag_index_advice` over the 22 queries (what-if costing with
+//! HypoPG), the proposed indexes built, and each query N times again (`benches/pg/tpch_advisor.sh`). With
+//! `--no-secondary-indexes` the tables have their primary keys only.
 //!
 //! `examples/tpch/run.sh` (the README's main command) sets up a throwaway cluster and runs this.
 
@@ -32,6 +38,12 @@ struct Args {
     svg: String,
     /// After learning: rounds of each query with steering off and on, interleaved (0 = none).
     compare: usize,
+    /// Instead of learning: measure, take the index advisor's advice, measure again (runs per query; 0 = off).
+    advise: usize,
+    /// Per-query statement timeout in seconds for `--advise`.
+    timeout_s: u64,
+    /// Create the usual secondary indexes when loading.
+    secondary_indexes: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -44,6 +56,9 @@ fn parse_args() -> Result<Args, String> {
         rounds: 5,
         svg: "tpch-learning-curve.svg".into(),
         compare: 0,
+        advise: 0,
+        timeout_s: 120,
+        secondary_indexes: true,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,9 +72,13 @@ fn parse_args() -> Result<Args, String> {
             "--rounds" => a.rounds = value()?.parse().map_err(|e| format!("--rounds: {e}"))?,
             "--svg" => a.svg = value()?,
             "--compare" => a.compare = value()?.parse().map_err(|e| format!("--compare: {e}"))?,
+            "--advise" => a.advise = value()?.parse().map_err(|e| format!("--advise: {e}"))?,
+            "--timeout" => a.timeout_s = value()?.parse().map_err(|e| format!("--timeout: {e}"))?,
+            "--no-secondary-indexes" => a.secondary_indexes = false,
             "-h" | "--help" => {
                 return Err("usage: ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user U] [--dbname D] \
-                            [--scale 0.1] [--rounds 5] [--svg FILE] [--compare N]"
+                            [--scale 0.1] [--rounds 5] [--svg FILE] [--compare N] [--advise N [--timeout S]] \
+                            [--no-secondary-indexes]"
                     .into());
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -113,7 +132,7 @@ fn run() -> Result<(), String> {
     } else {
         let start = Instant::now();
         let mut done = 0;
-        load::load(&mut client, args.scale, |table, rows| {
+        load::load(&mut client, args.scale, args.secondary_indexes, |table, rows| {
             done += 1;
             bar(done, 8, &format!("loaded {table} ({rows} rows)"));
         })?;
@@ -121,6 +140,9 @@ fn run() -> Result<(), String> {
     }
 
     let queries = queries::queries(args.scale);
+    if args.advise > 0 {
+        return advise(&mut client, &queries, args.advise, args.timeout_s);
+    }
     let ids: Vec<i64> = queries.iter().map(|(_, q)| query_id(&mut client, q)).collect::<Result<_, _>>()?;
     // by_round[round][query], in milliseconds.
     let mut by_round = vec![vec![0.0f64; queries.len()]; args.rounds];
@@ -252,6 +274,121 @@ fn compare(client: &mut Client, queries: &[(usize, String)], rounds: usize) -> R
         pct(0.75),
         pct(1.0),
         100.0 * planning / total_steered.max(1e-9)
+    );
+    Ok(())
+}
+
+/// Median server-side time (planning + execution, ms) of `runs` runs of every query; `None` when a run hit the
+/// statement timeout.
+fn measure(
+    client: &mut Client,
+    queries: &[(usize, String)],
+    runs: usize,
+    label: &str,
+) -> Result<Vec<Option<f64>>, String> {
+    let mut out = Vec::new();
+    for (i, (n, text)) in queries.iter().enumerate() {
+        let mut times = Vec::new();
+        for r in 0..runs {
+            bar(i * runs + r, queries.len() * runs, &format!("{label}: Q{n}"));
+            match client.query_one(&format!("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY, FORMAT JSON) {text}"), &[]) {
+                Ok(row) => {
+                    let json: serde_json::Value = row.get(0);
+                    times.push(
+                        json[0]["Planning Time"].as_f64().unwrap_or(0.0)
+                            + json[0]["Execution Time"].as_f64().unwrap_or(0.0),
+                    );
+                }
+                Err(e) if e.code() == Some(&postgres::error::SqlState::QUERY_CANCELED) => {
+                    times.clear();
+                    break;
+                }
+                Err(e) => return Err(format!("Q{n}: {e}")),
+            }
+        }
+        out.push((!times.is_empty()).then(|| median(&mut times)));
+    }
+    eprintln!();
+    Ok(out)
+}
+
+/// Bytes of every index in schema public.
+fn index_bytes(client: &mut Client) -> Result<i64, String> {
+    let row = client
+        .query_one(
+            "SELECT coalesce(sum(pg_relation_size(i.indexrelid)), 0)::int8 FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indrelid WHERE c.relnamespace = 'public'::regnamespace",
+            &[],
+        )
+        .map_err(|e| e.to_string())?;
+    Ok(row.get(0))
+}
+
+/// What the index advisor brings: measure, advise over the whole workload, build the advice, measure again.
+fn advise(client: &mut Client, queries: &[(usize, String)], runs: usize, timeout_s: u64) -> Result<(), String> {
+    let sql = |client: &mut Client, s: &str| client.batch_execute(s).map_err(|e| format!("{s}: {e}"));
+    sql(client, "CREATE EXTENSION IF NOT EXISTS hypopg")?;
+    sql(client, &format!("SET statement_timeout = '{timeout_s}s'"))?;
+    let before = measure(client, queries, runs, "before advice")?;
+    sql(client, "RESET statement_timeout")?;
+
+    let texts: Vec<&str> = queries.iter().map(|(_, q)| q.as_str()).collect();
+    let storage_before = index_bytes(client)?;
+    let start = Instant::now();
+    let rows = client
+        .query(
+            "SELECT implementation_sql, size_bytes, cost_before, cost_after, queries_helped, correlated
+             FROM ruvector.dag_index_advice($1::text[]) ORDER BY rank",
+            &[&texts],
+        )
+        .map_err(|e| format!("dag_index_advice: {e}"))?;
+    let advise_s = start.elapsed().as_secs_f64();
+    println!("\nindex advice over the 22 queries ({advise_s:.1} s, what-if costing with HypoPG):\n");
+    let start = Instant::now();
+    let mut built = Vec::new();
+    for r in &rows {
+        let (stmt, size, cost_before, cost_after, helped, correlated): (String, i64, f64, f64, i32, bool) =
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5));
+        println!(
+            "  {stmt:<60} ~{:>6.1} MB  workload cost {cost_before:.0} -> {cost_after:.0}, {helped} queries{}",
+            size as f64 / 1048576.0,
+            if correlated { ", SubPlan correlation key" } else { "" }
+        );
+        sql(client, &stmt)?;
+        built.push(stmt);
+    }
+    sql(client, "ANALYZE")?;
+    let build_s = start.elapsed().as_secs_f64();
+    let storage = index_bytes(client)? - storage_before;
+    sql(client, &format!("SET statement_timeout = '{timeout_s}s'"))?;
+    let after = measure(client, queries, runs, "after advice")?;
+    sql(client, "RESET statement_timeout")?;
+
+    let show = |t: Option<f64>| t.map_or(format!(">{}", timeout_s * 1000), |t| format!("{t:.1}"));
+    println!(
+        "\nmedian of {runs} runs per query (server-side planning + execution, ms; >T: hit the {timeout_s} s timeout)\n"
+    );
+    println!("{:>5} {:>12} {:>12} {:>9}", "query", "before", "after", "speedup");
+    let cap = timeout_s as f64 * 1000.0;
+    let (mut total_before, mut total_after, mut slower) = (0.0, 0.0, 0);
+    for (((n, _), b), a) in queries.iter().zip(&before).zip(&after) {
+        let (bv, av) = (b.unwrap_or(cap), a.unwrap_or(cap));
+        total_before += bv;
+        total_after += av;
+        if av > 1.2 * bv {
+            slower += 1;
+        }
+        let speedup =
+            if b.is_some() { format!("{:.2}x", bv / av.max(1e-9)) } else { format!(">{:.0}x", bv / av.max(1e-9)) };
+        println!("{:>5} {:>12} {:>12} {:>9}", format!("Q{n}"), show(*b), show(*a), speedup);
+    }
+    println!(
+        "\ntotal: before {:.1} s, after {:.1} s (timeouts counted as {timeout_s} s); queries slower by >1.2x: {slower}; \
+         {} indexes built in {build_s:.1} s, {:.1} MB of index storage added; advice took {advise_s:.1} s",
+        total_before / 1000.0,
+        total_after / 1000.0,
+        built.len(),
+        storage as f64 / 1048576.0
     );
     Ok(())
 }
