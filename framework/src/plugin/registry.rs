@@ -55,14 +55,19 @@ impl PluginEntry {
         origin: impl Into<String>,
         factory: Factory,
     ) -> Self {
-        PluginEntry {
-            name: name.into(),
-            version: version.into(),
-            description: description.into(),
-            origin: origin.into(),
-            kind: factory.kind(),
-            make: Make::Static(factory),
-        }
+        let kind = factory.kind();
+        Self::with_make(name.into(), version.into(), description.into(), origin.into(), kind, Make::Static(factory))
+    }
+
+    fn with_make(
+        name: String,
+        version: String,
+        description: String,
+        origin: String,
+        kind: PluginKind,
+        make: Make,
+    ) -> Self {
+        PluginEntry { name, version, description, origin, kind, make }
     }
 
     /// An attention mechanism built by a closure, e.g. over a dynamically loaded library (`origin`: its path).
@@ -73,14 +78,8 @@ impl PluginEntry {
         origin: impl Into<String>,
         make: DynAttentionFactory,
     ) -> Self {
-        PluginEntry {
-            name: name.into(),
-            version: version.into(),
-            description: description.into(),
-            origin: origin.into(),
-            kind: PluginKind::Attention,
-            make: Make::Attention(make),
-        }
+        let (name, version, description, origin) = (name.into(), version.into(), description.into(), origin.into());
+        Self::with_make(name, version, description, origin, PluginKind::Attention, Make::Attention(make))
     }
 
     /// A repair strategy built by a closure, e.g. over a dynamically loaded library (`origin`: its path).
@@ -91,14 +90,8 @@ impl PluginEntry {
         origin: impl Into<String>,
         make: DynRepairFactory,
     ) -> Self {
-        PluginEntry {
-            name: name.into(),
-            version: version.into(),
-            description: description.into(),
-            origin: origin.into(),
-            kind: PluginKind::Repair,
-            make: Make::Repair(make),
-        }
+        let (name, version, description, origin) = (name.into(), version.into(), description.into(), origin.into());
+        Self::with_make(name, version, description, origin, PluginKind::Repair, Make::Repair(make))
     }
 
     fn from_registration(r: &PluginRegistration) -> Self {

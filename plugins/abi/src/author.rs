@@ -554,14 +554,25 @@ unsafe fn guarded(error: *const FfiSink<'_>, f: impl FnOnce() -> Result<(), Stri
     status
 }
 
+/// The `len` values at `ptr` (which may be dangling or null when `len` is 0).
+///
+/// # Safety
+/// When `len > 0`, `ptr` points to `len` initialised values that live for `'a`.
+unsafe fn raw_slice<'a, T>(ptr: *const T, len: usize) -> &'a [T] {
+    // SAFETY: the caller's contract.
+    if len == 0 { &[] } else { unsafe { std::slice::from_raw_parts(ptr, len) } }
+}
+
 fn ffi_params<'a>(params: &'a FfiParams<'a>) -> Params<'a> {
-    let items: &'a [FfiParam<'a>] = if params.len == 0 {
-        &[]
-    } else {
-        // SAFETY: the host passes `len` initialised parameters at `items`, alive for the call.
-        unsafe { std::slice::from_raw_parts(params.items, params.len) }
-    };
+    // SAFETY: the host passes `len` initialised parameters at `items`, alive for the call.
+    let items = unsafe { raw_slice(params.items, params.len) };
     Params { scope: params.scope.as_str_lossy(), items }
+}
+
+impl<'a> OutcomeView<'a> {
+    fn from_ffi(outcome: &FfiOutcome<'a>) -> Self {
+        OutcomeView { applied: outcome.applied != 0, detail: outcome.detail.as_str_lossy() }
+    }
 }
 
 unsafe extern "C" fn attention_create<P: AttentionPlugin>(
@@ -593,10 +604,8 @@ unsafe extern "C" fn attention_forward<P: AttentionPlugin>(
         guarded(error, || {
             let plugin = &*state.cast::<P>();
             let dag = &*dag;
-            let nodes: &[FfiNode<'_>] =
-                if dag.node_count == 0 { &[] } else { std::slice::from_raw_parts(dag.nodes, dag.node_count) };
-            let edges: &[FfiEdge] =
-                if dag.edge_count == 0 { &[] } else { std::slice::from_raw_parts(dag.edges, dag.edge_count) };
+            let nodes = raw_slice(dag.nodes, dag.node_count);
+            let edges = raw_slice(dag.edges, dag.edge_count);
             if len != nodes.len() {
                 return Err(format!("score buffer holds {len} entries for {} nodes", nodes.len()));
             }
@@ -684,7 +693,7 @@ unsafe extern "C" fn repair_verify<P: RepairPlugin>(
     unsafe {
         guarded(error, || {
             let mut ctx = RepairCtx { inner: &*ctx };
-            let outcome = OutcomeView { applied: (*outcome).applied != 0, detail: (*outcome).detail.as_str_lossy() };
+            let outcome = OutcomeView::from_ffi(&*outcome);
             let v = (*state.cast::<P>()).verify(&IssueView::from_ffi(&*issue), &outcome, &mut ctx)?;
             verdict.write(v as u32);
             Ok(())
@@ -703,7 +712,7 @@ unsafe extern "C" fn repair_rollback<P: RepairPlugin>(
     unsafe {
         guarded(error, || {
             let mut ctx = RepairCtx { inner: &*ctx };
-            let outcome = OutcomeView { applied: (*outcome).applied != 0, detail: (*outcome).detail.as_str_lossy() };
+            let outcome = OutcomeView::from_ffi(&*outcome);
             (*state.cast::<P>()).rollback(&IssueView::from_ffi(&*issue), &outcome, &mut ctx)
         })
     }
