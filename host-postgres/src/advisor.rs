@@ -35,6 +35,8 @@ const WRITE_COST_PER_ROW: f64 = 1.0;
 pub(crate) struct WorkloadQuery {
     pub(crate) text: String,
     pub(crate) frequency: f64,
+    /// The query class (`query_id`), for a workload read from the learner; 0 otherwise.
+    pub(crate) id: i64,
 }
 
 /// Walks a planned statement (main tree, SubPlans, CTEs, InitPlans).
@@ -433,6 +435,32 @@ fn table_names(tables: &[String]) -> std::collections::HashMap<String, String> {
         .collect()
 }
 
+/// Which write costs count against an index.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Writes<'a> {
+    /// None (an explicit workload: its frequencies say nothing about the period of the writes).
+    Ignore,
+    /// The table's writes since its statistics were reset (against cumulative executions).
+    Cumulative,
+    /// The table's writes since a snapshot of [`all_table_writes`] (against executions since then).
+    Since(&'a std::collections::HashMap<String, f64>),
+}
+
+/// Rows inserted, updated and deleted so far, per table (keyed like candidates: the OID as text).
+pub(crate) fn all_table_writes() -> std::collections::HashMap<String, f64> {
+    Spi::connect(|client| {
+        client
+            .select(
+                "SELECT relid::oid::int8, (n_tup_ins + n_tup_upd + n_tup_del)::float8 FROM pg_stat_all_tables",
+                None,
+                &[],
+            )?
+            .map(|r| Ok((r.get::<i64>(1)?.unwrap_or_default().to_string(), r.get::<f64>(2)?.unwrap_or_default())))
+            .collect::<SpiResult<std::collections::HashMap<_, _>>>()
+    })
+    .unwrap_or_default()
+}
+
 /// Rows inserted, updated and deleted per table since its statistics were reset.
 fn table_writes(table: &str) -> f64 {
     let Ok(oid) = table.parse::<i64>() else { return 0.0 };
@@ -457,6 +485,8 @@ pub(crate) struct Advice {
     pub(crate) write_cost: f64,
     pub(crate) base_cost: f64,
     pub(crate) queries: usize,
+    /// The `id`s of the workload queries it could serve.
+    pub(crate) query_ids: Vec<i64>,
     pub(crate) correlated: bool,
 }
 
@@ -493,13 +523,13 @@ fn in_subtransaction<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     }
 }
 
-/// Advises indexes for `workload` within `budget_bytes`, counting write costs when `count_writes`. With
+/// Advises indexes for `workload` within `budget_bytes`, counting write costs as `writes` says. With
 /// `skip_failing`, a query that cannot be planned (a dropped table, a privilege the caller lacks) is left out
 /// with a NOTICE; otherwise its ERROR stops the advice. `Err` when HypoPG is not installed.
 pub(crate) fn advise(
     workload: &[WorkloadQuery],
     budget_bytes: u64,
-    count_writes: bool,
+    writes: Writes<'_>,
     skip_failing: bool,
 ) -> Result<Vec<Advice>, &'static str> {
     let Some(schema) = hypopg_schema() else { return Err(NO_HYPOPG) };
@@ -568,7 +598,16 @@ pub(crate) fn advise(
         .collect();
     let writes: Vec<f64> = candidates
         .iter()
-        .map(|c| if count_writes { table_writes(&c.table) * WRITE_COST_PER_ROW } else { 0.0 })
+        .map(|c| {
+            WRITE_COST_PER_ROW
+                * match writes {
+                    Writes::Ignore => 0.0,
+                    Writes::Cumulative => table_writes(&c.table),
+                    Writes::Since(base) => {
+                        (table_writes(&c.table) - base.get(&c.table).copied().unwrap_or(0.0)).max(0.0)
+                    }
+                }
+        })
         .collect();
     let evaluate = |set: &[usize]| -> dag::Result<Evaluation> {
         let oids: Vec<Option<pg_sys::Oid>> = set.iter().map(|&i| create(&sqls[i])).collect();
@@ -605,6 +644,7 @@ pub(crate) fn advise(
                 write_cost: p.write_cost,
                 base_cost: selection.base_cost,
                 queries: c.queries.len(),
+                query_ids: c.queries.iter().filter_map(|&q| workload.get(q).map(|w| w.id)).collect(),
                 correlated: c.correlated,
             }
         })
@@ -612,7 +652,7 @@ pub(crate) fn advise(
 }
 
 /// The workload the learner has seen: every query class with a replayable text, weighted by its executions.
-fn learned_workload() -> Vec<WorkloadQuery> {
+pub(crate) fn learned_workload() -> Vec<WorkloadQuery> {
     let classes = crate::learning_sql::saved_classes()
         .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("reading dag_query_classes: {e}")));
     // SAFETY: reads this backend's database OID.
@@ -623,7 +663,7 @@ fn learned_workload() -> Vec<WorkloadQuery> {
         .filter_map(|k| {
             let text = k.text.clone()?;
             let executions = (k.native.n + k.steered.n) as f64;
-            (executions > 0.0).then_some(WorkloadQuery { text, frequency: executions })
+            (executions > 0.0).then_some(WorkloadQuery { text, frequency: executions, id: k.query_id as i64 })
         })
         .collect()
 }
@@ -653,16 +693,23 @@ fn dag_index_advice(
         name!(correlated, bool),
     ),
 > {
+    if crate::gucs::ADVISOR_MODE.get() == crate::gucs::AdvisorMode::off {
+        fail(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "the index advisor is off (ruvector.advisor_mode)",
+        );
+    }
     let budget_mb = budget_mb.unwrap_or_else(|| f64::from(crate::gucs::ADVISOR_BUDGET_MB.get()));
     if !budget_mb.is_finite() || budget_mb < 0.0 {
         fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("budget_mb {budget_mb} must be >= 0"));
     }
     let budget_bytes = (budget_mb * 1024.0 * 1024.0) as u64;
     let (workload, count_writes) = match queries {
-        Some(q) => (q.into_iter().map(|text| WorkloadQuery { text, frequency: 1.0 }).collect(), false),
+        Some(q) => (q.into_iter().map(|text| WorkloadQuery { text, frequency: 1.0, id: 0 }).collect(), false),
         None => (learned_workload(), true),
     };
-    let advice = advise(&workload, budget_bytes, count_writes, count_writes)
+    let writes = if count_writes { Writes::Cumulative } else { Writes::Ignore };
+    let advice = advise(&workload, budget_bytes, writes, count_writes)
         .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED, e));
     let rows: Vec<_> = advice
         .into_iter()
@@ -686,6 +733,46 @@ fn dag_index_advice(
         .collect();
     TableIterator::new(rows)
 }
+
+extension_sql!(
+    r#"
+-- What the advisor did in auto mode: every index it built, how it was validated, kept or reverted.
+CREATE TABLE dag_advisor_log (
+    action_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    table_name text NOT NULL,
+    columns text[] NOT NULL,
+    index_name text,
+    implementation_sql text NOT NULL,
+    query_ids bigint[] NOT NULL,
+    state text NOT NULL CHECK (state IN ('building', 'validating', 'kept', 'reverted', 'failed')),
+    size_bytes bigint,
+    expected_cost_before float8,
+    expected_cost_after float8,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    built_at timestamptz,
+    decided_at timestamptz,
+    executions_before int,
+    executions_after int,
+    before_ms float8,
+    after_ms float8,
+    index_scans bigint,
+    p_value float8,
+    reason text
+);
+-- Created, validated, kept or reverted, with the figures each decision rested on (geometric-mean latencies of the
+-- queries the index was built for, before and after).
+CREATE VIEW dag_advisor_actions AS
+SELECT action_id, state, table_name, columns, index_name, implementation_sql, created_at, built_at, decided_at,
+       executions_before, executions_after, before_ms, after_ms,
+       CASE WHEN after_ms > 0 THEN before_ms / after_ms END AS speedup, index_scans, p_value, size_bytes,
+       expected_cost_before, expected_cost_after, query_ids, reason
+FROM dag_advisor_log;
+REVOKE ALL ON dag_advisor_log, dag_advisor_actions FROM PUBLIC;
+SELECT pg_catalog.pg_extension_config_dump('dag_advisor_log', '');
+"#,
+    name = "advisor_tables",
+    requires = ["learning_tables"]
+);
 
 extension_sql!(
     r#"

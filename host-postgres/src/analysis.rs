@@ -218,13 +218,17 @@ fn dag_suggest_optimizations(
     // With HypoPG, index suggestions are what-if costed: only indexes the re-planned query uses and that lower
     // its cost, with the measured cost drop as the expected improvement. Without it, the plan's heuristics.
     let budget = (f64::from(crate::gucs::ADVISOR_BUDGET_MB.get()) * 1024.0 * 1024.0) as u64;
-    let what_if = crate::advisor::advise(
-        &[crate::advisor::WorkloadQuery { text: query_text.to_owned(), frequency: 1.0 }],
-        budget,
-        false,
-        false,
-    )
-    .ok();
+    let what_if = (crate::gucs::ADVISOR_MODE.get() != crate::gucs::AdvisorMode::off)
+        .then(|| {
+            crate::advisor::advise(
+                &[crate::advisor::WorkloadQuery { text: query_text.to_owned(), frequency: 1.0, id: 0 }],
+                budget,
+                crate::advisor::Writes::Ignore,
+                false,
+            )
+            .ok()
+        })
+        .flatten();
     let found = bottleneck::bottlenecks(&dag, 0.3)
         .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, e.to_string()));
     let alternatives = bottleneck::alternatives(&dag, 0.3).unwrap_or_default();

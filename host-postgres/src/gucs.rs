@@ -32,6 +32,19 @@ pub(crate) enum AttentionType {
     temporal_btsp,
 }
 
+/// `ruvector.advisor_mode`: what the index advisor may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
+#[allow(non_camel_case_types)]
+pub(crate) enum AdvisorMode {
+    /// No advice: `dag_index_advice` refuses, the worker does nothing.
+    off,
+    /// Advice on request only.
+    advise,
+    /// The learner worker builds the best advised index, validates it on the workload, and reverts it when it
+    /// does not pay.
+    auto,
+}
+
 impl AttentionType {
     pub(crate) fn name(self) -> &'static str {
         ATTENTION_TYPES[self as usize]
@@ -56,6 +69,9 @@ pub(crate) static REPLAY_BUDGET: GucSetting<f64> = GucSetting::<f64>::new(0.05);
 pub(crate) static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
 pub(crate) static SNAPSHOT_KB: GucSetting<i32> = GucSetting::<i32>::new(16_384);
 pub(crate) static ADVISOR_BUDGET_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
+pub(crate) static ADVISOR_MODE: GucSetting<AdvisorMode> = GucSetting::<AdvisorMode>::new(AdvisorMode::advise);
+pub(crate) static ADVISOR_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
+pub(crate) static ADVISOR_VALIDATION_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 
 /// Registers the GUCs. Server-start (`PGC_POSTMASTER`) settings can only be defined while the library is
 /// preloaded; loaded later (by `CREATE EXTENSION` in a backend) they are skipped, as pg_stat_statements does, and
@@ -201,6 +217,36 @@ pub(crate) fn init() {
         1.0,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_enum_guc(
+        c"ruvector.advisor_mode",
+        c"Index advisor: off, advise (on request), or auto (the learner builds, validates and reverts indexes).",
+        c"In auto mode the worker builds at most one index at a time with CREATE INDEX CONCURRENTLY and drops it again \
+          when its queries are not significantly faster; it only ever drops indexes it created.",
+        &ADVISOR_MODE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ruvector.advisor_interval_s",
+        c"Seconds between the learner's index advice rounds in auto mode.",
+        c"",
+        &ADVISOR_INTERVAL_S,
+        1,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
+    );
+    GucRegistry::define_int_guc(
+        c"ruvector.advisor_validation_s",
+        c"Longest validation window of an index built in auto mode, in seconds.",
+        c"The index is judged as soon as its queries ran often enough before and after; at the end of the window an \
+          index with too few executions to show a gain, or never used, is dropped.",
+        &ADVISOR_VALIDATION_S,
+        1,
+        604_800,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"ruvector.advisor_budget_mb",

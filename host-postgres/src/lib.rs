@@ -13,6 +13,7 @@
 #![allow(unsafe_code)]
 
 mod advisor;
+mod advisor_auto;
 mod analysis;
 mod capture;
 mod classes;

@@ -106,6 +106,20 @@ impl Replayer {
         })
     }
 
+    /// Runs a maintenance statement in `db` outside any transaction block (`CREATE INDEX CONCURRENTLY` needs
+    /// that), as the bootstrap superuser, with `lock_timeout` so it never queues long behind a user's lock.
+    pub(crate) fn maintain(&mut self, db: &str, sql: &str) -> Result<(), String> {
+        let client = self.client(db)?;
+        let result = client.batch_execute("SET lock_timeout = '10s'").and_then(|()| client.batch_execute(sql));
+        let _ = client.batch_execute("RESET lock_timeout");
+        result.map_err(|e| {
+            if e.is_closed() {
+                self.clients.remove(db);
+            }
+            e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())
+        })
+    }
+
     /// The plan hash of `text` planned under arm `arm` as `role`.
     pub(crate) fn plan_hash(&mut self, db: &str, role: &str, text: &str, arm: usize) -> Result<u64, String> {
         let sql = format!("EXPLAIN (FORMAT JSON) {text}");

@@ -8,7 +8,8 @@
 //! column alone — weighted by the scans' cost × loops × frequency, merged across queries, and skipping what an
 //! existing index already covers. [`select`] then picks a set greedily by benefit per byte, re-costing the whole
 //! workload after each pick through a what-if callback (hypothetical indexes in the host), and counts a
-//! candidate only when a plan actually uses it.
+//! candidate only when a plan actually uses it. After an index is built, [`judge`] compares its queries'
+//! latencies before and after (a rank test) to keep or revert it.
 //!
 //! ```
 //! use ruvector_dag::advisor::*;
@@ -30,9 +31,11 @@
 
 mod candidates;
 mod select;
+mod validate;
 
 pub use candidates::{MAX_WIDTH, candidates};
 pub use select::{Evaluation, Pick, Selection, select};
+pub use validate::{ALPHA, Judgement, MIN_SAMPLES, judge};
 
 /// How a predicate constrains a column: what a B-tree can use it for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

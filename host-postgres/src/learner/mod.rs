@@ -139,6 +139,11 @@ pub extern "C-unwind" fn ruvector_dag_learner_main(_arg: pg_sys::Datum) {
         if !alive || asked || Instant::now() >= next_cycle {
             learner.cycle();
             c.learn_done.store(requested, Ordering::Release);
+            // After answering: a backend waiting in dag_learn_now() holds a snapshot that CREATE INDEX
+            // CONCURRENTLY would wait for.
+            if alive {
+                learner.advise();
+            }
             next_cycle = Instant::now() + interval();
         }
         if !alive {
@@ -193,6 +198,8 @@ struct Learner {
     names: FxHashMap<(bool, u32), Option<String>>,
     /// The arm this worker last published per class (an operator may publish another with `dag_class_steer`).
     published: FxHashMap<u64, usize>,
+    /// The index advisor's auto mode.
+    advisor: crate::advisor_auto::AutoAdvisor,
 }
 
 impl Learner {
@@ -211,7 +218,20 @@ impl Learner {
             credit_ms: 0.0,
             names: FxHashMap::default(),
             published: FxHashMap::default(),
+            advisor: crate::advisor_auto::AutoAdvisor::default(),
         }
+    }
+
+    /// The index advisor's auto mode: one step after a cycle (which saved the executions it validates with).
+    fn advise(&mut self) {
+        if crate::gucs::ADVISOR_MODE.get() != crate::gucs::AdvisorMode::auto {
+            return;
+        }
+        if self.replayer.is_none() {
+            self.replayer = Some(BackgroundWorker::transaction(Replayer::new));
+        }
+        let replayer = self.replayer.as_mut().expect("set above");
+        self.advisor.step(replayer, &self.database);
     }
 
     /// Restores the saved state and plan shapes, if the extension is installed.

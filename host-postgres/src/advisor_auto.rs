@@ -1,0 +1,352 @@
+//! The index advisor's `auto` mode, run by the learner worker after each learning cycle.
+//!
+//! At most one index is in flight. A round (every `ruvector.advisor_interval_s`, at low load) advises on the
+//! learner's workload since the previous round (`advisor::advise`: what-if costing with HypoPG; each query class
+//! weighted by its executions since then, each table's write cost by its writes since then; the first round only
+//! takes that snapshot), takes the best
+//! pick that was never built before, records it in `ruvector.dag_advisor_log` and builds it with
+//! `CREATE INDEX CONCURRENTLY ruvector_advisor_<id>` over the worker's client connection (the statement cannot run
+//! inside a transaction). Then the index is validated on the real workload: the latencies of the queries it was
+//! built for, captured before it was created and after it was built (`ruvector.dag_trajectories`), are compared
+//! with a rank test (`advisor::judge`). Significantly faster and used → kept; a regression, no significant gain,
+//! or no scan using it → `DROP INDEX CONCURRENTLY`, and the candidate never returns. An index whose queries do not
+//! run often enough is judged at the end of `ruvector.advisor_validation_s`. The worker only ever drops indexes it
+//! built (their names are in the log).
+
+use crate::replay::Replayer;
+use dag::advisor::{Judgement, judge};
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+use pgrx::spi;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Client backends running a statement above which a round waits ("low load").
+const MAX_ACTIVE_BACKENDS: i64 = 2;
+/// Latencies read per side for validation.
+const SAMPLES: i64 = 500;
+
+/// The auto mode's memory between cycles (everything else is in `ruvector.dag_advisor_log`).
+#[derive(Debug, Default)]
+pub(crate) struct AutoAdvisor {
+    last_round: Option<Instant>,
+    warned: bool,
+    /// At the last round: executions per query class and writes per table, so that a round weighs the
+    /// executions and writes of the same period (the first round only takes this snapshot).
+    baseline: Option<(HashMap<i64, f64>, HashMap<String, f64>)>,
+}
+
+/// The action being validated.
+struct InFlight {
+    id: i64,
+    index: String,
+    elapsed_s: f64,
+    state: String,
+}
+
+fn log_error<T>(what: &str, r: Result<T, spi::SpiError>) -> Option<T> {
+    r.map_err(|e| warning!("ruvector_dag_learner: index advisor: {what}: {e}")).ok()
+}
+
+impl AutoAdvisor {
+    /// One step: settle an interrupted build, validate the index in flight, or start a round.
+    pub(crate) fn step(&mut self, replayer: &mut Replayer, db: &str) {
+        if crate::gucs::ADVISOR_MODE.get() != crate::gucs::AdvisorMode::auto
+            || !BackgroundWorker::transaction(crate::learner::extension_installed)
+        {
+            return;
+        }
+        let in_flight = BackgroundWorker::transaction(|| {
+            log_error(
+                "reading dag_advisor_log",
+                Spi::connect(|c| {
+                    let row = c
+                        .select(
+                            "SELECT action_id, index_name, extract(epoch FROM now() - coalesce(built_at, created_at))::float8,
+                                    state
+                             FROM ruvector.dag_advisor_log WHERE state IN ('building', 'validating')
+                             ORDER BY action_id LIMIT 1",
+                            None,
+                            &[],
+                        )?
+                        .first();
+                    if row.is_empty() {
+                        return Ok(None);
+                    }
+                    Ok(Some(InFlight {
+                        id: row.get::<i64>(1)?.unwrap_or_default(),
+                        index: row.get::<String>(2)?.unwrap_or_default(),
+                        elapsed_s: row.get::<f64>(3)?.unwrap_or_default(),
+                        state: row.get::<String>(4)?.unwrap_or_default(),
+                    }))
+                }),
+            )
+            .flatten()
+        });
+        match in_flight {
+            // A build interrupted by a restart or crash: its index may be left invalid.
+            Some(f) if f.state == "building" => {
+                self.finish(replayer, db, &f, "failed", "the build was interrupted", None)
+            }
+            Some(f) => self.validate(replayer, db, &f),
+            None => self.round(replayer, db),
+        }
+    }
+
+    fn validate(&mut self, replayer: &mut Replayer, db: &str, f: &InFlight) {
+        let samples = |after: bool| -> Vec<f64> {
+            let cmp = if after { "t.recorded_at > a.built_at" } else { "t.recorded_at <= a.created_at" };
+            BackgroundWorker::transaction(|| {
+                log_error(
+                    "reading latencies",
+                    Spi::connect(|c| {
+                        c.select(
+                            &format!(
+                                "SELECT t.execution_time_ms FROM ruvector.dag_trajectories t, ruvector.dag_advisor_log a
+                                 WHERE a.action_id = $1 AND t.query_id = ANY(a.query_ids) AND {cmp}
+                                 ORDER BY t.recorded_at DESC LIMIT {SAMPLES}"
+                            ),
+                            None,
+                            &[f.id.into()],
+                        )?
+                        .map(|r| r.get::<f64>(1).map(Option::unwrap_or_default))
+                        .collect::<Result<Vec<f64>, _>>()
+                    }),
+                )
+                .unwrap_or_default()
+            })
+        };
+        let (before, after) = (samples(false), samples(true));
+        let scans = BackgroundWorker::transaction(|| {
+            Spi::get_one_with_args::<i64>(
+                "SELECT coalesce(sum(idx_scan), 0)::int8 FROM pg_stat_user_indexes WHERE indexrelid = to_regclass($1)",
+                &[f.index.as_str().into()],
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+        });
+        let window = f64::from(crate::gucs::ADVISOR_VALIDATION_S.get());
+        let expired = f.elapsed_s >= window;
+        let figures = Figures { before: before.clone(), after: after.clone(), scans, p: None };
+        let (state, reason, p) = match judge(&before, &after) {
+            Judgement::Faster { ratio, p } if scans > 0 => (
+                "kept",
+                format!(
+                    "its queries ran {:.1}x faster (geometric means; rank test p = {p:.1e})",
+                    1.0 / ratio.max(1e-12)
+                ),
+                Some(p),
+            ),
+            Judgement::Faster { .. } if !expired => return,
+            Judgement::Slower { ratio, p } => (
+                "reverted",
+                format!("regression: its queries ran {ratio:.2}x slower (geometric means; rank test p = {p:.1e})"),
+                Some(p),
+            ),
+            Judgement::NoChange { ratio, p } if scans > 0 => (
+                "reverted",
+                format!("no significant gain: latency ratio {ratio:.2} after/before (rank test p = {p:.2})"),
+                Some(p),
+            ),
+            _ if !expired => return,
+            _ if scans == 0 => ("reverted", format!("unused: no scan used the index in {window:.0} s"), None),
+            _ => (
+                "reverted",
+                format!("too few executions of its queries to show a gain in {window:.0} s ({} after)", after.len()),
+                None,
+            ),
+        };
+        self.finish(replayer, db, f, state, &reason, Some(Figures { p, ..figures }));
+    }
+
+    /// Records the decision; drops the index unless it is kept.
+    fn finish(
+        &mut self,
+        replayer: &mut Replayer,
+        db: &str,
+        f: &InFlight,
+        state: &str,
+        reason: &str,
+        figures: Option<Figures>,
+    ) {
+        let mut reason = reason.to_owned();
+        if state != "kept" && !f.index.is_empty() {
+            if let Err(e) = replayer.maintain(db, &format!("DROP INDEX CONCURRENTLY IF EXISTS {}", f.index)) {
+                reason.push_str(&format!("; dropping it failed: {e}"));
+            }
+        }
+        let geo = |v: &[f64]| {
+            (!v.is_empty()).then(|| (v.iter().map(|x| x.max(1e-6).ln()).sum::<f64>() / v.len() as f64).exp())
+        };
+        let fig = figures.unwrap_or(Figures { before: Vec::new(), after: Vec::new(), scans: 0, p: None });
+        let (b, a) = (geo(&fig.before), geo(&fig.after));
+        BackgroundWorker::transaction(|| {
+            log_error(
+                "recording a decision",
+                Spi::run_with_args(
+                    "UPDATE ruvector.dag_advisor_log SET state = $2, reason = $3, decided_at = now(),
+                         executions_before = $4, executions_after = $5, before_ms = $6, after_ms = $7,
+                         index_scans = $8, p_value = $9
+                     WHERE action_id = $1",
+                    &[
+                        f.id.into(),
+                        state.into(),
+                        reason.as_str().into(),
+                        (fig.before.len() as i32).into(),
+                        (fig.after.len() as i32).into(),
+                        b.into(),
+                        a.into(),
+                        fig.scans.into(),
+                        fig.p.into(),
+                    ],
+                ),
+            );
+        });
+        log!("ruvector_dag_learner: index advisor {state} {} (action {}): {reason}", f.index, f.id);
+    }
+
+    /// Advises on the learned workload and builds the best pick never built before.
+    fn round(&mut self, replayer: &mut Replayer, db: &str) {
+        let interval = Duration::from_secs(crate::gucs::ADVISOR_INTERVAL_S.get().max(1) as u64);
+        if self.last_round.is_some_and(|t| t.elapsed() < interval) {
+            return;
+        }
+        self.last_round = Some(Instant::now());
+        let warned = &mut self.warned;
+        let baseline = &mut self.baseline;
+        let planned = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(
+            || -> Option<(i64, String, String)> {
+                let busy = Spi::get_one::<i64>(
+                    "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'active'",
+                )
+                .ok()
+                .flatten()
+                .unwrap_or(0);
+                if busy > MAX_ACTIVE_BACKENDS {
+                    return None;
+                }
+                let kept_bytes = Spi::get_one::<i64>(
+                    "SELECT coalesce(sum(size_bytes), 0)::int8 FROM ruvector.dag_advisor_log WHERE state = 'kept'",
+                )
+                .ok()
+                .flatten()
+                .unwrap_or(0)
+                .max(0) as u64;
+                let budget =
+                    (crate::gucs::ADVISOR_BUDGET_MB.get().max(0) as u64 * 1024 * 1024).saturating_sub(kept_bytes);
+                // Executions and writes since the last round: rates of the same period.
+                let seen = crate::advisor::learned_workload();
+                let writes = crate::advisor::all_table_writes();
+                let executions: HashMap<i64, f64> = seen.iter().map(|q| (q.id, q.frequency)).collect();
+                let (before_executions, before_writes) = baseline.replace((executions, writes))?;
+                let workload: Vec<crate::advisor::WorkloadQuery> = seen
+                    .into_iter()
+                    .filter_map(|mut q| {
+                        q.frequency -= before_executions.get(&q.id).copied().unwrap_or(0.0);
+                        (q.frequency > 0.0).then_some(q)
+                    })
+                    .collect();
+                if workload.is_empty() {
+                    return None;
+                }
+                let since = crate::advisor::Writes::Since(&before_writes);
+                let advice = match crate::advisor::advise(&workload, budget, since, true) {
+                    Ok(a) => a,
+                    Err(e) => {
+                        if !*warned {
+                            log!(
+                                "ruvector_dag_learner: index advisor in auto mode is idle: {e} (in database \"{db}\")"
+                            );
+                            *warned = true;
+                        }
+                        return None;
+                    }
+                };
+                let tried: Vec<(String, Vec<String>)> = log_error(
+                    "reading dag_advisor_log",
+                    Spi::connect(|c| {
+                        // A failed build (a lock timeout behind a long transaction) may be tried again next round.
+                        c.select(
+                            "SELECT table_name, columns FROM ruvector.dag_advisor_log WHERE state <> 'failed'",
+                            None,
+                            &[],
+                        )?
+                        .map(|r| {
+                            Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<Vec<String>>(2)?.unwrap_or_default()))
+                        })
+                        .collect::<Result<Vec<_>, spi::SpiError>>()
+                    }),
+                )
+                .unwrap_or_default();
+                let pick = advice.into_iter().find(|a| !tried.iter().any(|(t, c)| *t == a.table && *c == a.columns))?;
+                let id = log_error(
+                "recording an action",
+                Spi::get_one_with_args::<i64>(
+                    "INSERT INTO ruvector.dag_advisor_log (table_name, columns, implementation_sql, query_ids, state,
+                         size_bytes, expected_cost_before, expected_cost_after)
+                     VALUES ($1, $2, $3, $4, 'building', $5, $6, $7) RETURNING action_id",
+                    &[
+                        pick.table.as_str().into(),
+                        pick.columns.clone().into(),
+                        pick.sql.as_str().into(),
+                        pick.query_ids.clone().into(),
+                        (pick.size_bytes.min(i64::MAX as u64) as i64).into(),
+                        pick.cost_before.into(),
+                        pick.cost_after.into(),
+                    ],
+                ),
+            )
+            .flatten()?;
+                // The index lives in its table's schema, under a name that says who built it.
+                let index = Spi::get_one_with_args::<String>(
+                    "SELECT quote_ident(n.nspname) || '.' || quote_ident('ruvector_advisor_' || $2::text)
+                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass",
+                    &[pick.table.as_str().into(), id.into()],
+                )
+                .ok()
+                .flatten()?;
+                let name = index.rsplit('.').next().unwrap_or(&index).to_owned();
+                let sql = pick.sql.replacen("CREATE INDEX ON ", &format!("CREATE INDEX CONCURRENTLY {name} ON "), 1);
+                log_error(
+                    "recording an action",
+                    Spi::run_with_args(
+                        "UPDATE ruvector.dag_advisor_log SET index_name = $2, implementation_sql = $3 WHERE action_id = $1",
+                        &[id.into(), index.as_str().into(), sql.as_str().into()],
+                    ),
+                )?;
+                Some((id, index, sql))
+            },
+        ));
+        let Some((id, index, sql)) = planned else { return };
+        let started = Instant::now();
+        let built = replayer.maintain(db, &sql);
+        let flight = InFlight { id, index: index.clone(), elapsed_s: 0.0, state: "building".into() };
+        match built {
+            Ok(()) => {
+                BackgroundWorker::transaction(|| {
+                    log_error(
+                        "recording a build",
+                        Spi::run_with_args(
+                            "UPDATE ruvector.dag_advisor_log SET state = 'validating', built_at = now() WHERE action_id = $1",
+                            &[id.into()],
+                        ),
+                    );
+                });
+                log!(
+                    "ruvector_dag_learner: index advisor built {index} in {:.1} s (action {id}); validating it",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+            Err(e) => self.finish(replayer, db, &flight, "failed", &format!("building it failed: {e}"), None),
+        }
+    }
+}
+
+/// What a decision rested on.
+struct Figures {
+    before: Vec<f64>,
+    after: Vec<f64>,
+    scans: i64,
+    p: Option<f64>,
+}

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The index advisor in auto mode: on a Q20-like correlated subquery that scans 100 000 rows once per outer row,
+# the learner worker advises (what-if costing with HypoPG), builds the index CONCURRENTLY, validates it on the
+# workload's next executions and keeps it; an index whose table then only sees writes is never used and is
+# dropped again at the end of its validation window. Both decisions are in ruvector.dag_advisor_actions. Needs
+# root, HypoPG and the extension installed for the system PostgreSQL 15. Exits non-zero on any failure; prints
+# the figures.
+set -euo pipefail
+PORT=${PORT:-55449}
+. "$(dirname "$0")/throwaway_cluster.sh"
+cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres \
+    -c max_parallel_workers_per_gather=0 -c ruvector.advisor_mode=auto -c ruvector.advisor_interval_s=1 \
+    -c ruvector.advisor_validation_s=5 -c ruvector.dag_replay_budget=0
+psql_as() { as_pg env PGOPTIONS="$1" "$BIN/psql" -X -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -d postgres -A -t -q "${@:2}" 2>&1; }
+sql() { psql_as "-c ruvector.neural_dag_enabled=off" "$@"; }  # checks: not captured
+workload() { psql_as "" "$@" >/dev/null; }
+fail() { echo "advisor_auto: $*" >&2; sql -c "SELECT * FROM ruvector.dag_advisor_actions" >&2 || true; tail -30 "$WORK/log" >&2; exit 1; }
+learn() { sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null; }
+action() { sql -c "SELECT $2 FROM ruvector.dag_advisor_actions WHERE $1 ORDER BY action_id DESC LIMIT 1"; }
+# Waits (bounded) until the advisor's log shows STATE for the action matching WHERE, running learning cycles
+# (not while an index is building: CREATE INDEX CONCURRENTLY waits for the snapshot of a session that would in
+# turn wait for the worker).
+await() {
+    local where=$1 state=$2 now
+    for _ in $(seq 1 30); do
+        now=$(action "$where" state)
+        [[ $now == "$state" ]] && return 0
+        [[ $now == building ]] || learn
+        sleep 1
+    done
+    fail "no action with $where reached state $state (it is '$now')"
+}
+
+sql -c "CREATE EXTENSION ruvector_dag; CREATE EXTENSION hypopg" >/dev/null
+sql -c "CREATE TABLE ps (partkey int, suppkey int, availqty int);
+        CREATE TABLE li (partkey int, suppkey int, shipdate date, quantity numeric);
+        INSERT INTO ps SELECT g % 20, (g / 20) % 100, g % 1000 FROM generate_series(0, 299) g;
+        INSERT INTO li SELECT g % 20, (g / 20) % 100, date '2020-01-01' + (g % 700), g % 50
+          FROM generate_series(0, 99999) g;
+        CREATE TABLE w (k int, v int);
+        INSERT INTO w SELECT g, g FROM generate_series(1, 200000) g;
+        ANALYZE ps; ANALYZE li; ANALYZE w" >/dev/null
+Q20="SELECT ps.partkey FROM ps WHERE ps.availqty > (SELECT 0.5 * sum(l.quantity) FROM li l
+     WHERE l.partkey = ps.partkey AND l.suppkey = ps.suppkey AND l.shipdate >= date '2021-01-01')"
+LOOKUP="SELECT v FROM w WHERE k = 4242"
+
+# The advisor's first round only takes a snapshot of executions and writes; later rounds weigh what ran since.
+learn
+
+# 1. An index that helps is built, validated and kept.
+for _ in $(seq 1 10); do workload -c "$Q20"; done
+learn
+await "table_name = 'li'" validating
+index=$(action "table_name = 'li'" index_name)
+echo "advisor_auto: built $index: $(action "table_name = 'li'" implementation_sql)"
+sql -c "SELECT indisvalid FROM pg_index WHERE indexrelid = '$index'::regclass" | grep -q t || fail "$index is not valid"
+for _ in $(seq 1 10); do workload -c "$Q20"; done
+await "table_name = 'li'" kept
+echo "advisor_auto: kept: $(action "table_name = 'li'" "round(before_ms::numeric, 1) || ' ms -> ' || round(after_ms::numeric, 1) || ' ms, p = ' || round(p_value::numeric, 4) || ', ' || index_scans || ' scans: ' || reason")"
+[[ $(action "table_name = 'li'" "after_ms < before_ms / 2") == t ]] || fail "the kept index did not halve the latency"
+
+# 2. An index whose table then only sees writes is unused and dropped at the end of its window.
+for _ in $(seq 1 10); do workload -c "$LOOKUP"; done
+learn
+await "table_name = 'w'" validating
+windex=$(action "table_name = 'w'" index_name)
+echo "advisor_auto: built $windex for the lookup; the workload turns write-only"
+for i in $(seq 1 20); do workload -c "UPDATE w SET v = v + 1 WHERE v % 100 = $i"; done
+await "table_name = 'w'" reverted
+echo "advisor_auto: reverted: $(action "table_name = 'w'" reason)"
+[[ $(sql -c "SELECT to_regclass('$windex') IS NULL") == t ]] || fail "$windex still exists after the revert"
+[[ $(sql -c "SELECT to_regclass('$index') IS NOT NULL") == t ]] || fail "the kept index $index was dropped"
+
+# 3. A reverted candidate does not return; the log holds both decisions.
+learn
+sleep 2
+learn
+[[ $(sql -c "SELECT count(*) FROM ruvector.dag_advisor_actions WHERE table_name = 'w' AND columns = '{k}'") == 1 ]] \
+    || fail "the reverted candidate was built again"
+[[ $(sql -c "SELECT string_agg(state, ',' ORDER BY action_id) FROM ruvector.dag_advisor_actions WHERE state IN ('kept', 'reverted')") == kept,reverted ]] \
+    || fail "expected one kept and one reverted action"
+echo "advisor_auto: ok"
