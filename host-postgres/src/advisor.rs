@@ -45,6 +45,8 @@ struct Walker {
     query: usize,
     frequency: f64,
     uses: Vec<ScanUse>,
+    /// Scans filtering on several columns of one table: (table OID as text, columns, estimated rows per loop).
+    multi_column: Vec<(String, Vec<String>, f64)>,
     seen_subplans: Vec<i32>,
 }
 
@@ -82,6 +84,12 @@ impl Walker {
                 let scanrelid = (*(plan as *mut pg_sys::Scan)).scanrelid as i64;
                 if let Some(relid) = self.relid(scanrelid) {
                     let predicates = scan_predicates(relid, scanrelid, (*plan).qual, correlated);
+                    let mut columns: Vec<String> = predicates.iter().map(|p| p.column.clone()).collect();
+                    columns.dedup();
+                    if columns.len() >= 2 {
+                        columns.truncate(8);
+                        self.multi_column.push((table_key(relid), columns, (*plan).plan_rows));
+                    }
                     if !predicates.is_empty() {
                         self.uses.push(ScanUse { table: table_key(relid), predicates, weight, query: self.query });
                     }
@@ -340,8 +348,19 @@ unsafe fn scan_predicates(
 /// Plans `query` (explain-only, with the caller's privileges: one read-only SELECT, or an ERROR) and reads the
 /// predicates of its scans.
 fn scan_uses(query: &str, index: usize, frequency: f64) -> Vec<ScanUse> {
+    walk_plan(query, index, frequency).uses
+}
+
+fn walk_plan(query: &str, index: usize, frequency: f64) -> Walker {
     crate::explain::with_planned(query, |_, stmt| {
-        let mut w = Walker { stmt, query: index, frequency, uses: Vec::new(), seen_subplans: Vec::new() };
+        let mut w = Walker {
+            stmt,
+            query: index,
+            frequency,
+            uses: Vec::new(),
+            multi_column: Vec::new(),
+            seen_subplans: Vec::new(),
+        };
         // SAFETY: `with_planned` passes a valid PlannedStmt inside the current transaction.
         unsafe {
             w.walk((*stmt).planTree, 1.0, false);
@@ -353,7 +372,8 @@ fn scan_uses(query: &str, index: usize, frequency: f64) -> Vec<ScanUse> {
                 w.subplan(id, 1.0, false);
             }
         }
-        w.uses
+        w.stmt = std::ptr::null_mut();
+        w
     })
 }
 
@@ -496,6 +516,16 @@ pub(crate) const NO_HYPOPG: &str = "what-if costing needs the hypopg extension: 
 /// Runs `f` in a subtransaction: an ERROR inside rolls it back and comes back as `Err(message)`; the
 /// transaction goes on.
 fn in_subtransaction<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    subtransaction(true, f)
+}
+
+/// Runs `f` in a subtransaction that is always rolled back (a what-if that changes catalogs); an ERROR comes back
+/// as `Err(message)`.
+fn in_rolled_back_subtransaction<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    subtransaction(false, f)
+}
+
+fn subtransaction<T>(commit: bool, f: impl FnOnce() -> T) -> Result<T, String> {
     // SAFETY: the internal-subtransaction pattern of PL/pgSQL's exception blocks: begin, run, then release or
     // roll back, restoring the caller's memory context and resource owner on both paths.
     unsafe {
@@ -514,8 +544,8 @@ fn in_subtransaction<T>(f: impl FnOnce() -> T) -> Result<T, String> {
             })
             .execute();
         match result {
-            Ok(_) => pg_sys::ReleaseCurrentSubTransaction(),
-            Err(_) => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
+            Ok(_) if commit => pg_sys::ReleaseCurrentSubTransaction(),
+            _ => pg_sys::RollbackAndReleaseCurrentSubTransaction(),
         }
         pg_sys::MemoryContextSwitchTo(context);
         pg_sys::CurrentResourceOwner = owner;
@@ -649,6 +679,75 @@ pub(crate) fn advise(
             }
         })
         .collect())
+}
+
+/// Extended-statistics advice for one query.
+#[derive(Debug, Clone)]
+pub(crate) struct StatisticsAdvice {
+    pub(crate) table: String,
+    pub(crate) columns: Vec<String>,
+    pub(crate) sql: String,
+    /// The scan's estimated rows with fresh per-column statistics, and with extended statistics too.
+    pub(crate) rows_now: f64,
+    pub(crate) rows_with: f64,
+}
+
+/// Estimates that change by at least this factor with extended statistics are worth reporting.
+const STATISTICS_FACTOR: f64 = 4.0;
+
+/// Where a scan filters on several columns of one table the caller owns, what-if extended statistics: in a
+/// subtransaction that is always rolled back, `ANALYZE` those columns, plan, `CREATE STATISTICS` on them (all
+/// kinds), `ANALYZE` again, plan again; advice when the scan's row estimate moves by [`STATISTICS_FACTOR`] or more
+/// (the planner assumed the columns independent, and they are not).
+pub(crate) fn statistics_advice(query: &str) -> Vec<StatisticsAdvice> {
+    let mut scans = walk_plan(query, 0, 1.0).multi_column;
+    scans.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+    scans.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+    let tables: Vec<String> = scans.iter().map(|s| s.0.clone()).collect();
+    let names = table_names(&tables);
+    let rows_of = |table: &str, columns: &[String]| -> Option<f64> {
+        walk_plan(query, 0, 1.0).multi_column.into_iter().find(|(t, c, _)| t == table && c == columns).map(|s| s.2)
+    };
+    let mut out = Vec::new();
+    for (table, columns, _) in scans {
+        let Some(name) = names.get(&table) else { continue };
+        let Ok(oid) = table.parse::<i64>() else { continue };
+        // ANALYZE and CREATE STATISTICS need ownership: others get no statistics advice (and no WARNING).
+        let owner = Spi::get_one_with_args::<bool>(
+            "SELECT pg_has_role(relowner, 'USAGE') FROM pg_class WHERE oid = $1::oid",
+            &[oid.into()],
+        );
+        if owner.ok().flatten() != Some(true) {
+            continue;
+        }
+        let cols = columns.iter().map(|c| spi::quote_identifier(c)).collect::<Vec<_>>().join(", ");
+        let measured = in_rolled_back_subtransaction(|| {
+            Spi::run(&format!("ANALYZE {name} ({cols})")).ok()?;
+            let now = rows_of(&table, &columns)?;
+            Spi::run(&format!("CREATE STATISTICS ruvector_whatif_statistics ON {cols} FROM {name}")).ok()?;
+            Spi::run(&format!("ANALYZE {name} ({cols})")).ok()?;
+            Some((now, rows_of(&table, &columns)?))
+        });
+        if let Ok(Some((now, with))) = measured {
+            if now.max(with) >= STATISTICS_FACTOR * now.min(with).max(1.0) {
+                // PostgreSQL 15 needs a name: <table>_<columns>_stats, within the 63-byte identifier limit.
+                let base = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
+                let mut stat = format!("{base}_{}_stats", columns.join("_"));
+                while stat.len() > 63 {
+                    stat.pop();
+                }
+                let stat = spi::quote_identifier(&stat);
+                out.push(StatisticsAdvice {
+                    table: name.clone(),
+                    sql: format!("CREATE STATISTICS {stat} ON {cols} FROM {name}; ANALYZE {name}"),
+                    columns,
+                    rows_now: now,
+                    rows_with: with,
+                });
+            }
+        }
+    }
+    out
 }
 
 /// The workload the learner has seen: every query class with a replayable text, weighted by its executions.

@@ -198,7 +198,9 @@ fn is_plain_column(s: &str) -> bool {
 /// `memory`), description, expected improvement (fraction of the plan's cost, estimated from the plan's own
 /// numbers), SQL to apply it where one statement does, and a confidence (the bottleneck score). With the
 /// `hypopg` extension installed, index suggestions are what-if costed instead (see `dag_index_advice`): only
-/// indexes the re-planned query uses, with the planner's cost drop as the expected improvement.
+/// indexes the re-planned query uses, with the planner's cost drop as the expected improvement. Where a scan
+/// filters on several columns of a table the caller owns, `statistics` rows propose extended statistics when they
+/// move the scan's row estimate by 4x or more (measured in a rolled-back subtransaction).
 #[pg_extern]
 fn dag_suggest_optimizations(
     query_text: Option<&str>,
@@ -286,6 +288,20 @@ fn dag_suggest_optimizations(
                 continue;
             }
             rows.push((rows.len() as i32 + 1, category.to_owned(), r.to_string(), gain.clamp(0.0, 1.0), sql, b.score));
+        }
+    }
+    if crate::gucs::ADVISOR_MODE.get() != crate::gucs::AdvisorMode::off {
+        for st in crate::advisor::statistics_advice(query_text) {
+            let description = format!(
+                "extended statistics on {} ({}): the scan's row estimate goes from {:.0} to {:.0} (the planner assumes \
+                 the columns independent; re-estimated after ANALYZE)",
+                st.table,
+                st.columns.join(", "),
+                st.rows_now,
+                st.rows_with
+            );
+            // A corrected estimate changes plans, not the estimated cost of this one: no cost-based improvement.
+            rows.push((rows.len() as i32 + 1, "statistics".to_owned(), description, 0.0, Some(st.sql), 0.8));
         }
     }
     for a in what_if.unwrap_or_default() {
