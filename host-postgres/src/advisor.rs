@@ -720,7 +720,7 @@ pub(crate) fn statistics_advice(query: &str) -> Vec<StatisticsAdvice> {
         if owner.ok().flatten() != Some(true) {
             continue;
         }
-        let cols = columns.iter().map(|c| spi::quote_identifier(c)).collect::<Vec<_>>().join(", ");
+        let cols = columns.iter().map(spi::quote_identifier).collect::<Vec<_>>().join(", ");
         let measured = in_rolled_back_subtransaction(|| {
             Spi::run(&format!("ANALYZE {name} ({cols})")).ok()?;
             let now = rows_of(&table, &columns)?;
