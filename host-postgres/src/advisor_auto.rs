@@ -4,9 +4,11 @@
 //! learner's workload since the previous round (`advisor::advise`: what-if costing with HypoPG; each query class
 //! weighted by its executions since then, each table's write cost by its writes since then; the first round only
 //! takes that snapshot), takes the best
-//! pick that was never built before, records it in `ruvector.dag_advisor_log` and builds it with
-//! `CREATE INDEX CONCURRENTLY ruvector_advisor_<id>` over the worker's client connection (the statement cannot run
-//! inside a transaction). Then the index is validated on the real workload: the latencies of the queries it was
+//! pick that was never built before (a failed build may be retried), records it in `ruvector.dag_advisor_log` and
+//! builds it with `CREATE INDEX CONCURRENTLY ruvector_advisor_<id>` on a thread with its own client connection (the
+//! statement cannot run inside a transaction, and it waits for every older snapshot — among them those of backends
+//! waiting for the worker in `dag_learn_now()` — so the worker goes on serving while it runs; drops run the same
+//! way, and a reverted index whose drop failed is dropped again at a later step). Then the index is validated on the real workload: the latencies of the queries it was
 //! built for, captured before it was created and after it was built (`ruvector.dag_trajectories`), are compared
 //! with a rank test (`advisor::judge`). Significantly faster and used → kept; a regression, no significant gain,
 //! or no scan using it → `DROP INDEX CONCURRENTLY`, and the candidate never returns. An index whose queries do not
@@ -34,6 +36,18 @@ pub(crate) struct AutoAdvisor {
     /// At the last round: executions per query class and writes per table, so that a round weighs the
     /// executions and writes of the same period (the first round only takes this snapshot).
     baseline: Option<(HashMap<i64, f64>, HashMap<String, f64>)>,
+    /// The maintenance statement running on its own thread, if any.
+    job: Option<Job>,
+}
+
+/// A `CREATE INDEX CONCURRENTLY` or `DROP INDEX CONCURRENTLY` in progress.
+#[derive(Debug)]
+struct Job {
+    action: i64,
+    index: String,
+    build: bool,
+    started: Instant,
+    handle: std::thread::JoinHandle<Result<(), String>>,
 }
 
 /// The action being validated.
@@ -49,11 +63,37 @@ fn log_error<T>(what: &str, r: Result<T, spi::SpiError>) -> Option<T> {
 }
 
 impl AutoAdvisor {
+    /// True while a maintenance statement runs: the worker then steps every second to settle it promptly.
+    pub(crate) fn busy(&self) -> bool {
+        self.job.is_some()
+    }
+
     /// One step: settle an interrupted build, validate the index in flight, or start a round.
     pub(crate) fn step(&mut self, replayer: &mut Replayer, db: &str) {
         if crate::gucs::ADVISOR_MODE.get() != crate::gucs::AdvisorMode::auto
             || !BackgroundWorker::transaction(crate::learner::extension_installed)
         {
+            return;
+        }
+        if let Some(job) = self.job.take() {
+            if !job.handle.is_finished() {
+                self.job = Some(job);
+                return;
+            }
+            self.settle(replayer, db, job);
+            return;
+        }
+        // Reverted or failed actions whose index still exists (a drop that failed or was interrupted).
+        let leftover = BackgroundWorker::transaction(|| {
+            Spi::get_two::<i64, String>(
+                "SELECT action_id, index_name FROM ruvector.dag_advisor_log
+                 WHERE state IN ('reverted', 'failed') AND index_name IS NOT NULL AND to_regclass(index_name) IS NOT NULL
+                 ORDER BY action_id LIMIT 1",
+            )
+            .ok()
+        });
+        if let Some((Some(action), Some(index))) = leftover {
+            self.spawn(replayer, db, action, &index, false);
             return;
         }
         let in_flight = BackgroundWorker::transaction(|| {
@@ -170,12 +210,6 @@ impl AutoAdvisor {
         reason: &str,
         figures: Option<Figures>,
     ) {
-        let mut reason = reason.to_owned();
-        if state != "kept" && !f.index.is_empty() {
-            if let Err(e) = replayer.maintain(db, &format!("DROP INDEX CONCURRENTLY IF EXISTS {}", f.index)) {
-                reason.push_str(&format!("; dropping it failed: {e}"));
-            }
-        }
         let geo = |v: &[f64]| {
             (!v.is_empty()).then(|| (v.iter().map(|x| x.max(1e-6).ln()).sum::<f64>() / v.len() as f64).exp())
         };
@@ -192,7 +226,7 @@ impl AutoAdvisor {
                     &[
                         f.id.into(),
                         state.into(),
-                        reason.as_str().into(),
+                        reason.into(),
                         (fig.before.len() as i32).into(),
                         (fig.after.len() as i32).into(),
                         b.into(),
@@ -204,6 +238,68 @@ impl AutoAdvisor {
             );
         });
         log!("ruvector_dag_learner: index advisor {state} {} (action {}): {reason}", f.index, f.id);
+        if state != "kept" && !f.index.is_empty() {
+            self.spawn(replayer, db, f.id, &f.index, false);
+        }
+    }
+
+    /// Starts building (or dropping) `index` for action `action` on the maintenance thread.
+    fn spawn(&mut self, replayer: &mut Replayer, db: &str, action: i64, index: &str, build: bool) {
+        let sql = if build {
+            match BackgroundWorker::transaction(|| {
+                Spi::get_one_with_args::<String>(
+                    "SELECT implementation_sql FROM ruvector.dag_advisor_log WHERE action_id = $1",
+                    &[action.into()],
+                )
+                .ok()
+                .flatten()
+            }) {
+                Some(sql) => sql,
+                None => return,
+            }
+        } else {
+            format!("DROP INDEX CONCURRENTLY IF EXISTS {index}")
+        };
+        let handle = replayer.spawn_maintenance(db, &sql);
+        self.job = Some(Job { action, index: index.to_owned(), build, started: Instant::now(), handle });
+    }
+
+    /// Records how a finished maintenance statement went.
+    fn settle(&mut self, replayer: &mut Replayer, db: &str, job: Job) {
+        let result = job.handle.join().unwrap_or_else(|_| Err("the maintenance thread panicked".into()));
+        let seconds = job.started.elapsed().as_secs_f64();
+        match (job.build, result) {
+            (true, Ok(())) => {
+                BackgroundWorker::transaction(|| {
+                    log_error(
+                        "recording a build",
+                        Spi::run_with_args(
+                            "UPDATE ruvector.dag_advisor_log SET state = 'validating', built_at = now() WHERE action_id = $1",
+                            &[job.action.into()],
+                        ),
+                    );
+                });
+                log!(
+                    "ruvector_dag_learner: index advisor built {} in {seconds:.1} s (action {}); validating it",
+                    job.index,
+                    job.action
+                );
+            }
+            (true, Err(e)) => {
+                let f = InFlight { id: job.action, index: job.index.clone(), elapsed_s: 0.0, state: "building".into() };
+                self.finish(replayer, db, &f, "failed", &format!("building it failed: {e}"), None);
+            }
+            (false, Ok(())) => {
+                log!("ruvector_dag_learner: index advisor dropped {} (action {})", job.index, job.action)
+            }
+            (false, Err(e)) => {
+                warning!(
+                    "ruvector_dag_learner: index advisor could not drop {} (action {}): {e}",
+                    job.index,
+                    job.action
+                )
+            }
+        }
     }
 
     /// Advises on the learned workload and builds the best pick never built before.
@@ -318,28 +414,8 @@ impl AutoAdvisor {
                 Some((id, index, sql))
             },
         ));
-        let Some((id, index, sql)) = planned else { return };
-        let started = Instant::now();
-        let built = replayer.maintain(db, &sql);
-        let flight = InFlight { id, index: index.clone(), elapsed_s: 0.0, state: "building".into() };
-        match built {
-            Ok(()) => {
-                BackgroundWorker::transaction(|| {
-                    log_error(
-                        "recording a build",
-                        Spi::run_with_args(
-                            "UPDATE ruvector.dag_advisor_log SET state = 'validating', built_at = now() WHERE action_id = $1",
-                            &[id.into()],
-                        ),
-                    );
-                });
-                log!(
-                    "ruvector_dag_learner: index advisor built {index} in {:.1} s (action {id}); validating it",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-            Err(e) => self.finish(replayer, db, &flight, "failed", &format!("building it failed: {e}"), None),
-        }
+        let Some((id, index, _)) = planned else { return };
+        self.spawn(replayer, db, id, &index, true);
     }
 }
 

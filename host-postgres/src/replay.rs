@@ -106,17 +106,35 @@ impl Replayer {
         })
     }
 
-    /// Runs a maintenance statement in `db` outside any transaction block (`CREATE INDEX CONCURRENTLY` needs
-    /// that), as the bootstrap superuser, with `lock_timeout` so it never queues long behind a user's lock.
-    pub(crate) fn maintain(&mut self, db: &str, sql: &str) -> Result<(), String> {
-        let client = self.client(db)?;
-        let result = client.batch_execute("SET lock_timeout = '10s'").and_then(|()| client.batch_execute(sql));
-        let _ = client.batch_execute("RESET lock_timeout");
-        result.map_err(|e| {
-            if e.is_closed() {
-                self.clients.remove(db);
+    /// Starts a maintenance statement in `db` on a thread of its own with its own connection, outside any
+    /// transaction block (`CREATE INDEX CONCURRENTLY` needs that), as the bootstrap superuser, with
+    /// `lock_timeout` so it never queues long behind a user's lock. The worker goes on serving meanwhile: a
+    /// concurrent build waits for every older snapshot, among them those of backends waiting for the worker.
+    /// The thread only does socket I/O (no PostgreSQL API).
+    pub(crate) fn spawn_maintenance(&self, db: &str, sql: &str) -> std::thread::JoinHandle<Result<(), String>> {
+        let (socket_dir, port, user, db, sql) =
+            (self.socket_dir.clone(), self.port, self.user.clone(), db.to_owned(), sql.to_owned());
+        std::thread::spawn(move || {
+            // SAFETY: changes this thread's signal mask only: every signal stays with the worker's main thread,
+            // where PostgreSQL's handlers expect to run.
+            unsafe {
+                let mut all: libc::sigset_t = std::mem::zeroed();
+                libc::sigfillset(&mut all);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
             }
-            e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())
+            let mut client = Config::new()
+                .host_path(&socket_dir)
+                .port(port)
+                .user(&user)
+                .dbname(&db)
+                .application_name("ruvector_dag_learner maintenance")
+                .options("-c ruvector.neural_dag_enabled=off -c lock_timeout=10s")
+                .connect_timeout(Duration::from_secs(5))
+                .connect(NoTls)
+                .map_err(|e| format!("connecting to database \"{db}\" as \"{user}\": {e}"))?;
+            client
+                .batch_execute(&sql)
+                .map_err(|e| e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned()))
         })
     }
 

@@ -136,6 +136,9 @@ pub extern "C-unwind" fn ruvector_dag_learner_main(_arg: pg_sys::Datum) {
             let allowed = if asked { Duration::from_secs(60) } else { Duration::from_millis(learner.credit_ms as u64) };
             learner.explore(allowed);
         }
+        if alive && learner.advisor.busy() {
+            learner.advise();
+        }
         if !alive || asked || Instant::now() >= next_cycle {
             learner.cycle();
             c.learn_done.store(requested, Ordering::Release);
