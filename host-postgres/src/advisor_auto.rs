@@ -10,9 +10,9 @@
 //! waiting for the worker in `dag_learn_now()` — so the worker goes on serving while it runs; drops run the same
 //! way, and a reverted index whose drop failed is dropped again at a later step). Then the index is validated on the real workload: the latencies of the queries it was
 //! built for, captured before it was created and after it was built (`ruvector.dag_trajectories`), are compared
-//! with a rank test (`advisor::judge`). Significantly faster and used → kept; a regression, no significant gain,
-//! or no scan using it → `DROP INDEX CONCURRENTLY`, and the candidate never returns. An index whose queries do not
-//! run often enough is judged at the end of `ruvector.advisor_validation_s`. The worker only ever drops indexes it
+//! with a rank test (`advisor::judge`). Significantly faster and used → kept; significantly slower → reverted at
+//! once; at the end of `ruvector.advisor_validation_s`, no significant gain, no scan using it, or too few
+//! executions → reverted. A reverted index is dropped (`DROP INDEX CONCURRENTLY`) and the candidate never returns. The worker only ever drops indexes it
 //! built (their names are in the log).
 
 use crate::replay::Replayer;
@@ -178,18 +178,20 @@ impl AutoAdvisor {
                 ),
                 Some(p),
             ),
-            Judgement::Faster { .. } if !expired => return,
+            // A regression is reverted at once; anything else waits for the window to fill before giving up.
             Judgement::Slower { ratio, p } => (
                 "reverted",
                 format!("regression: its queries ran {ratio:.2}x slower (geometric means; rank test p = {p:.1e})"),
                 Some(p),
             ),
+            _ if !expired => return,
             Judgement::NoChange { ratio, p } if scans > 0 => (
                 "reverted",
-                format!("no significant gain: latency ratio {ratio:.2} after/before (rank test p = {p:.2})"),
+                format!(
+                    "no significant gain in {window:.0} s: latency ratio {ratio:.2} after/before (rank test p = {p:.2})"
+                ),
                 Some(p),
             ),
-            _ if !expired => return,
             _ if scans == 0 => ("reverted", format!("unused: no scan used the index in {window:.0} s"), None),
             _ => (
                 "reverted",
