@@ -3,7 +3,18 @@
 //! Detection (anomalies, index health, learning drift) produces issues; an orchestrator hands each issue to a
 //! strategy that [`can_repair`](RepairStrategy::can_repair) it, then [`verify`](RepairStrategy::verify)s the
 //! outcome and [`rollback`](RepairStrategy::rollback)s when verification fails. Strategies act through the
-//! [`RepairContext`], which records every action and honours dry runs.
+//! [`RepairContext`], which records every action and honours dry runs. [`AnomalyDetector`] and [`IncidentTracker`]
+//! find what is wrong without false alarms; [`HealingOrchestrator`] runs the cycle and reports health.
+
+mod anomaly;
+mod orchestrator;
+
+pub use anomaly::{
+    Anomaly, AnomalyConfig, AnomalyDetector, Direction, Incident, IncidentPolicy, IncidentTracker, TrackerState,
+};
+pub use orchestrator::{
+    CycleReport, HealingConfig, HealingOrchestrator, HealthCheck, HealthReport, RepairRecord, SubsystemHealth,
+};
 
 use crate::error::{Error, Result};
 use std::time::Duration;
