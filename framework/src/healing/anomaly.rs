@@ -274,6 +274,21 @@ impl IncidentTracker {
         self.suppressed
     }
 
+    /// Observations seen so far (including ignored ones): the sequence number of the next.
+    pub fn observed(&self) -> u64 {
+        self.seen
+    }
+
+    /// Counts an observation without judging it (a known-benign one).
+    pub fn skip(&mut self) {
+        self.seen += 1;
+    }
+
+    /// The z-score threshold.
+    pub fn threshold(&self) -> f64 {
+        self.baseline.config().z_threshold
+    }
+
     /// Feeds one observation; returns the incident when this observation opened one.
     pub fn observe(&mut self, value: f64) -> Option<Incident> {
         if !value.is_finite() || value < 0.0 {

@@ -13,7 +13,8 @@ pub use anomaly::{
     Anomaly, AnomalyConfig, AnomalyDetector, Direction, Incident, IncidentPolicy, IncidentTracker, TrackerState,
 };
 pub use orchestrator::{
-    CycleReport, HealingConfig, HealingOrchestrator, HealthCheck, HealthReport, RepairRecord, SubsystemHealth,
+    BenignRule, CycleReport, HealingConfig, HealingOrchestrator, HealthCheck, HealthReport, RepairRecord, SignalCheck,
+    SubsystemHealth,
 };
 
 use crate::error::{Error, Result};

@@ -1,7 +1,10 @@
 //! Detect → prioritise → repair → verify → roll back, with a history and a health report computed from real
 //! checks.
 
-use super::{Issue, RepairContext, RepairOutcome, RepairStrategy, Severity, Verdict};
+use super::{
+    AnomalyConfig, Incident, IncidentPolicy, IncidentTracker, Issue, RepairContext, RepairOutcome, RepairStrategy,
+    Severity, TrackerState, Verdict,
+};
 use crate::error::Result;
 use std::sync::Mutex;
 
@@ -47,6 +50,131 @@ pub trait HealthCheck: Send + Sync {
     /// Issues found by the last measurement. Default: none.
     fn issues(&self) -> Vec<Issue> {
         Vec::new()
+    }
+}
+
+/// A [`HealthCheck`] over one signal (a query class's latency, throughput, error rate, …): observations go
+/// through an [`IncidentTracker`]; an open incident is an [`Issue`] of `kind` on `target`, critical when its peak
+/// |z| is twice the threshold. Observations a `benign` rule recognises (a nightly batch, a known maintenance
+/// window) are left out entirely, as if not observed.
+///
+/// ```
+/// use ruvector_dag::healing::*;
+/// let check = SignalCheck::new("q42_latency", IssueKind::LatencyAnomaly, "query class 42", AnomalyConfig::default());
+/// for _ in 0..100 { check.observe(10.0); }
+/// for _ in 0..10 { check.observe(80.0); }
+/// assert_eq!(check.issues().len(), 1);
+/// assert!(check.check().unwrap().score < 0.5);
+/// ```
+pub struct SignalCheck {
+    name: String,
+    kind: super::IssueKind,
+    target: String,
+    tracker: Mutex<IncidentTracker>,
+    benign: Option<BenignRule>,
+}
+
+/// Recognises known-benign observations: `(sequence number, value) -> true` to leave one out.
+pub type BenignRule = Box<dyn Fn(u64, f64) -> bool + Send + Sync>;
+
+impl std::fmt::Debug for SignalCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignalCheck").field("name", &self.name).field("target", &self.target).finish()
+    }
+}
+
+impl SignalCheck {
+    /// A check named `name` raising issues of `kind` on `target`, scoring with `config` and the default policy.
+    pub fn new(
+        name: impl Into<String>,
+        kind: super::IssueKind,
+        target: impl Into<String>,
+        config: AnomalyConfig,
+    ) -> Self {
+        Self::with_policy(name, kind, target, config, IncidentPolicy::default())
+    }
+
+    /// As [`new`](Self::new) with an explicit policy.
+    pub fn with_policy(
+        name: impl Into<String>,
+        kind: super::IssueKind,
+        target: impl Into<String>,
+        config: AnomalyConfig,
+        policy: IncidentPolicy,
+    ) -> Self {
+        SignalCheck {
+            name: name.into(),
+            kind,
+            target: target.into(),
+            tracker: Mutex::new(IncidentTracker::with_policy(config, policy)),
+            benign: None,
+        }
+    }
+
+    /// Leaves out the observations `rule` recognises as known-benign.
+    pub fn benign(mut self, rule: BenignRule) -> Self {
+        self.benign = Some(rule);
+        self
+    }
+
+    fn tracker(&self) -> std::sync::MutexGuard<'_, IncidentTracker> {
+        self.tracker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Feeds one observation; returns the incident it opened, if any.
+    pub fn observe(&self, value: f64) -> Option<Incident> {
+        let mut t = self.tracker();
+        if self.benign.as_ref().is_some_and(|rule| rule(t.observed(), value)) {
+            t.skip();
+            return None;
+        }
+        t.observe(value)
+    }
+
+    /// Ignores the next `observations` (our own repair is running).
+    pub fn blackout(&self, observations: usize) {
+        self.tracker().blackout(observations);
+    }
+}
+
+impl HealthCheck for SignalCheck {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// 1 when normal; during an incident 1 / (1 + peak |z| / threshold), so a 3× latency shift scores about 0.3.
+    fn check(&self) -> Result<SubsystemHealth> {
+        let t = self.tracker();
+        let threshold = t.threshold();
+        let (score, detail) = match (t.state(), t.open_incident()) {
+            (_, Some(i)) => (
+                1.0 / (1.0 + i.peak_z / threshold),
+                format!(
+                    "incident since observation {}: peak z {:.1}, baseline {:.3}",
+                    i.opened_at, i.peak_z, i.baseline
+                ),
+            ),
+            (TrackerState::WarmingUp, _) => (1.0, "warming up".to_owned()),
+            (TrackerState::Blackout, _) => (1.0, "in a blackout (our own repair runs)".to_owned()),
+            _ => (1.0, format!("normal; {} isolated anomalies suppressed", t.suppressed())),
+        };
+        Ok(SubsystemHealth { name: self.name.clone(), score, detail })
+    }
+
+    fn issues(&self) -> Vec<Issue> {
+        let t = self.tracker();
+        let Some(i) = t.open_incident() else { return Vec::new() };
+        let severity = if i.peak_z >= 2.0 * t.threshold() { Severity::Critical } else { Severity::Warning };
+        vec![Issue {
+            id: i.opened_at,
+            kind: self.kind.clone(),
+            target: self.target.clone(),
+            severity,
+            detail: format!(
+                "sustained anomaly since observation {} (peak z {:.1}, baseline {:.3})",
+                i.opened_at, i.peak_z, i.baseline
+            ),
+        }]
     }
 }
 
@@ -317,6 +445,47 @@ mod tests {
         assert_eq!(repairs.score, 0.0, "both repairs regressed");
         assert!(health.overall_score <= 0.5, "a broken subsystem caps the overall score: {}", health.overall_score);
         assert_eq!(health.unhealthy, ["repairs"]);
+    }
+
+    #[test]
+    fn a_signal_incident_becomes_an_issue_that_a_repair_handles_and_benign_values_are_left_out() {
+        let latency =
+            SignalCheck::new("q1_latency", IssueKind::LatencyAnomaly, "query class 1", AnomalyConfig::default())
+                // A known nightly batch: values above 1000 ms are its, not the class's.
+                .benign(Box::new(|_, v| v > 1000.0));
+        for _ in 0..100 {
+            latency.observe(10.0);
+        }
+        for _ in 0..20 {
+            assert_eq!(latency.observe(5000.0), None, "benign values never open an incident");
+        }
+        assert!(latency.issues().is_empty());
+        assert_eq!(latency.check().unwrap().score, 1.0);
+        let opened: Vec<_> = (0..10).filter_map(|_| latency.observe(90.0)).collect();
+        assert_eq!(opened.len(), 1);
+        let issues = latency.issues();
+        assert_eq!((issues.len(), issues[0].severity), (1, Severity::Critical));
+        assert!(latency.check().unwrap().score < 0.3);
+
+        struct Flush;
+        impl RepairStrategy for Flush {
+            fn name(&self) -> &str {
+                "flush"
+            }
+            fn can_repair(&self, issue: &Issue) -> bool {
+                issue.kind == IssueKind::LatencyAnomaly
+            }
+            fn repair(&self, issue: &Issue, ctx: &mut RepairContext) -> Result<RepairOutcome> {
+                ctx.record(format!("flush {}", issue.target));
+                Ok(RepairOutcome { applied: true, detail: String::new() })
+            }
+        }
+        let orch = HealingOrchestrator::new(HealingConfig::default())
+            .with_check(Box::new(latency))
+            .with_strategy(Box::new(Flush));
+        assert_eq!(orch.run_cycle().unwrap().repaired, 1);
+        assert_eq!(orch.history()[0].actions, ["flush query class 1"]);
+        assert!(orch.health_report().overall_score < 0.8, "the open incident shows in the health");
     }
 
     #[test]
