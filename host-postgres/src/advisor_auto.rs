@@ -16,7 +16,7 @@
 //! built (their names are in the log).
 
 use crate::replay::Replayer;
-use dag::advisor::{Judgement, judge};
+use dag::advisor::{Judgement, geometric_mean, judge};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use pgrx::spi;
@@ -168,7 +168,6 @@ impl AutoAdvisor {
         });
         let window = f64::from(crate::gucs::ADVISOR_VALIDATION_S.get());
         let expired = f.elapsed_s >= window;
-        let figures = Figures { before: before.clone(), after: after.clone(), scans, p: None };
         let (state, reason, p) = match judge(&before, &after) {
             Judgement::Faster { ratio, p } if scans > 0 => (
                 "kept",
@@ -199,7 +198,7 @@ impl AutoAdvisor {
                 None,
             ),
         };
-        self.finish(replayer, db, f, state, &reason, Some(Figures { p, ..figures }));
+        self.finish(replayer, db, f, state, &reason, Some(Figures { before, after, scans, p }));
     }
 
     /// Records the decision; drops the index unless it is kept.
@@ -212,11 +211,8 @@ impl AutoAdvisor {
         reason: &str,
         figures: Option<Figures>,
     ) {
-        let geo = |v: &[f64]| {
-            (!v.is_empty()).then(|| (v.iter().map(|x| x.max(1e-6).ln()).sum::<f64>() / v.len() as f64).exp())
-        };
         let fig = figures.unwrap_or(Figures { before: Vec::new(), after: Vec::new(), scans: 0, p: None });
-        let (b, a) = (geo(&fig.before), geo(&fig.after));
+        let (b, a) = (geometric_mean(&fig.before), geometric_mean(&fig.after));
         BackgroundWorker::transaction(|| {
             log_error(
                 "recording a decision",

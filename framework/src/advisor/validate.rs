@@ -50,8 +50,7 @@ pub fn judge(before: &[f64], after: &[f64]) -> Judgement {
     if b.len() < MIN_SAMPLES || a.len() < MIN_SAMPLES {
         return Judgement::TooFew;
     }
-    let geo = |v: &[f64]| (v.iter().map(|x| (x.max(1e-6)).ln()).sum::<f64>() / v.len() as f64).exp();
-    let ratio = geo(&a) / geo(&b);
+    let ratio = geometric_mean(&a).unwrap_or(0.0) / geometric_mean(&b).unwrap_or(1.0);
     // Ranks over both samples, ties sharing their mean rank.
     let mut all: Vec<(f64, bool)> = b.iter().map(|&x| (x, false)).chain(a.iter().map(|&x| (x, true))).collect();
     all.sort_by(|x, y| x.0.total_cmp(&y.0));
@@ -87,6 +86,11 @@ pub fn judge(before: &[f64], after: &[f64]) -> Judgement {
     } else {
         Judgement::NoChange { ratio, p }
     }
+}
+
+/// Geometric mean of latencies (each floored at 1e-6 ms); `None` when empty.
+pub fn geometric_mean(v: &[f64]) -> Option<f64> {
+    (!v.is_empty()).then(|| (v.iter().map(|x| x.max(1e-6).ln()).sum::<f64>() / v.len() as f64).exp())
 }
 
 /// Standard normal CDF (Abramowitz & Stegun 7.1.26 erf, error < 1.5e-7).

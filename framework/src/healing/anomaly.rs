@@ -109,10 +109,10 @@ impl AnomalyDetector {
             return None;
         }
         let mut logs: Vec<f64> = self.window.iter().map(|w| w.2).collect();
-        let median = median(&mut logs);
-        let mut deviations: Vec<f64> = logs.iter().map(|x| (x - median).abs()).collect();
-        let mad = median_of(&mut deviations);
-        Some((median, (MAD_TO_SIGMA * mad).max(self.scale_floor)))
+        let center = median(&mut logs);
+        let mut deviations: Vec<f64> = logs.iter().map(|x| (x - center).abs()).collect();
+        let mad = median(&mut deviations);
+        Some((center, (MAD_TO_SIGMA * mad).max(self.scale_floor)))
     }
 
     /// The robust z-score `value` would have against the current window; `None` for an empty window.
@@ -133,10 +133,6 @@ impl AnomalyDetector {
 }
 
 fn median(v: &mut [f64]) -> f64 {
-    median_of(v)
-}
-
-fn median_of(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
