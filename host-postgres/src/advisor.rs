@@ -515,13 +515,13 @@ pub(crate) const NO_HYPOPG: &str = "what-if costing needs the hypopg extension: 
 
 /// Runs `f` in a subtransaction: an ERROR inside rolls it back and comes back as `Err(message)`; the
 /// transaction goes on.
-fn in_subtransaction<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn in_subtransaction<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     subtransaction(true, f)
 }
 
 /// Runs `f` in a subtransaction that is always rolled back (a what-if that changes catalogs); an ERROR comes back
 /// as `Err(message)`.
-fn in_rolled_back_subtransaction<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn in_rolled_back_subtransaction<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     subtransaction(false, f)
 }
 

@@ -45,6 +45,18 @@ pub(crate) enum AdvisorMode {
     auto,
 }
 
+/// `ruvector.healing_mode`: what self-healing may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PostgresGucEnum)]
+#[allow(non_camel_case_types)]
+pub(crate) enum HealingMode {
+    /// No health probes by the worker; `dag_auto_repair` refuses.
+    off,
+    /// Measure, report and recommend; change nothing.
+    observe,
+    /// The learner worker repairs degraded indexes (VACUUM, REINDEX CONCURRENTLY) and verifies each repair.
+    auto,
+}
+
 impl AttentionType {
     pub(crate) fn name(self) -> &'static str {
         ATTENTION_TYPES[self as usize]
@@ -71,6 +83,10 @@ pub(crate) static SNAPSHOT_KB: GucSetting<i32> = GucSetting::<i32>::new(16_384);
 pub(crate) static ADVISOR_BUDGET_MB: GucSetting<i32> = GucSetting::<i32>::new(1024);
 pub(crate) static ADVISOR_MODE: GucSetting<AdvisorMode> = GucSetting::<AdvisorMode>::new(AdvisorMode::advise);
 pub(crate) static ADVISOR_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
+pub(crate) static HEALING_MODE: GucSetting<HealingMode> = GucSetting::<HealingMode>::new(HealingMode::observe);
+pub(crate) static HEALING_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
+pub(crate) static HEALING_PROBE_SAMPLES: GucSetting<i32> = GucSetting::<i32>::new(20);
+pub(crate) static HEALING_PROBE_BUDGET_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub(crate) static ADVISOR_VALIDATION_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 
 /// Registers the GUCs. Server-start (`PGC_POSTMASTER`) settings can only be defined while the library is
@@ -257,6 +273,45 @@ pub(crate) fn init() {
         i32::MAX,
         GucContext::Suset,
         GucFlags::UNIT_MB,
+    );
+    GucRegistry::define_enum_guc(
+        c"ruvector.healing_mode",
+        c"Self-healing: off, observe (measure and recommend), or auto (the learner repairs and verifies).",
+        c"In auto mode the worker runs VACUUM or REINDEX INDEX CONCURRENTLY on degraded indexes, one at a time, and \
+          re-measures afterwards; index definitions are never changed.",
+        &HEALING_MODE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ruvector.healing_interval_ms",
+        c"Milliseconds between the learner worker's index health probes.",
+        c"",
+        &HEALING_INTERVAL_MS,
+        1000,
+        86_400_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"ruvector.healing_probe_samples",
+        c"Query vectors per recall probe of a vector index.",
+        c"Each costs one index scan and one exact (sequential) scan of the table.",
+        &HEALING_PROBE_SAMPLES,
+        1,
+        10_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ruvector.healing_probe_budget_ms",
+        c"Time one round of index health checks may take, in milliseconds.",
+        c"Probes run with a statement_timeout of what is left; indexes beyond the budget are reported as skipped.",
+        &HEALING_PROBE_BUDGET_MS,
+        1,
+        3_600_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
     );
     GucRegistry::define_int_guc(
         c"ruvector.dag_micro_lora_rank",

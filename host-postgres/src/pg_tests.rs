@@ -750,12 +750,14 @@ mod tests {
             "dag_trajectory_stats",
         ];
         const REVOKED: &[&str] = &[
+            "dag_auto_repair",
             "dag_class_enable",
             "dag_class_steer",
             "dag_consolidate_patterns",
             "dag_export_state",
             "dag_import_state",
             "dag_index_advice",
+            "dag_index_health",
             "dag_learn_now",
             "dag_record_trajectory",
             "dag_reset_learning",
@@ -969,6 +971,9 @@ mod tests {
                 "SELECT * FROM ruvector.dag_index_advice(ARRAY['SELECT 1'], -1)",
             ),
             ("dag_learn_now()", "SELECT * FROM ruvector.dag_learn_now()"),
+            ("dag_index_health(text)", "SELECT * FROM ruvector.dag_index_health('no_such_index')"),
+            // Granted, it probes (as the caller) and records (as the extension's owner): no table privileges needed.
+            ("dag_auto_repair()", "SELECT * FROM ruvector.dag_auto_repair()"),
             ("dag_class_enable(bigint, boolean)", "SELECT ruvector.dag_class_enable(NULL, true)"),
             ("dag_class_steer(bigint, text)", "SELECT ruvector.dag_class_steer(1, 'no_such_setting')"),
             (
@@ -1030,5 +1035,142 @@ mod tests {
         assert_eq!(count_as("rv_plain_reader", plans), 0, "a plain role sees no other role's plan");
         assert_eq!(count_as("rv_plain_reader", texts), 0, "a plain role sees no other role's text");
         assert!(count_as("rv_plain_reader", "SELECT count(*) FROM ruvector.dag_get_trajectories(1000)") > 0);
+    }
+
+    // ---- index health ------------------------------------------------------------------------------------
+
+    fn index_health(index: &str) -> (String, Option<f64>, Option<f64>, Option<f64>, String, String) {
+        Spi::connect(|c| {
+            let r = c
+                .select(
+                    "SELECT status, recall_estimate, baseline_recall, under_returning, recommended_action, detail
+                     FROM ruvector.dag_index_health($1)",
+                    None,
+                    &[index.into()],
+                )?
+                .first();
+            Ok::<_, spi::SpiError>((
+                r.get::<String>(1)?.unwrap(),
+                r.get::<f64>(2)?,
+                r.get::<f64>(3)?,
+                r.get::<f64>(4)?,
+                r.get::<String>(5)?.unwrap(),
+                r.get::<String>(6)?.unwrap(),
+            ))
+        })
+        .unwrap()
+    }
+
+    /// The measured HNSW failure mode, in one transaction: deleted rows stay in the graph, so with `ef_search`
+    /// at LIMIT the index returns fewer and worse neighbours; the probe sees it against the baseline it stored.
+    #[pg_test]
+    fn index_health_reports_hnsw_recall_lost_to_deleted_rows() {
+        Spi::run(
+            "CREATE EXTENSION vector;
+             CREATE TABLE rv_items (id int PRIMARY KEY, v vector(16));
+             SELECT setseed(0.5);
+             INSERT INTO rv_items SELECT g, (SELECT array_agg(random())::vector(16) FROM generate_series(1, 16)
+                                             WHERE g > 0) FROM generate_series(1, 2000) g;
+             CREATE INDEX rv_items_hnsw ON rv_items USING hnsw (v vector_l2_ops);
+             ANALYZE rv_items;
+             SET LOCAL hnsw.ef_search = 10",
+        )
+        .unwrap();
+        let (status, recall, baseline, under, action, detail) = index_health("rv_items_hnsw");
+        assert_eq!(status, "ok", "{detail}");
+        let r0 = recall.unwrap();
+        assert!(r0 > 0.8, "{detail}");
+        assert_eq!(baseline, Some(r0));
+        assert_eq!(under, Some(0.0));
+        assert_eq!(action, "none");
+        assert!(detail.contains("hnsw.ef_search=10"), "{detail}");
+
+        Spi::run("DELETE FROM rv_items WHERE id % 2 = 0").unwrap();
+        let (status, recall, baseline, under, action, detail) = index_health("rv_items_hnsw");
+        assert_eq!(status, "degraded", "{detail}");
+        assert!(recall.unwrap() < r0 - 0.05, "{detail}");
+        assert_eq!(baseline, Some(r0), "the baseline is the best recall seen under these settings");
+        assert!(under.unwrap() > 0.5, "{detail}");
+        assert!(action.starts_with("REINDEX INDEX CONCURRENTLY") || action.starts_with("VACUUM"), "{action}");
+        assert!(detail.contains("returned fewer rows than asked"), "{detail}");
+
+        // Other search settings are another baseline: nothing to compare with yet.
+        Spi::run("SET LOCAL hnsw.ef_search = 200").unwrap();
+        let (_, _, baseline, _, _, detail) = index_health("rv_items_hnsw");
+        assert!(detail.contains("hnsw.ef_search=200"), "{detail}");
+        assert_eq!(baseline, recall_of("rv_items_hnsw", "hnsw.ef_search=200, hnsw.iterative_scan=off"));
+    }
+
+    fn recall_of(index: &str, settings: &str) -> Option<f64> {
+        Spi::get_one_with_args::<f64>(
+            "SELECT baseline_recall FROM ruvector.dag_index_state WHERE index_name = $1 AND settings = $2",
+            &[index.into(), settings.into()],
+        )
+        .unwrap()
+    }
+
+    #[pg_test]
+    fn index_health_without_pgstattuple_says_so_and_judges_small_btrees_by_nothing() {
+        Spi::run(
+            "CREATE TABLE rv_big (id int PRIMARY KEY, pad text);
+             INSERT INTO rv_big SELECT g, 'x' FROM generate_series(1, 40000) g;
+             CREATE TABLE rv_small (id int PRIMARY KEY);
+             ANALYZE rv_big, rv_small",
+        )
+        .unwrap();
+        // The statistics of this transaction's inserts are not flushed yet: no dead-tuple ratio either.
+        let (status, recall, _, _, action, detail) = index_health("rv_big_pkey");
+        assert_eq!((status.as_str(), recall, action.as_str()), ("not available", None, "none"), "{detail}");
+        assert!(detail.contains("bloat not available: CREATE EXTENSION pgstattuple"), "{detail}");
+        let (status, _, _, _, _, detail) = index_health("rv_small_pkey");
+        assert_eq!(status, "not available", "{detail}");
+        assert!(detail.contains("too small"), "{detail}");
+
+        Spi::run("CREATE EXTENSION pgstattuple").unwrap();
+        let density =
+            Spi::get_one::<f64>("SELECT leaf_density FROM ruvector.dag_index_health('rv_big_pkey')").unwrap().unwrap();
+        assert!(density > 0.8, "a fresh B-tree fills its leaves to about 90%: {density}");
+    }
+
+    #[pg_test(error = "index \"rv_nothing\" does not exist")]
+    fn index_health_of_an_unknown_index_is_an_error() {
+        index_health("rv_nothing");
+    }
+
+    /// Observe mode (the default) records what it recommends and changes nothing.
+    #[pg_test]
+    fn auto_repair_in_observe_mode_recommends_and_changes_nothing() {
+        Spi::run(
+            "CREATE EXTENSION vector;
+             CREATE TABLE rv_iv (id int PRIMARY KEY, v vector(32));
+             SELECT setseed(0.25);
+             INSERT INTO rv_iv SELECT g, (SELECT array_agg(random())::vector(32) FROM generate_series(1, 32)
+                                          WHERE g > 0) FROM generate_series(1, 2000) g;
+             CREATE INDEX rv_iv_ivf ON rv_iv USING ivfflat (v vector_l2_ops) WITH (lists = 40);
+             INSERT INTO rv_iv SELECT g, (SELECT array_agg(random() + 3)::vector(32) FROM generate_series(1, 32)
+                                          WHERE g > 0) FROM generate_series(2001, 10000) g;
+             ANALYZE rv_iv",
+        )
+        .unwrap();
+        let filenode = || Spi::get_one::<i64>("SELECT pg_relation_filenode('rv_iv_ivf')::int8").unwrap().unwrap();
+        let before = filenode();
+        let (_, _, _, _, _, detail) = index_health("rv_iv_ivf");
+        let (kind, status, sql) = Spi::get_three::<String, String, String>(
+            "SELECT repair_type, status, implementation_sql FROM ruvector.dag_auto_repair() WHERE target = 'rv_iv_ivf'",
+        )
+        .unwrap_or_else(|e| panic!("{e}: {detail}"));
+        assert_eq!(kind.as_deref(), Some("reindex"));
+        assert_eq!(status.as_deref(), Some("recommended"));
+        assert_eq!(sql.as_deref(), Some("REINDEX INDEX CONCURRENTLY rv_iv_ivf"));
+        // Asking again finds the open recommendation instead of adding another.
+        Spi::run("SELECT * FROM ruvector.dag_auto_repair()").unwrap();
+        let n = Spi::get_one::<i64>("SELECT count(*) FROM ruvector.dag_repairs WHERE target = 'rv_iv_ivf'").unwrap();
+        assert_eq!(n, Some(1));
+        let imbalance =
+            Spi::get_one::<f64>("SELECT imbalance_before FROM ruvector.dag_repairs WHERE target = 'rv_iv_ivf'")
+                .unwrap()
+                .unwrap();
+        assert!(imbalance >= 4.0, "new rows piled into one list: {imbalance}");
+        assert_eq!(filenode(), before, "observe mode rebuilt the index");
     }
 }

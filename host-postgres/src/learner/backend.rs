@@ -254,6 +254,13 @@ fn running_worker() -> &'static Control {
     c
 }
 
+/// Wakes the worker (if running) so that it looks at its work at once.
+pub(crate) fn wake_worker() {
+    if let Some(c) = control() {
+        wake(c);
+    }
+}
+
 /// Asks the worker for a cycle (and a save) soon, without waiting.
 pub(crate) fn request_cycle() {
     if let Some(c) = control() {

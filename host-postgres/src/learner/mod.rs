@@ -49,7 +49,7 @@ const WORKER_START_TIMEOUT: Duration = Duration::from_secs(30);
 mod backend;
 mod control;
 
-pub(crate) use backend::{Origin, learn_now, request_cycle, status, submit, with_engine};
+pub(crate) use backend::{Origin, learn_now, request_cycle, status, submit, wake_worker, with_engine};
 pub(crate) use control::{Command, attach, shmem_size};
 use control::{Control, DONE, EXECUTING, IDLE, MAILBOX_BYTES, SUBMITTED, control, snapshot_area};
 
@@ -139,6 +139,9 @@ pub extern "C-unwind" fn ruvector_dag_learner_main(_arg: pg_sys::Datum) {
         if alive && learner.advisor.busy() {
             learner.advise();
         }
+        if alive {
+            learner.heal();
+        }
         if !alive || asked || Instant::now() >= next_cycle {
             learner.cycle();
             c.learn_done.store(requested, Ordering::Release);
@@ -203,6 +206,8 @@ struct Learner {
     published: FxHashMap<u64, usize>,
     /// The index advisor's auto mode.
     advisor: crate::advisor_auto::AutoAdvisor,
+    /// Self-healing: index probes and repairs.
+    healer: crate::healing::Healer,
 }
 
 impl Learner {
@@ -222,6 +227,7 @@ impl Learner {
             names: FxHashMap::default(),
             published: FxHashMap::default(),
             advisor: crate::advisor_auto::AutoAdvisor::default(),
+            healer: crate::healing::Healer::default(),
         }
     }
 
@@ -235,6 +241,15 @@ impl Learner {
         }
         let replayer = self.replayer.as_mut().expect("set above");
         self.advisor.step(replayer, &self.database);
+    }
+
+    /// Self-healing: settles the repair in flight, starts a pending one, or probes indexes when it is time.
+    fn heal(&mut self) {
+        if crate::gucs::HEALING_MODE.get() == crate::gucs::HealingMode::off {
+            return;
+        }
+        let replayer = self.replayer.get_or_insert_with(|| BackgroundWorker::transaction(Replayer::new));
+        self.healer.step(replayer, &self.database);
     }
 
     /// Restores the saved state and plan shapes, if the extension is installed.

@@ -1,0 +1,423 @@
+//! Self-healing of indexes: repairs recorded in `ruvector.dag_repairs`, run by the learner worker, verified by
+//! measuring again.
+//!
+//! `ruvector.healing_mode` decides what happens to a degraded index (see `index_health.rs` for how it is found):
+//! in `observe` (the default) `dag_auto_repair()` records the repair it recommends and changes nothing; in `auto`
+//! it records the repair as `pending` and wakes the worker, which also probes every
+//! `ruvector.healing_interval_ms` and queues repairs itself. The worker runs one repair at a time on a thread with
+//! its own connection, outside any transaction block (`VACUUM` and `REINDEX INDEX CONCURRENTLY` need that, and a
+//! concurrent rebuild waits for every older snapshot — a backend waiting for the worker would never let it
+//! finish), with a `lock_timeout`, after checking free disk for a rebuild. Then it probes the index again and
+//! records the figures before and after: `verified` when the index is healthy again, `unchanged` when it is not
+//! (a `VACUUM` that did not restore the index is followed by a rebuild), `failed` with the error otherwise. Index
+//! definitions are never changed, and nothing is dropped.
+
+use crate::index_health::{self, Health};
+use crate::replay::Replayer;
+use crate::sql::fail;
+use dag::healing::IndexAction;
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+use pgrx::spi;
+use std::time::{Duration, Instant};
+
+/// Free disk a rebuild needs, as a multiple of the index's size (the new copy, plus room for WAL).
+const REBUILD_DISK_FACTOR: u64 = 3;
+
+fn probe_samples() -> usize {
+    crate::gucs::HEALING_PROBE_SAMPLES.get().max(1) as usize
+}
+
+fn probe_budget_ms() -> u64 {
+    crate::gucs::HEALING_PROBE_BUDGET_MS.get().max(1) as u64
+}
+
+/// Records the repair `h` needs with `status` (`recommended` or `pending`), unless one is already open for the
+/// same index and kind or with the same statement (two indexes of a table need one `VACUUM`); a recommendation is
+/// then promoted to `pending`. Returns its id.
+fn queue(h: &Health, status: &str, reason: &str) -> spi::Result<Option<i64>> {
+    let Some(sql) = h.repair_sql() else { return Ok(None) };
+    let kind = h.assessment.action.name();
+    let open = Spi::get_one_with_args::<i64>(
+        "SELECT max(repair_id) FROM ruvector.dag_repairs
+         WHERE (target = $1 AND repair_type = $2 OR implementation_sql = $3)
+           AND status IN ('recommended', 'pending', 'running')",
+        &[h.index.name.as_str().into(), kind.into(), sql.as_str().into()],
+    )?;
+    if let Some(id) = open
+        && status == "pending"
+    {
+        Spi::run_with_args(
+            "UPDATE ruvector.dag_repairs SET status = 'pending' WHERE repair_id = $1 AND status = 'recommended'",
+            &[id.into()],
+        )?;
+    }
+    if open.is_some() {
+        return Ok(open);
+    }
+    let p = h.probe.as_ref();
+    Spi::get_one_with_args::<i64>(
+        "INSERT INTO ruvector.dag_repairs (repair_type, target, table_name, implementation_sql, status, reason,
+             recall_before, buffers_before, imbalance_before, dead_ratio_before, leaf_density_before, search_settings)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING repair_id",
+        &[
+            kind.into(),
+            h.index.name.as_str().into(),
+            h.index.table.as_str().into(),
+            sql.into(),
+            status.into(),
+            reason.into(),
+            h.measurement.recall.into(),
+            p.map(|p| p.buffers).into(),
+            h.measurement.ivf_imbalance.into(),
+            h.measurement.dead_ratio.into(),
+            h.measurement.leaf_density.into(),
+            p.map(|p| p.settings.clone()).into(),
+        ],
+    )
+}
+
+/// Measures every index now and records the repair each degraded one needs: recommended in `observe` mode,
+/// queued for the learner worker in `auto` mode (which runs it, then measures again: see `ruvector.dag_repairs`).
+#[pg_extern]
+#[allow(clippy::type_complexity)]
+fn dag_auto_repair() -> TableIterator<
+    'static,
+    (
+        name!(repair_id, i64),
+        name!(repair_type, String),
+        name!(target, String),
+        name!(status, String),
+        name!(duration_ms, Option<f64>),
+        name!(implementation_sql, String),
+        name!(reason, String),
+    ),
+> {
+    let mode = crate::gucs::HEALING_MODE.get();
+    let status = match mode {
+        crate::gucs::HealingMode::off => fail(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "self-healing is off: SET ruvector.healing_mode to observe (recommend) or auto (repair)",
+        ),
+        crate::gucs::HealingMode::observe => "recommended",
+        crate::gucs::HealingMode::auto => "pending",
+    };
+    let ids: Vec<i64> = index_health::check(None, probe_samples(), probe_budget_ms(), None)
+        .iter()
+        .filter(|h| h.assessment.degraded)
+        .filter_map(|h| {
+            index_health::as_extension_owner(|| queue(h, status, &h.assessment.reasons.join("; ")))
+                .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("recording a repair: {e}")))
+        })
+        .collect();
+    if status == "pending" && !ids.is_empty() {
+        crate::learner::wake_worker();
+    }
+    let rows = index_health::as_extension_owner(|| {
+        Spi::connect(|c| {
+            c.select(
+                "SELECT repair_id, repair_type, target, status, duration_ms, implementation_sql, coalesce(reason, '')
+             FROM ruvector.dag_repairs WHERE repair_id = ANY($1) ORDER BY repair_id",
+                None,
+                &[ids.into()],
+            )?
+            .map(|r| {
+                Ok((
+                    r.get::<i64>(1)?.unwrap_or_default(),
+                    r.get::<String>(2)?.unwrap_or_default(),
+                    r.get::<String>(3)?.unwrap_or_default(),
+                    r.get::<String>(4)?.unwrap_or_default(),
+                    r.get::<f64>(5)?,
+                    r.get::<String>(6)?.unwrap_or_default(),
+                    r.get::<String>(7)?.unwrap_or_default(),
+                ))
+            })
+            .collect::<spi::Result<Vec<_>>>()
+        })
+    })
+    .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("reading ruvector.dag_repairs: {e}")));
+    TableIterator::new(rows)
+}
+
+/// A repair running on the maintenance thread.
+#[derive(Debug)]
+struct Job {
+    id: i64,
+    kind: String,
+    index: String,
+    /// The search settings the repair's "before" figures were measured under; "after" uses them too.
+    settings: Option<String>,
+    started: Instant,
+    handle: std::thread::JoinHandle<Result<(), String>>,
+}
+
+/// The worker's self-healing: periodic probes and the repair in flight.
+#[derive(Debug, Default)]
+pub(crate) struct Healer {
+    last_probe: Option<Instant>,
+    job: Option<Job>,
+    recovered: bool,
+}
+
+fn log_error<T>(what: &str, r: Result<T, String>) -> Option<T> {
+    r.map_err(|e| warning!("ruvector_dag_learner: self-healing: {what}: {e}")).ok()
+}
+
+/// Runs `f` in a transaction of the worker; an ERROR inside comes back as `Err` instead of ending the worker.
+fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+    let f = std::panic::AssertUnwindSafe(f);
+    BackgroundWorker::transaction(move || {
+        let f = f;
+        crate::advisor::in_subtransaction(f.0)
+    })
+}
+
+impl Healer {
+    /// One step: settle the repair in flight, start a pending one, or probe when it is time.
+    pub(crate) fn step(&mut self, replayer: &mut Replayer, db: &str) {
+        let mode = crate::gucs::HEALING_MODE.get();
+        if mode == crate::gucs::HealingMode::off || !BackgroundWorker::transaction(crate::learner::extension_installed)
+        {
+            return;
+        }
+        if !self.recovered {
+            self.recovered = true;
+            // Repairs that were running when the server or the worker stopped.
+            log_error(
+                "recording interrupted repairs",
+                guarded(|| {
+                    Spi::run(
+                        "UPDATE ruvector.dag_repairs SET status = 'failed', finished_at = now(),
+                             detail = 'interrupted by a restart (an interrupted REINDEX CONCURRENTLY leaves an invalid \
+                                       index named <index>_ccnew: DROP INDEX it)'
+                         WHERE status = 'running'",
+                    )
+                }),
+            );
+        }
+        if let Some(job) = self.job.take() {
+            if job.handle.is_finished() {
+                self.settle(job);
+            } else {
+                self.job = Some(job);
+            }
+            return;
+        }
+        if mode == crate::gucs::HealingMode::auto {
+            let pending = guarded(|| {
+                Spi::get_three::<i64, String, String>(
+                    "SELECT repair_id, implementation_sql, target FROM ruvector.dag_repairs WHERE status = 'pending'
+                     ORDER BY repair_id LIMIT 1",
+                )
+                .ok()
+            });
+            if let Some(Some((Some(id), Some(sql), Some(index)))) = log_error("reading pending repairs", pending) {
+                self.start(replayer, db, id, &sql, &index);
+                return;
+            }
+        }
+        let interval = Duration::from_millis(crate::gucs::HEALING_INTERVAL_MS.get().max(1000) as u64);
+        if self.last_probe.is_some_and(|t| t.elapsed() < interval) {
+            return;
+        }
+        self.last_probe = Some(Instant::now());
+        let status = if mode == crate::gucs::HealingMode::auto { "pending" } else { "recommended" };
+        let queued = guarded(|| {
+            crate::hooks::suppressed(|| {
+                let mut n = 0;
+                for h in index_health::check(None, probe_samples(), probe_budget_ms(), None) {
+                    // A repair of the same kind that did not help within the last day is not repeated.
+                    let recent_failure = Spi::get_one_with_args::<bool>(
+                        "SELECT EXISTS (SELECT FROM ruvector.dag_repairs WHERE target = $1 AND repair_type = $2
+                           AND status IN ('unchanged', 'failed') AND finished_at > now() - interval '1 day')",
+                        &[h.index.name.as_str().into(), h.assessment.action.name().into()],
+                    );
+                    if h.assessment.degraded
+                        && recent_failure.ok().flatten() == Some(false)
+                        && queue(&h, status, &h.assessment.reasons.join("; ")).ok().flatten().is_some()
+                    {
+                        n += 1;
+                    }
+                }
+                n
+            })
+        });
+        if let Some(n) = log_error("probing indexes", queued).filter(|&n| n > 0) {
+            log!("ruvector_dag_learner: self-healing: {n} index repair(s) {status}");
+        }
+    }
+
+    fn start(&mut self, replayer: &mut Replayer, db: &str, id: i64, sql: &str, index: &str) {
+        let kind = if sql.starts_with("VACUUM") { "vacuum" } else { "reindex" };
+        if kind == "reindex"
+            && let Err(e) = disk_room_for(index)
+        {
+            log_error("recording a refused rebuild", guarded(|| finish(id, "failed", None, None, &e)));
+            return;
+        }
+        log_error(
+            "recording a start",
+            guarded(|| {
+                Spi::run_with_args(
+                    "UPDATE ruvector.dag_repairs SET status = 'running', started_at = now() WHERE repair_id = $1",
+                    &[id.into()],
+                )
+            }),
+        );
+        log!("ruvector_dag_learner: self-healing: running repair {id}: {sql}");
+        let handle = replayer.spawn_maintenance(db, sql);
+        let settings = guarded(|| {
+            Spi::get_one_with_args::<String>(
+                "SELECT search_settings FROM ruvector.dag_repairs WHERE repair_id = $1",
+                &[id.into()],
+            )
+            .ok()
+            .flatten()
+        })
+        .ok()
+        .flatten();
+        self.job =
+            Some(Job { id, kind: kind.to_owned(), index: index.to_owned(), settings, started: Instant::now(), handle });
+    }
+
+    /// Measures the index again and records the verdict.
+    fn settle(&mut self, job: Job) {
+        let result = job.handle.join().unwrap_or_else(|_| Err("the maintenance thread panicked".into()));
+        let ms = job.started.elapsed().as_secs_f64() * 1000.0;
+        let recorded = guarded(|| {
+            crate::hooks::suppressed(|| match result {
+                Err(e) => {
+                    finish(job.id, "failed", Some(ms), None, &format!("{} failed: {e}", job.kind));
+                    "failed".to_owned()
+                }
+                Ok(()) => {
+                    let exists = Spi::get_one_with_args::<bool>(
+                        "SELECT to_regclass($1) IS NOT NULL",
+                        &[job.index.as_str().into()],
+                    );
+                    let after = exists
+                        .ok()
+                        .flatten()
+                        .unwrap_or(false)
+                        .then(|| {
+                            index_health::check(
+                                Some(&job.index),
+                                probe_samples(),
+                                probe_budget_ms(),
+                                job.settings.as_deref(),
+                            )
+                        })
+                        .and_then(|mut v| v.pop());
+                    let (status, detail) = match &after {
+                        Some(h) if !h.assessment.degraded && h.status == "ok" => ("verified", h.detail.clone()),
+                        Some(h) => ("unchanged", h.detail.clone()),
+                        None => ("unchanged", "the index is gone".to_owned()),
+                    };
+                    finish(job.id, status, Some(ms), after.as_ref(), &detail);
+                    // A VACUUM that left the index degraded: a rebuild is next (never the same repair again).
+                    if let Some(h) = after.filter(|h| {
+                        status == "unchanged" && job.kind == "vacuum" && h.assessment.action == IndexAction::Reindex
+                    }) {
+                        let reason = format!("VACUUM (repair {}) did not restore it: {}", job.id, h.detail);
+                        let _ = queue(&h, "pending", &reason);
+                    }
+                    status.to_owned()
+                }
+            })
+        });
+        if let Some(status) = log_error("recording a repair", recorded) {
+            log!("ruvector_dag_learner: self-healing: repair {} of {} {status} after {ms:.0} ms", job.id, job.index);
+        }
+    }
+}
+
+/// Records how repair `id` ended, with the figures measured after it.
+fn finish(id: i64, status: &str, ms: Option<f64>, after: Option<&Health>, detail: &str) {
+    let m = after.map(|h| &h.measurement);
+    if let Err(e) = Spi::run_with_args(
+        "UPDATE ruvector.dag_repairs SET status = $2, duration_ms = $3, finished_at = now(), detail = $4,
+             recall_after = $5, buffers_after = $6, imbalance_after = $7, dead_ratio_after = $8,
+             leaf_density_after = $9
+         WHERE repair_id = $1",
+        &[
+            id.into(),
+            status.into(),
+            ms.into(),
+            detail.into(),
+            m.and_then(|m| m.recall).into(),
+            after.and_then(|h| h.probe.as_ref()).map(|p| p.buffers).into(),
+            m.and_then(|m| m.ivf_imbalance).into(),
+            m.and_then(|m| m.dead_ratio).into(),
+            m.and_then(|m| m.leaf_density).into(),
+        ],
+    ) {
+        fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("updating ruvector.dag_repairs: {e}"));
+    }
+}
+
+/// `Err` unless the file system of the data directory has room for a rebuild of `index`.
+fn disk_room_for(index: &str) -> Result<(), String> {
+    let bytes = BackgroundWorker::transaction(|| {
+        Spi::get_one_with_args::<i64>("SELECT pg_relation_size(to_regclass($1))", &[index.into()]).ok().flatten()
+    })
+    .unwrap_or(0)
+    .max(0) as u64;
+    // SAFETY: DataDir is the server's data directory, set before any worker starts; statvfs only reads it.
+    let free = unsafe {
+        let mut st: libc::statvfs = std::mem::zeroed();
+        if libc::statvfs(pg_sys::DataDir, &mut st) != 0 {
+            return Err(format!("checking free disk: {}", std::io::Error::last_os_error()));
+        }
+        st.f_bavail as u64 * st.f_frsize as u64
+    };
+    if free < bytes * REBUILD_DISK_FACTOR {
+        return Err(format!(
+            "not enough free disk to rebuild it: {} MB free, {} MB needed ({}x the index)",
+            free >> 20,
+            (bytes * REBUILD_DISK_FACTOR) >> 20,
+            REBUILD_DISK_FACTOR
+        ));
+    }
+    Ok(())
+}
+
+extension_sql!(
+    r#"
+-- Every index repair self-healing recommended or ran, with the figures measured before and after it.
+CREATE TABLE dag_repairs (
+    repair_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    repair_type text NOT NULL,
+    target text NOT NULL,
+    table_name text NOT NULL,
+    implementation_sql text NOT NULL,
+    status text NOT NULL CHECK (status IN ('recommended', 'pending', 'running', 'verified', 'unchanged', 'failed')),
+    reason text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    started_at timestamptz,
+    finished_at timestamptz,
+    duration_ms float8,
+    recall_before float8,
+    recall_after float8,
+    buffers_before float8,
+    buffers_after float8,
+    imbalance_before float8,
+    imbalance_after float8,
+    dead_ratio_before float8,
+    dead_ratio_after float8,
+    leaf_density_before float8,
+    leaf_density_after float8,
+    search_settings text,
+    detail text
+);
+"#,
+    name = "healing_tables"
+);
+
+extension_sql!(
+    r#"
+-- Probes every indexed table and queues maintenance: for the DBA (or whom the DBA grants it).
+REVOKE EXECUTE ON FUNCTION dag_auto_repair() FROM PUBLIC;
+"#,
+    name = "healing_privileges",
+    requires = [dag_auto_repair, "healing_tables", "index_health_tables"]
+);

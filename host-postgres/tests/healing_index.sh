@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Self-healing of pgvector indexes, end to end, in the two measured failure modes:
+#   1. HNSW with the users' ef_search near LIMIT, half the rows deleted without VACUUM: dag_index_health()
+#      reports lost recall and under-returning scans; in observe mode dag_auto_repair() only recommends (nothing
+#      changes); in auto mode the learner worker runs the VACUUM, measures again under the same search settings
+#      and records recall before/after in ruvector.dag_repairs.
+#   2. IVFFlat fed a shifted distribution: the new rows pile into one list and each probe reads many more buffers;
+#      the worker rebuilds it with REINDEX INDEX CONCURRENTLY while a read/write workload runs (no errors), and the
+#      buffers per probe come back down.
+# Needs root, pgvector and the extension installed for the system PostgreSQL 15. Exits non-zero on any failure;
+# prints the figures.
+set -euo pipefail
+PORT=${PORT:-55452}
+N=${N:-5000}
+D=${D:-32}
+. "$(dirname "$0")/throwaway_cluster.sh"
+# healing_mode is left at its default (observe) so that ALTER SYSTEM can change it (-c would override that).
+cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres \
+    -c ruvector.healing_interval_ms=3600000 -c ruvector.dag_replay_budget=0
+sql() { as_pg "$BIN/psql" -X -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -d postgres -A -t -q "$@" 2>&1; }
+fail() {
+    echo "healing_index: $*" >&2
+    sql -x -c "SELECT * FROM ruvector.dag_repairs ORDER BY repair_id" >&2 || true
+    tail -20 "$WORK/log" >&2
+    exit 1
+}
+check() { [[ $(sql -c "SELECT $1") == t ]] || fail "expected $1"; }
+# The users' search settings: ef_search at LIMIT.
+USERS="SET hnsw.ef_search = 10;"
+health() { sql -c "$USERS SELECT $2 FROM ruvector.dag_index_health('$1')" | tail -1; }
+fmt() { printf '%.3f' "$1"; }
+repair() { sql -c "SELECT $2 FROM ruvector.dag_repairs WHERE $1 ORDER BY repair_id DESC LIMIT 1"; }
+# Waits (bounded) until the newest repair matching WHERE reaches a final state.
+await() {
+    local where=$1 state=""
+    for _ in $(seq 1 120); do
+        state=$(repair "$where" status)
+        [[ $state == verified || $state == unchanged || $state == failed ]] && break
+        sleep 0.5
+    done
+    [[ $state == verified ]] || fail "repair where $where ended '$state', not verified"
+}
+random_vectors() { # FROM TO SHIFT
+    echo "SELECT g, (SELECT array_agg(random() + $3)::vector($D) FROM generate_series(1, $D) WHERE g > 0)
+          FROM generate_series($1, $2) g"
+}
+
+sql -c "CREATE EXTENSION ruvector_dag; CREATE EXTENSION vector" >/dev/null
+sql -c "CREATE TABLE items (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
+        INSERT INTO items $(random_vectors 1 "$N" 0);
+        CREATE INDEX items_hnsw ON items USING hnsw (v vector_l2_ops); ANALYZE items"
+
+# 1. HNSW: baseline, then half the rows deleted without VACUUM.
+[[ $(health items_hnsw status) == ok ]] || fail "fresh HNSW index not ok: $(health items_hnsw detail)"
+r0=$(health items_hnsw recall_estimate)
+sql -c "DELETE FROM items WHERE id % 2 = 0"
+IFS='|' read -r status r1 under action <<<"$(health items_hnsw "status, recall_estimate, under_returning, recommended_action")"
+echo "HNSW ($N x $D, ef_search 10): recall@10 $(fmt "$r0") -> $(fmt "$r1") after deleting half the rows;" \
+    "under-returning probes $(fmt "$under")"
+[[ $status == degraded ]] || fail "HNSW after deletes is '$status'"
+check "$r1 < $r0 - 0.05 AND $under > 0.5"
+[[ $action == "VACUUM (ANALYZE) items" ]] || fail "recommended '$action'"
+
+# Observe mode: recommended, nothing changes.
+[[ $(sql -c "$USERS SELECT repair_type || ' ' || status FROM ruvector.dag_auto_repair() WHERE target = 'items_hnsw'") == "vacuum recommended" ]] ||
+    fail "observe mode did not recommend a vacuum"
+sleep 2
+check "(SELECT vacuum_count = 0 FROM pg_stat_user_tables WHERE relname = 'items')"
+[[ $(repair "target = 'items_hnsw'" status) == recommended ]] || fail "observe mode changed the repair"
+[[ $(health items_hnsw status) == degraded ]] || fail "observe mode repaired the index"
+
+# Auto mode: the worker vacuums, verifies under the same settings, records before/after.
+sql -c "ALTER SYSTEM SET ruvector.healing_mode = auto" -c "SELECT pg_reload_conf()" >/dev/null
+sleep 1
+got=$(sql -c "$USERS SELECT status FROM ruvector.dag_auto_repair() WHERE target = 'items_hnsw'")
+[[ $got == pending ]] || fail "auto mode did not queue the vacuum: '$got'"
+await "target = 'items_hnsw'"
+IFS='|' read -r before after dead ms <<<"$(repair "target = 'items_hnsw'" "recall_before, recall_after, dead_ratio_after, round(duration_ms)")"
+echo "HNSW repair (VACUUM): recall@10 $(fmt "$before") -> $(fmt "$after"), dead tuples after $dead, $ms ms"
+check "$after >= $r0 - 0.05 AND $after > $before AND $dead = 0"
+[[ $(health items_hnsw status) == ok ]] || fail "HNSW not ok after the repair: $(health items_hnsw detail)"
+
+# 2. IVFFlat fed a shifted distribution.
+sql -c "CREATE TABLE iv (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
+        INSERT INTO iv $(random_vectors 1 "$N" 0);
+        CREATE INDEX iv_ivf ON iv USING ivfflat (v vector_l2_ops) WITH (lists = 50); ANALYZE iv"
+b0=$(health iv_ivf buffers_per_probe)
+sql -c "INSERT INTO iv $(random_vectors $((N + 1)) $((3 * N)) 3); ANALYZE iv"
+IFS='|' read -r status b1 imbalance <<<"$(health iv_ivf "status, buffers_per_probe, round(imbalance::numeric, 1)")"
+echo "IVFFlat (lists 50, probes 1): $(fmt "$b0") buffers per probe -> $(fmt "$b1") after 2x rows from a shifted" \
+    "distribution (imbalance $imbalance)"
+[[ $status == degraded ]] || fail "shifted IVFFlat is '$status'"
+check "$imbalance >= 4"
+
+# A read/write workload runs during the rebuild: count its errors and its slowest statement.
+workload_log=$WORK/workload.log
+(
+    i=$((3 * N + 1))
+    while [[ ! -f $WORK/stop ]]; do
+        t0=$(date +%s%N)
+        if sql -c "INSERT INTO iv $(random_vectors $i $i 0); SELECT count(*) FROM (SELECT id FROM iv ORDER BY v <-> (SELECT v FROM iv WHERE id = 1) LIMIT 10) s" >/dev/null; then
+            echo "ok $((($(date +%s%N) - t0) / 1000000))" >>"$workload_log"
+        else
+            echo "error" >>"$workload_log"
+        fi
+        i=$((i + 1))
+    done
+) &
+workload=$!
+[[ $(sql -c "$USERS SELECT repair_type || ' ' || status FROM ruvector.dag_auto_repair() WHERE target = 'iv_ivf'") == "reindex pending" ]] ||
+    fail "auto mode did not queue the rebuild"
+await "target = 'iv_ivf'"
+touch "$WORK/stop"
+wait "$workload"
+IFS='|' read -r before after ms <<<"$(repair "target = 'iv_ivf'" "buffers_before, buffers_after, round(duration_ms)")"
+errors=$(grep -c error "$workload_log" || true)
+statements=$(grep -c ok "$workload_log" || true)
+slowest=$(awk '$1 == "ok" { if ($2 > m) m = $2 } END { print m + 0 }' "$workload_log")
+echo "IVFFlat repair (REINDEX CONCURRENTLY): $(fmt "$before") -> $(fmt "$after") buffers per probe, $ms ms;" \
+    "concurrent workload: $statements statements, $errors errors, slowest $slowest ms"
+check "$after < $before / 2"
+[[ $errors == 0 ]] || fail "$errors statements of the concurrent workload failed"
+[[ $(health iv_ivf status) == ok ]] || fail "IVFFlat not ok after the rebuild: $(health iv_ivf detail)"
+echo "healing_index: ok"
