@@ -139,6 +139,146 @@ fn dag_auto_repair() -> TableIterator<
     TableIterator::new(rows)
 }
 
+/// One `dag_health_report()` row.
+struct Subsystem {
+    name: &'static str,
+    status: String,
+    score: Option<f64>,
+    issues: Vec<String>,
+    recommendations: Vec<String>,
+}
+
+fn texts(sql: &str) -> Vec<String> {
+    Spi::connect(|c| {
+        c.select(sql, None, &[])?.filter_map(|r| r.get::<String>(1).transpose()).collect::<spi::Result<Vec<_>>>()
+    })
+    .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("health report: {e}")))
+}
+
+fn count(sql: &str) -> i64 {
+    Spi::get_one::<i64>(sql)
+        .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("health report: {e}")))
+        .unwrap_or(0)
+}
+
+/// The subsystems' health from their latest measurements (cheap: nothing is probed here; `dag_index_health()`
+/// and the learner worker measure indexes, the worker tracks latencies).
+fn health_report() -> Vec<Subsystem> {
+    let mut out = Vec::new();
+    // Indexes: the latest measurement of each (under any settings).
+    let (ok, degraded) = (
+        count("SELECT count(DISTINCT index_name) FROM ruvector.dag_index_state WHERE status = 'ok'"),
+        count("SELECT count(DISTINCT index_name) FROM ruvector.dag_index_state WHERE status = 'degraded'"),
+    );
+    let judged = ok + degraded;
+    out.push(Subsystem {
+        name: "indexes",
+        status: match () {
+            _ if judged == 0 => "not measured".to_owned(),
+            _ if degraded > 0 => format!("{degraded} of {judged} degraded"),
+            _ => format!("{ok} healthy"),
+        },
+        score: (judged > 0).then(|| ok as f64 / judged as f64),
+        issues: texts(
+            "SELECT DISTINCT ON (index_name) index_name || ': ' || coalesce(detail, status)
+             FROM ruvector.dag_index_state WHERE status = 'degraded' ORDER BY index_name, measured_at DESC",
+        ),
+        recommendations: texts(
+            "SELECT implementation_sql || ' (' || status || ')' FROM ruvector.dag_repairs
+             WHERE status IN ('recommended', 'pending', 'running') ORDER BY repair_id",
+        ),
+    });
+    // Query latencies: the worker's trackers.
+    let s = crate::learner::status();
+    let [warming, normal, incident, blackout, skipped] = s.anomaly_states;
+    let open = texts(
+        "SELECT affected_component || ': ' || coalesce(detail, anomaly_type) FROM ruvector.dag_anomalies
+         WHERE NOT resolved ORDER BY anomaly_id",
+    );
+    let tracked = normal + incident;
+    out.push(Subsystem {
+        name: "query_latency",
+        status: if s.worker_pid == 0 {
+            "not tracked (no learner worker)".to_owned()
+        } else {
+            format!(
+                "{normal} classes normal, {incident} in an incident, {warming} warming up, {blackout} blacked out;                  {skipped} executions skipped as benign"
+            )
+        },
+        score: (tracked > 0).then(|| 1.0 - incident as f64 / tracked as f64),
+        issues: open,
+        recommendations: Vec::new(),
+    });
+    // Repairs: how the last 20 finished ones went.
+    let verified = count(
+        "SELECT count(*) FROM (SELECT status FROM ruvector.dag_repairs WHERE finished_at IS NOT NULL
+                               ORDER BY repair_id DESC LIMIT 20) r WHERE status = 'verified'",
+    );
+    let finished = count(
+        "SELECT count(*) FROM (SELECT 1 FROM ruvector.dag_repairs WHERE finished_at IS NOT NULL
+                               ORDER BY repair_id DESC LIMIT 20) r",
+    );
+    out.push(Subsystem {
+        name: "repairs",
+        status: format!("{verified} of the last {finished} repairs verified"),
+        score: (finished > 0).then(|| verified as f64 / finished as f64),
+        issues: texts(
+            "SELECT target || ': ' || repair_type || ' ' || status || coalesce(' (' || detail || ')', '')
+             FROM ruvector.dag_repairs WHERE status IN ('failed', 'unchanged')
+               AND finished_at > now() - interval '1 day' ORDER BY repair_id",
+        ),
+        recommendations: Vec::new(),
+    });
+    // The learner.
+    let (_, status, message) = crate::sql::learner_health();
+    out.push(Subsystem {
+        name: "learner",
+        status: status.to_owned(),
+        score: match status {
+            "ok" => Some(1.0),
+            "warning" => Some(0.5),
+            "error" => Some(0.0),
+            _ => None,
+        },
+        issues: if status == "ok" { Vec::new() } else { vec![message] },
+        recommendations: Vec::new(),
+    });
+    let scores: Vec<f64> = out.iter().filter_map(|s| s.score).collect();
+    let overall = dag::healing::overall_score(&scores);
+    let unhealthy: Vec<String> =
+        out.iter().filter(|s| s.score.is_some_and(|x| x < 0.8)).map(|s| s.name.to_owned()).collect();
+    out.push(Subsystem {
+        name: "overall",
+        status: if unhealthy.is_empty() {
+            "healthy".to_owned()
+        } else {
+            format!("unhealthy: {}", unhealthy.join(", "))
+        },
+        score: Some(overall),
+        issues: Vec::new(),
+        recommendations: Vec::new(),
+    });
+    out
+}
+
+/// Health of indexes, query latencies, repairs and the learner, each scored in 0..=1 from its latest
+/// measurements, and an overall score (the mean, capped at the worst plus 0.5).
+#[pg_extern]
+#[allow(clippy::type_complexity)]
+fn dag_health_report() -> TableIterator<
+    'static,
+    (
+        name!(subsystem, String),
+        name!(status, String),
+        name!(score, Option<f64>),
+        name!(issues, Vec<String>),
+        name!(recommendations, Vec<String>),
+    ),
+> {
+    let rows = index_health::as_extension_owner(health_report);
+    TableIterator::new(rows.into_iter().map(|s| (s.name.to_owned(), s.status, s.score, s.issues, s.recommendations)))
+}
+
 /// A repair running on the maintenance thread.
 #[derive(Debug)]
 struct Job {
@@ -173,6 +313,11 @@ fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
 }
 
 impl Healer {
+    /// True while a repair runs (latency anomaly detection is blacked out meanwhile: the I/O is ours).
+    pub(crate) fn repairing(&self) -> bool {
+        self.job.is_some()
+    }
+
     /// One step: settle the repair in flight, start a pending one, or probe when it is time.
     pub(crate) fn step(&mut self, replayer: &mut Replayer, db: &str) {
         let mode = crate::gucs::HEALING_MODE.get();
@@ -417,7 +562,15 @@ extension_sql!(
     r#"
 -- Probes every indexed table and queues maintenance: for the DBA (or whom the DBA grants it).
 REVOKE EXECUTE ON FUNCTION dag_auto_repair() FROM PUBLIC;
+-- Index names, anomaly details and repair statements: operator information.
+REVOKE EXECUTE ON FUNCTION dag_health_report() FROM PUBLIC;
+
+-- One row per subsystem of dag_health_report() (without the lists).
+CREATE VIEW dag_health_summary AS
+SELECT subsystem, status, score, cardinality(issues) AS issues, cardinality(recommendations) AS recommendations
+FROM dag_health_report();
+REVOKE ALL ON dag_health_summary FROM PUBLIC;
 "#,
     name = "healing_privileges",
-    requires = [dag_auto_repair, "healing_tables", "index_health_tables"]
+    requires = [dag_auto_repair, dag_health_report, "healing_tables", "index_health_tables", "anomaly_tables"]
 );

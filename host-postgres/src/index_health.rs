@@ -350,8 +350,8 @@ fn record(h: &Health) {
     let r = Spi::run_with_args(
         "INSERT INTO ruvector.dag_index_state AS s
              (index_name, table_name, index_type, settings, baseline_recall, recall, under_returning, buffers,
-              imbalance, dead_ratio, leaf_density, status, filenode, measured_at)
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, now())
+              imbalance, dead_ratio, leaf_density, status, filenode, detail, measured_at)
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())
          ON CONFLICT (index_name, settings) DO UPDATE SET
              table_name = excluded.table_name, index_type = excluded.index_type,
              baseline_recall = CASE WHEN s.filenode = excluded.filenode
@@ -359,7 +359,7 @@ fn record(h: &Health) {
              filenode = excluded.filenode,
              recall = excluded.recall, under_returning = excluded.under_returning, buffers = excluded.buffers,
              imbalance = excluded.imbalance, dead_ratio = excluded.dead_ratio, leaf_density = excluded.leaf_density,
-             status = excluded.status, measured_at = now()",
+             status = excluded.status, detail = excluded.detail, measured_at = now()",
         &[
             h.index.name.as_str().into(),
             h.index.table.as_str().into(),
@@ -373,6 +373,7 @@ fn record(h: &Health) {
             h.measurement.leaf_density.into(),
             h.status.into(),
             h.index.filenode.into(),
+            h.detail.as_str().into(),
         ],
     );
     if let Err(e) = r {
@@ -558,6 +559,7 @@ CREATE TABLE dag_index_state (
     leaf_density float8,
     status text NOT NULL,
     filenode bigint NOT NULL,
+    detail text,
     measured_at timestamptz NOT NULL,
     PRIMARY KEY (index_name, settings)
 );

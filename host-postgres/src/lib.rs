@@ -15,6 +15,7 @@
 mod advisor;
 mod advisor_auto;
 mod analysis;
+mod anomalies;
 mod capture;
 mod classes;
 mod explain;

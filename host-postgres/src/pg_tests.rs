@@ -750,11 +750,13 @@ mod tests {
             "dag_trajectory_stats",
         ];
         const REVOKED: &[&str] = &[
+            "dag_anomalies",
             "dag_auto_repair",
             "dag_class_enable",
             "dag_class_steer",
             "dag_consolidate_patterns",
             "dag_export_state",
+            "dag_health_report",
             "dag_import_state",
             "dag_index_advice",
             "dag_index_health",
@@ -974,6 +976,8 @@ mod tests {
             ("dag_index_health(text)", "SELECT * FROM ruvector.dag_index_health('no_such_index')"),
             // Granted, it probes (as the caller) and records (as the extension's owner): no table privileges needed.
             ("dag_auto_repair()", "SELECT * FROM ruvector.dag_auto_repair()"),
+            ("dag_health_report()", "SELECT * FROM ruvector.dag_health_report()"),
+            ("dag_anomalies(tstzrange)", "SELECT * FROM ruvector.dag_anomalies()"),
             ("dag_class_enable(bigint, boolean)", "SELECT ruvector.dag_class_enable(NULL, true)"),
             ("dag_class_steer(bigint, text)", "SELECT ruvector.dag_class_steer(1, 'no_such_setting')"),
             (
@@ -1172,5 +1176,55 @@ mod tests {
                 .unwrap();
         assert!(imbalance >= 4.0, "new rows piled into one list: {imbalance}");
         assert_eq!(filenode(), before, "observe mode rebuilt the index");
+    }
+
+    /// The report scores what was measured (never a constant): an index judged degraded lowers the indexes'
+    /// score and the overall one; a subsystem with nothing measured has no score.
+    #[pg_test]
+    fn health_report_scores_the_latest_measurements() {
+        let score = |name: &str| {
+            Spi::get_one_with_args::<f64>(
+                "SELECT score FROM ruvector.dag_health_report() WHERE subsystem = $1",
+                &[name.into()],
+            )
+            .unwrap()
+        };
+        assert_eq!(score("indexes"), None, "nothing measured yet");
+        assert_eq!(score("repairs"), None);
+        Spi::run(
+            "CREATE EXTENSION vector;
+             CREATE TABLE rv_h (id int PRIMARY KEY, v vector(16));
+             SELECT setseed(0.75);
+             INSERT INTO rv_h SELECT g, (SELECT array_agg(random())::vector(16) FROM generate_series(1, 16)
+                                         WHERE g > 0) FROM generate_series(1, 2000) g;
+             CREATE INDEX rv_h_hnsw ON rv_h USING hnsw (v vector_l2_ops);
+             ANALYZE rv_h;
+             SET LOCAL hnsw.ef_search = 10;
+             SELECT count(*) FROM ruvector.dag_index_health('rv_h_hnsw')",
+        )
+        .unwrap();
+        assert_eq!(score("indexes"), Some(1.0));
+        Spi::run("DELETE FROM rv_h WHERE id % 2 = 0; SELECT count(*) FROM ruvector.dag_index_health('rv_h_hnsw')")
+            .unwrap();
+        assert_eq!(score("indexes"), Some(0.0));
+        let (status, issues) = Spi::get_two::<String, Vec<String>>(
+            "SELECT status, issues FROM ruvector.dag_health_report() WHERE subsystem = 'indexes'",
+        )
+        .unwrap();
+        assert_eq!(status.as_deref(), Some("1 of 1 degraded"));
+        let issues = issues.unwrap();
+        assert!(issues[0].starts_with("rv_h_hnsw: recall"), "{issues:?}");
+        let scores: Vec<f64> = Spi::connect(|c| {
+            c.select("SELECT score FROM ruvector.dag_health_report() WHERE subsystem <> 'overall'", None, &[])?
+                .filter_map(|r| r.get::<f64>(1).transpose())
+                .collect::<Result<Vec<_>, spi::SpiError>>()
+        })
+        .unwrap();
+        let overall = score("overall").unwrap();
+        assert_eq!(overall, dag::healing::overall_score(&scores));
+        assert!(overall < 0.8, "one failing subsystem drags the whole below healthy: {overall}");
+        let summary =
+            Spi::get_one::<i32>("SELECT issues FROM ruvector.dag_health_summary WHERE subsystem = 'indexes'").unwrap();
+        assert_eq!(summary, Some(1));
     }
 }

@@ -226,7 +226,7 @@ fn dag_health_check() -> TableIterator<
     TableIterator::new(rows.into_iter().map(move |(c, st, m)| (c.to_owned(), st.to_owned(), now, m)))
 }
 
-fn learner_health() -> (&'static str, &'static str, String) {
+pub(crate) fn learner_health() -> (&'static str, &'static str, String) {
     if !crate::preloaded() {
         return (
             "learner",

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Self-healing of pgvector indexes, end to end, in the two measured failure modes:
+# Self-healing, end to end: a sustained latency shift is recorded in ruvector.dag_anomalies within about a second
+# and resolves when latency returns; and pgvector indexes are repaired in the two measured failure modes:
 #   1. HNSW with the users' ef_search near LIMIT, half the rows deleted without VACUUM: dag_index_health()
 #      reports lost recall and under-returning scans; in observe mode dag_auto_repair() only recommends (nothing
 #      changes); in auto mode the learner worker runs the VACUUM, measures again under the same search settings
@@ -46,6 +47,25 @@ random_vectors() { # FROM TO SHIFT
 }
 
 sql -c "CREATE EXTENSION ruvector_dag; CREATE EXTENSION vector" >/dev/null
+
+# 0. A sustained slowdown of one query class is reported within about a second (the worker drains every second).
+for _ in $(seq 1 40); do echo "SELECT pg_sleep(0.002);"; done | sql >/dev/null
+for _ in $(seq 1 5); do echo "SELECT pg_sleep(0.05);"; done | sql >/dev/null
+t0=$(date +%s%N)
+found=""
+for _ in $(seq 1 50); do
+    found=$(sql -c "SELECT severity || ' ' || round(z_score::numeric, 1) FROM ruvector.dag_anomalies() WHERE NOT resolved")
+    [[ -n $found ]] && break
+    sleep 0.05
+done
+[[ -n $found ]] || fail "no latency anomaly recorded after a sustained 25x slowdown"
+echo "latency anomaly (40 executions at 2 ms, then 5 at 50 ms): recorded $((($(date +%s%N) - t0) / 1000000)) ms" \
+    "after the fifth slow execution ($found)"
+[[ $(sql -c "SELECT status FROM ruvector.dag_health_report() WHERE subsystem = 'query_latency'") == *"1 in an incident"* ]] ||
+    fail "the health report does not show the incident"
+for _ in $(seq 1 12); do echo "SELECT pg_sleep(0.002);"; done | sql >/dev/null
+sleep 1.5
+[[ $(sql -c "SELECT resolved FROM ruvector.dag_anomalies()") == t ]] || fail "the anomaly did not resolve"
 sql -c "CREATE TABLE items (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
         INSERT INTO items $(random_vectors 1 "$N" 0);
         CREATE INDEX items_hnsw ON items USING hnsw (v vector_l2_ops); ANALYZE items"

@@ -280,6 +280,11 @@ impl IncidentTracker {
         self.seen += 1;
     }
 
+    /// Median of the baseline window in the signal's units (`None` before the first observation).
+    pub fn baseline_median(&self) -> Option<f64> {
+        self.baseline.center_scale().map(|(median, _)| median.exp_m1())
+    }
+
     /// The z-score threshold.
     pub fn threshold(&self) -> f64 {
         self.baseline.config().z_threshold

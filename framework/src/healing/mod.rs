@@ -18,7 +18,7 @@ pub use index_health::{
 };
 pub use orchestrator::{
     BenignRule, CycleReport, HealingConfig, HealingOrchestrator, HealthCheck, HealthReport, RepairRecord, SignalCheck,
-    SubsystemHealth,
+    SubsystemHealth, overall_score,
 };
 
 use crate::error::{Error, Result};

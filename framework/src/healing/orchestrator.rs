@@ -367,12 +367,22 @@ impl HealingOrchestrator {
             score: if recent.is_empty() { 1.0 } else { succeeded as f64 / recent.len() as f64 },
             detail: format!("{succeeded} of the last {} repairs succeeded", recent.len()),
         });
-        let mean = subsystems.iter().map(|s| s.score).sum::<f64>() / subsystems.len() as f64;
-        let worst = subsystems.iter().map(|s| s.score).fold(1.0, f64::min);
+        let scores: Vec<f64> = subsystems.iter().map(|s| s.score).collect();
         let unhealthy =
             subsystems.iter().filter(|s| s.score < self.config.health_threshold).map(|s| s.name.clone()).collect();
-        HealthReport { overall_score: mean.min(worst + 0.5), subsystems, unhealthy }
+        HealthReport { overall_score: overall_score(&scores), subsystems, unhealthy }
     }
+}
+
+/// Overall health from subsystem scores in 0..=1: their mean, but never more than the worst plus 0.5 (one
+/// failing subsystem cannot hide behind many healthy ones). 1.0 for no scores.
+pub fn overall_score(scores: &[f64]) -> f64 {
+    if scores.is_empty() {
+        return 1.0;
+    }
+    let mean = scores.iter().sum::<f64>() / scores.len() as f64;
+    let worst = scores.iter().copied().fold(1.0, f64::min);
+    mean.min(worst + 0.5)
 }
 
 #[cfg(test)]

@@ -103,6 +103,8 @@ pub(crate) struct Status {
     pub(crate) snapshot_bytes: u64,
     pub(crate) snapshot_capacity: u64,
     pub(crate) snapshot_too_large: u64,
+    /// Query classes warming up, normal, in a latency incident, blacked out; observations skipped as benign.
+    pub(crate) anomaly_states: [u64; 5],
 }
 
 /// Counters (zeros without preload).
@@ -126,6 +128,7 @@ pub(crate) fn status() -> Status {
         snapshot_bytes: r(&c.snapshot_len),
         snapshot_capacity: c.snapshot_capacity,
         snapshot_too_large: r(&c.snapshot_too_large),
+        anomaly_states: c.anomaly_states.each_ref().map(r),
     }
 }
 

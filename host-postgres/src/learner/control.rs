@@ -28,6 +28,9 @@ pub(super) struct Control {
     pub(super) report: [AtomicU64; 5],
     /// 0 = never saved, 1 = saved, 2 = extension not installed in `ruvector.dag_database`, 3 = save failed.
     pub(super) persist_status: AtomicU64,
+    /// Latency anomaly detection: query classes warming up, normal, in an incident, blacked out; observations
+    /// skipped as known-benign.
+    pub(super) anomaly_states: [AtomicU64; 5],
     /// One command at a time for the worker (see [`Mailbox`]).
     pub(super) mailbox: Mailbox,
     /// Seqlock of the snapshot: odd while the worker writes; the generation is `seq / 2`.
@@ -151,6 +154,7 @@ pub(crate) unsafe fn attach() {
                 avg_improvement: AtomicU64::new(f64::NAN.to_bits()),
                 report: Default::default(),
                 persist_status: AtomicU64::new(0),
+                anomaly_states: Default::default(),
                 mailbox: Mailbox::new(),
                 snapshot_seq: AtomicU64::new(0),
                 snapshot_len: AtomicU64::new(0),

@@ -208,6 +208,8 @@ struct Learner {
     advisor: crate::advisor_auto::AutoAdvisor,
     /// Self-healing: index probes and repairs.
     healer: crate::healing::Healer,
+    /// Latency anomaly detection.
+    monitor: crate::anomalies::Monitor,
 }
 
 impl Learner {
@@ -228,6 +230,7 @@ impl Learner {
             published: FxHashMap::default(),
             advisor: crate::advisor_auto::AutoAdvisor::default(),
             healer: crate::healing::Healer::default(),
+            monitor: crate::anomalies::Monitor::default(),
         }
     }
 
@@ -331,6 +334,7 @@ impl Learner {
                     .entry(r.query_id)
                     .or_insert_with(|| Class::new(r.query_id, r.db_id, r.user_id, r.plan_hash));
                 class.observe(usize::from(r.arm), r.execution_ms);
+                self.monitor.observe(r.query_id, r.arm, r.execution_ms, self.healer.repairing());
                 if r.arm != 0 {
                     // Executions under an arm prove it is published (perhaps by an operator's dag_class_steer).
                     self.published.insert(r.query_id, usize::from(r.arm));
@@ -340,6 +344,16 @@ impl Learner {
         });
         self.after = last;
         c.lost.fetch_add(lost, Ordering::Relaxed);
+        self.monitor.end_drain();
+        let [warming, normal, incident, blackout] = self.monitor.states();
+        for (slot, n) in
+            c.anomaly_states.iter().zip([warming, normal, incident, blackout, self.monitor.skipped as usize])
+        {
+            slot.store(n as u64, Ordering::Relaxed);
+        }
+        if crate::gucs::HEALING_MODE.get() != crate::gucs::HealingMode::off {
+            self.monitor.flush();
+        }
         self.review();
     }
 

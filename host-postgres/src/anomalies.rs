@@ -1,0 +1,271 @@
+//! Latency anomalies of the captured workload, detected by the learner worker as it drains executions (every
+//! second) and recorded in `ruvector.dag_anomalies`.
+//!
+//! Each query class has an `IncidentTracker` (robust z on log-latency against a rolling median/MAD baseline,
+//! with warm-up, k-of-n, hysteresis and a frozen baseline during an incident: `ruvector_dag::healing`), and one
+//! more tracks the whole workload as the geometric mean, per drain, of each execution's latency over its class's
+//! baseline median (a change of workload mix is not a slowdown). Known-benign observations are not judged:
+//! executions under a steering arm (the learner's own experiment) and everything while self-healing runs a repair
+//! (its I/O is ours). An incident opened is written at once (reported within about a second of the execution
+//! that completed it) and marked resolved when it clears.
+
+use dag::healing::{AnomalyConfig, IncidentPolicy, IncidentTracker, TrackerState};
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+use rustc_hash::FxHashMap;
+
+/// Query classes tracked at most (the others are not judged until the worker restarts).
+const MAX_CLASSES: usize = 10_000;
+/// Severity boundary on the incident's peak |z|.
+const CRITICAL_Z: f64 = 6.0;
+
+/// What happened to an incident since the last flush.
+#[derive(Debug, Clone, PartialEq)]
+enum Event {
+    Opened { key: i64, z: f64, baseline_ms: f64, observed_ms: f64, detail: String },
+    Resolved { key: i64, z: f64 },
+}
+
+/// The worker's latency trackers.
+#[derive(Debug, Default)]
+pub(crate) struct Monitor {
+    classes: FxHashMap<u64, IncidentTracker>,
+    global: Option<IncidentTracker>,
+    /// Per drain: sum of ln(latency / class median) and count, for the global signal.
+    drain_log_ratio: (f64, u32),
+    events: Vec<Event>,
+    /// Skipped observations (steered executions, repairs running).
+    pub(crate) skipped: u64,
+}
+
+/// The key of the whole-workload signal in `dag_anomalies.query_id`.
+const GLOBAL: i64 = 0;
+
+impl Monitor {
+    /// One captured execution of class `query_id` (native plan when `arm == 0`); `quiet` while our own repair
+    /// runs.
+    pub(crate) fn observe(&mut self, query_id: u64, arm: u8, execution_ms: f64, quiet: bool) {
+        if quiet || arm != 0 {
+            self.skipped += 1;
+            if let Some(t) = self.classes.get_mut(&query_id) {
+                t.skip();
+            }
+            return;
+        }
+        if !self.classes.contains_key(&query_id) && self.classes.len() >= MAX_CLASSES {
+            return;
+        }
+        let tracker = self.classes.entry(query_id).or_insert_with(|| IncidentTracker::new(AnomalyConfig::default()));
+        let was_open = tracker.open_incident().is_some();
+        let baseline = tracker.baseline_median();
+        if let Some(incident) = tracker.observe(execution_ms) {
+            self.events.push(Event::Opened {
+                key: query_id as i64,
+                z: incident.peak_z,
+                baseline_ms: incident.baseline,
+                observed_ms: execution_ms,
+                detail: format!(
+                    "query class {query_id}: executions {:.1}x slower than its median {:.3} ms",
+                    execution_ms / incident.baseline.max(1e-9),
+                    incident.baseline
+                ),
+            });
+        } else if was_open && tracker.open_incident().is_none() {
+            let z = tracker.closed_incidents().last().map_or(0.0, |i| i.peak_z);
+            self.events.push(Event::Resolved { key: query_id as i64, z });
+        }
+        if let Some(median) = baseline.filter(|m| *m > 0.0 && execution_ms > 0.0) {
+            self.drain_log_ratio.0 += (execution_ms / median).ln();
+            self.drain_log_ratio.1 += 1;
+        }
+    }
+
+    /// Ends a drain: feeds the whole-workload signal (when the drain had judged executions).
+    pub(crate) fn end_drain(&mut self) {
+        let (sum, n) = std::mem::take(&mut self.drain_log_ratio);
+        if n == 0 {
+            return;
+        }
+        let ratio = (sum / f64::from(n)).exp();
+        let global = self.global.get_or_insert_with(|| {
+            // Drains come every second: warm up for a minute, open after 5 slow seconds of 10.
+            IncidentTracker::with_policy(
+                AnomalyConfig::default(),
+                IncidentPolicy { min_samples: 60, ..Default::default() },
+            )
+        });
+        let was_open = global.open_incident().is_some();
+        if let Some(incident) = global.observe(ratio) {
+            self.events.push(Event::Opened {
+                key: GLOBAL,
+                z: incident.peak_z,
+                baseline_ms: incident.baseline,
+                observed_ms: ratio,
+                detail: format!(
+                    "all queries: {ratio:.2}x their classes' median latency (normally {:.2}x)",
+                    incident.baseline
+                ),
+            });
+        } else if was_open && global.open_incident().is_none() {
+            let z = global.closed_incidents().last().map_or(0.0, |i| i.peak_z);
+            self.events.push(Event::Resolved { key: GLOBAL, z });
+        }
+    }
+
+    /// Classes per tracker state, for status reports.
+    pub(crate) fn states(&self) -> [usize; 4] {
+        let mut n = [0; 4];
+        for t in self.classes.values() {
+            n[match t.state() {
+                TrackerState::WarmingUp => 0,
+                TrackerState::Normal => 1,
+                TrackerState::Incident => 2,
+                TrackerState::Blackout => 3,
+            }] += 1;
+        }
+        n
+    }
+
+    /// Writes the incidents opened and resolved since the last flush.
+    pub(crate) fn flush(&mut self) {
+        if self.events.is_empty() || !BackgroundWorker::transaction(crate::learner::extension_installed) {
+            self.events.clear();
+            return;
+        }
+        let events = std::mem::take(&mut self.events);
+        BackgroundWorker::transaction(|| {
+            for e in &events {
+                let r = match e {
+                    Event::Opened { key, z, baseline_ms, observed_ms, detail } => {
+                        log!("ruvector_dag_learner: latency anomaly: {detail} (z = {z:.1})");
+                        Spi::run_with_args(
+                            "INSERT INTO ruvector.dag_anomalies
+                                 (anomaly_type, severity, affected_component, query_id, z_score, baseline, observed, detail)
+                             VALUES ('latency', $1, $2, $3, $4, $5, $6, $7)",
+                            &[
+                                (if *z >= CRITICAL_Z { "critical" } else { "warning" }).into(),
+                                (if *key == GLOBAL { "all queries".to_owned() } else { format!("query class {key}") })
+                                    .into(),
+                                (*key).into(),
+                                (*z).into(),
+                                (*baseline_ms).into(),
+                                (*observed_ms).into(),
+                                detail.as_str().into(),
+                            ],
+                        )
+                    }
+                    Event::Resolved { key, z } => Spi::run_with_args(
+                        "UPDATE ruvector.dag_anomalies SET resolved = true, resolved_at = now(),
+                             z_score = greatest(z_score, $2)
+                         WHERE query_id = $1 AND NOT resolved",
+                        &[(*key).into(), (*z).into()],
+                    ),
+                };
+                if let Err(e) = r {
+                    warning!("ruvector_dag_learner: recording a latency anomaly: {e}");
+                }
+            }
+        });
+    }
+}
+
+extension_sql!(
+    r#"
+-- Latency incidents the learner worker detected (sustained, past warm-up; isolated spikes are not recorded).
+CREATE TABLE dag_anomalies (
+    anomaly_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    detected_at timestamptz NOT NULL DEFAULT now(),
+    anomaly_type text NOT NULL,
+    severity text NOT NULL CHECK (severity IN ('warning', 'critical')),
+    affected_component text NOT NULL,
+    query_id bigint NOT NULL,
+    z_score float8 NOT NULL,
+    baseline float8,
+    observed float8,
+    resolved boolean NOT NULL DEFAULT false,
+    resolved_at timestamptz,
+    detail text
+);
+CREATE INDEX ON dag_anomalies (detected_at);
+
+-- Anomalies detected in time_range (default: the last hour), and any still open.
+CREATE FUNCTION dag_anomalies(time_range tstzrange DEFAULT NULL)
+RETURNS TABLE (anomaly_id bigint, detected_at timestamptz, anomaly_type text, severity text,
+               affected_component text, z_score float8, resolved boolean)
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT a.anomaly_id, a.detected_at, a.anomaly_type, a.severity, a.affected_component, a.z_score, a.resolved
+    FROM ruvector.dag_anomalies a
+    WHERE a.detected_at <@ coalesce(time_range, tstzrange(now() - interval '1 hour', now(), '[]')) OR NOT a.resolved
+    ORDER BY a.anomaly_id
+$$;
+REVOKE EXECUTE ON FUNCTION dag_anomalies(tstzrange) FROM PUBLIC;
+"#,
+    name = "anomaly_tables"
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opened(m: &Monitor) -> Vec<i64> {
+        m.events.iter().filter_map(|e| if let Event::Opened { key, .. } = e { Some(*key) } else { None }).collect()
+    }
+
+    #[test]
+    fn a_sustained_slowdown_opens_one_incident_and_its_end_resolves_it() {
+        let mut m = Monitor::default();
+        for i in 0..40 {
+            m.observe(7, 0, 2.0 + f64::from(i % 5) * 0.05, false);
+        }
+        assert!(m.events.is_empty());
+        for _ in 0..5 {
+            m.observe(7, 0, 50.0, false);
+        }
+        assert_eq!(opened(&m), [7]);
+        let Event::Opened { z, baseline_ms, .. } = m.events[0].clone() else { unreachable!() };
+        assert!(z > CRITICAL_Z && (baseline_ms - 2.1).abs() < 0.1, "{z} {baseline_ms}");
+        for _ in 0..10 {
+            m.observe(7, 0, 2.0, false);
+        }
+        assert!(matches!(m.events.last(), Some(Event::Resolved { key: 7, .. })));
+    }
+
+    #[test]
+    fn isolated_spikes_steered_executions_and_our_repairs_open_nothing() {
+        let mut m = Monitor::default();
+        for i in 0..200 {
+            // A spike every 20 executions.
+            m.observe(1, 0, if i % 20 == 19 { 80.0 } else { 2.0 }, false);
+        }
+        for _ in 0..20 {
+            m.observe(1, 3, 80.0, false); // under a steering arm
+            m.observe(1, 0, 80.0, true); // while a repair runs
+        }
+        assert!(opened(&m).is_empty(), "{:?}", m.events);
+        assert_eq!(m.skipped, 40);
+        assert_eq!(m.states(), [0, 1, 0, 0]);
+    }
+
+    #[test]
+    fn the_whole_workload_signal_ignores_a_change_of_mix() {
+        let mut m = Monitor::default();
+        // Two classes, 2 ms and 200 ms; after warm-up the mix swings to the slow class without any slowdown.
+        for drain in 0..200 {
+            let slow_share = if drain < 100 { 1 } else { 9 };
+            for j in 0..10 {
+                let (class, ms) = if j < slow_share { (2, 200.0) } else { (1, 2.0) };
+                m.observe(class, 0, ms, false);
+            }
+            m.end_drain();
+        }
+        assert!(opened(&m).is_empty(), "{:?}", m.events);
+        // Everything 4x slower for 10 drains: the whole workload is in an incident.
+        for _ in 0..10 {
+            m.observe(1, 0, 8.0, false);
+            m.observe(2, 0, 800.0, false);
+            m.end_drain();
+        }
+        assert!(opened(&m).contains(&GLOBAL), "{:?}", m.events);
+    }
+}
