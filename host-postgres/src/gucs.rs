@@ -86,6 +86,7 @@ pub(crate) static ADVISOR_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(3
 pub(crate) static HEALING_MODE: GucSetting<HealingMode> = GucSetting::<HealingMode>::new(HealingMode::observe);
 pub(crate) static HEALING_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(300_000);
 pub(crate) static HEALING_PROBE_SAMPLES: GucSetting<i32> = GucSetting::<i32>::new(20);
+pub(crate) static HEALING_MAX_COST_RATIO: GucSetting<f64> = GucSetting::<f64>::new(4.0);
 pub(crate) static HEALING_PROBE_BUDGET_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub(crate) static ADVISOR_VALIDATION_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 
@@ -300,6 +301,16 @@ pub(crate) fn init() {
         &HEALING_PROBE_SAMPLES,
         1,
         10_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"ruvector.healing_max_cost_ratio",
+        c"Most buffers per query a search-breadth change may cost, relative to before it.",
+        c"dag_rebalance_index() in auto mode rolls a wider search back when its held-out probe reads more than this.",
+        &HEALING_MAX_COST_RATIO,
+        1.0,
+        1000.0,
         GucContext::Suset,
         GucFlags::default(),
     );

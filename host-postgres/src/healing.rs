@@ -15,7 +15,7 @@
 use crate::index_health::{self, Health};
 use crate::replay::Replayer;
 use crate::sql::fail;
-use dag::healing::IndexAction;
+use dag::healing::{IndexAction, IndexKind};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use pgrx::spi;
@@ -137,6 +137,221 @@ fn dag_auto_repair() -> TableIterator<
     })
     .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("reading ruvector.dag_repairs: {e}")));
     TableIterator::new(rows)
+}
+
+/// The sample seed that verifies a search-breadth change on query vectors the tuning did not see.
+const HELD_OUT_SEED: i32 = 11;
+/// Verification may fall this far short of the target recall (sampling noise).
+const VERIFY_TOLERANCE: f64 = 0.02;
+/// Tuning aims this far above the target, so that a breadth that only just reaches it on the tuning sample is
+/// not chosen to fail on held-out queries.
+const TUNING_MARGIN: f64 = 0.03;
+
+/// Search-breadth candidates for `kind`, narrowest first, from the current settings: `(setting, value)` pairs.
+fn breadth_candidates(kind: &IndexKind, current: &str, lists: Option<i64>) -> Vec<Vec<(&'static str, String)>> {
+    let get = |name: &str| {
+        current.split(", ").filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.to_owned())
+    };
+    let num = |name: &str, default: i64| get(name).and_then(|v| v.parse::<i64>().ok()).unwrap_or(default);
+    match kind {
+        IndexKind::Hnsw => {
+            let ef = num("hnsw.ef_search", 40);
+            let mut out: Vec<Vec<(&'static str, String)>> = std::iter::successors(Some(ef * 2), |e| Some(e * 2))
+                .take_while(|e| *e <= 1000)
+                .map(|e| vec![("hnsw.ef_search", e.to_string())])
+                .collect();
+            // Scans that return too few rows (deleted or filtered tuples) are what iterative scans are for.
+            if get("hnsw.iterative_scan").as_deref() == Some("off") {
+                out.push(vec![("hnsw.iterative_scan", "relaxed_order".to_owned())]);
+            }
+            out
+        }
+        IndexKind::IvfFlat => {
+            let probes = num("ivfflat.probes", 1);
+            let lists = lists.unwrap_or(100);
+            std::iter::successors(Some(probes * 2), |p| Some(p * 2))
+                .take_while(|p| *p <= lists)
+                .map(|p| vec![("ivfflat.probes", p.to_string())])
+                .collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+fn settings_text(pairs: &[(&str, String)]) -> String {
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")
+}
+
+/// Records a search-breadth repair and how it ended.
+#[allow(clippy::too_many_arguments)]
+fn record_breadth(
+    index: &index_health::IndexInfo,
+    sql: &str,
+    status: &str,
+    reason: &str,
+    before: &index_health::Probe,
+    after: Option<&index_health::Probe>,
+    ms: f64,
+    detail: &str,
+) -> i64 {
+    index_health::as_extension_owner(|| {
+        Spi::get_one_with_args::<i64>(
+            "INSERT INTO ruvector.dag_repairs (repair_type, target, table_name, implementation_sql, status, reason,
+                 recall_before, buffers_before, recall_after, buffers_after, search_settings, started_at,
+                 finished_at, duration_ms, detail)
+             VALUES ('search_breadth', $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, now(), now(), $11, $12)
+             RETURNING repair_id",
+            &[
+                index.name.as_str().into(),
+                index.table.as_str().into(),
+                sql.into(),
+                status.into(),
+                reason.into(),
+                before.recall.into(),
+                before.buffers.into(),
+                after.map(|p| p.recall).into(),
+                after.map(|p| p.buffers).into(),
+                before.settings.as_str().into(),
+                ms.into(),
+                detail.into(),
+            ],
+        )
+    })
+    .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("recording a repair: {e}")))
+    .unwrap_or_default()
+}
+
+/// Search-breadth tuning of a vector index: finds the narrowest search breadth (`hnsw.ef_search`, then
+/// `hnsw.iterative_scan`; `ivfflat.probes`) whose recall@10 reaches `target_recall` (plus a margin of 0.03) on
+/// the probe's query vectors.
+/// In `observe` mode it records the change as recommended; in `auto` mode it applies it for the current database
+/// (`ALTER DATABASE … SET`: new sessions get it), verifies it on held-out query vectors — recall within 0.02 of
+/// the target, and at most `ruvector.healing_max_cost_ratio` times the buffers per query — and rolls it back
+/// (the previous database setting) when verification fails. Nothing changes the index itself, so
+/// `vectors_moved` is 0; an IVFFlat index whose lists are unbalanced needs a rebuild (`dag_auto_repair`).
+#[pg_extern]
+#[allow(clippy::type_complexity)]
+fn dag_rebalance_index(
+    index_name: &str,
+    target_recall: default!(f64, 0.95),
+) -> TableIterator<
+    'static,
+    (
+        name!(vectors_moved, i32),
+        name!(new_recall, Option<f64>),
+        name!(duration_ms, f64),
+        name!(repair_id, Option<i64>),
+        name!(status, String),
+        name!(setting, Option<String>),
+        name!(detail, String),
+    ),
+> {
+    if !(0.0..=1.0).contains(&target_recall) {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("target_recall {target_recall} is out of range: expected 0 <= target_recall <= 1"),
+        );
+    }
+    let mode = crate::gucs::HEALING_MODE.get();
+    if mode == crate::gucs::HealingMode::off {
+        fail(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "self-healing is off: SET ruvector.healing_mode to observe (recommend) or auto (repair)",
+        );
+    }
+    let started = Instant::now();
+    let Some(ix) = index_health::discover(Some(index_name)).pop().filter(|ix| ix.ordered.is_some()) else {
+        fail(
+            PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE,
+            format!("\"{index_name}\" is not an index with an ordering operator (HNSW, IVFFlat)"),
+        )
+    };
+    let samples = probe_samples();
+    let deadline = started + Duration::from_millis(probe_budget_ms());
+    let measure = |settings: Option<&str>, seed: i32| {
+        crate::hooks::suppressed(|| index_health::probe(&ix, samples, deadline, settings, seed)).unwrap_or_else(|e| {
+            fail(PgSqlErrorCode::ERRCODE_QUERY_CANCELED, format!("recall probe of {}: {e}", ix.name))
+        })
+    };
+    let ms = || started.elapsed().as_secs_f64() * 1000.0;
+    let before = measure(None, index_health::TUNING_SEED);
+    let row = |recall: Option<f64>, id: Option<i64>, status: &str, setting: Option<String>, detail: String| {
+        TableIterator::new(vec![(0, recall, ms(), id, status.to_owned(), setting, detail)])
+    };
+    if before.recall >= target_recall {
+        let detail = format!(
+            "recall@{} {:.3} under {} already reaches {target_recall}",
+            index_health::K,
+            before.recall,
+            before.settings
+        );
+        return row(Some(before.recall), None, "not needed", None, detail);
+    }
+    let reason = format!(
+        "recall@{} {:.3} under {} is below the target {target_recall}",
+        index_health::K,
+        before.recall,
+        before.settings
+    );
+    let chosen = breadth_candidates(&ix.kind, &before.settings, ix.lists).into_iter().find_map(|pairs| {
+        let text = settings_text(&pairs);
+        let p = measure(Some(&text), index_health::TUNING_SEED);
+        (p.recall >= (target_recall + TUNING_MARGIN).min(1.0)).then_some((pairs, p))
+    });
+    let Some((pairs, tuned)) = chosen else {
+        let detail = format!("{reason}; no search breadth up to the limits reaches it: the index needs a rebuild");
+        let id = record_breadth(&ix, "", "failed", &reason, &before, None, ms(), &detail);
+        return row(None, Some(id), "failed", None, detail);
+    };
+    let setting = settings_text(&pairs);
+    let db = Spi::get_one::<String>("SELECT quote_ident(current_database())").ok().flatten().unwrap_or_default();
+    let sql = pairs.iter().map(|(k, v)| format!("ALTER DATABASE {db} SET {k} = '{v}'")).collect::<Vec<_>>().join("; ");
+    if mode == crate::gucs::HealingMode::observe {
+        let detail =
+            format!("recall@{} {:.3} under {setting} on the probe's query vectors", index_health::K, tuned.recall);
+        let id = record_breadth(&ix, &sql, "recommended", &reason, &before, Some(&tuned), ms(), &detail);
+        return row(Some(tuned.recall), Some(id), "recommended", Some(setting), detail);
+    }
+    // The database-level values to restore on rollback (absent = RESET).
+    let previous: Vec<(&str, Option<String>)> = pairs
+        .iter()
+        .map(|(k, _)| {
+            let v = Spi::get_one_with_args::<String>(
+                "SELECT split_part(c, '=', 2) FROM pg_db_role_setting s, unnest(s.setconfig) c
+                 WHERE s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())
+                   AND s.setrole = 0 AND split_part(c, '=', 1) = $1",
+                &[(*k).into()],
+            )
+            .ok()
+            .flatten();
+            (*k, v)
+        })
+        .collect();
+    Spi::run(&sql).unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{sql}: {e}")));
+    let held_out = measure(Some(&setting), HELD_OUT_SEED);
+    let max_cost = crate::gucs::HEALING_MAX_COST_RATIO.get();
+    let cost = held_out.buffers / before.buffers.max(1.0);
+    let verified = held_out.recall >= target_recall - VERIFY_TOLERANCE && cost <= max_cost;
+    let detail = format!(
+        "held-out recall@{} {:.3} under {setting} (target {target_recall}), {cost:.1}x the buffers per query \
+         (at most {max_cost})",
+        index_health::K,
+        held_out.recall
+    );
+    if verified {
+        let id = record_breadth(&ix, &sql, "verified", &reason, &before, Some(&held_out), ms(), &detail);
+        return row(Some(held_out.recall), Some(id), "verified", Some(setting), detail);
+    }
+    for (k, v) in previous {
+        let undo = match v {
+            Some(v) => format!("ALTER DATABASE {db} SET {k} = {}", spi::quote_literal(&v)),
+            None => format!("ALTER DATABASE {db} RESET {k}"),
+        };
+        Spi::run(&undo).unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{undo}: {e}")));
+    }
+    let detail = format!("{detail}: rolled back");
+    let id = record_breadth(&ix, &sql, "rolled_back", &reason, &before, Some(&held_out), ms(), &detail);
+    row(Some(held_out.recall), Some(id), "rolled_back", None, detail)
 }
 
 /// One `dag_health_report()` row.
@@ -535,7 +750,8 @@ CREATE TABLE dag_repairs (
     target text NOT NULL,
     table_name text NOT NULL,
     implementation_sql text NOT NULL,
-    status text NOT NULL CHECK (status IN ('recommended', 'pending', 'running', 'verified', 'unchanged', 'failed')),
+    status text NOT NULL CHECK (status IN ('recommended', 'pending', 'running', 'verified', 'unchanged', 'failed',
+                                      'rolled_back')),
     reason text,
     created_at timestamptz NOT NULL DEFAULT now(),
     started_at timestamptz,
@@ -562,6 +778,8 @@ extension_sql!(
     r#"
 -- Probes every indexed table and queues maintenance: for the DBA (or whom the DBA grants it).
 REVOKE EXECUTE ON FUNCTION dag_auto_repair() FROM PUBLIC;
+-- Changes database settings in auto mode.
+REVOKE EXECUTE ON FUNCTION dag_rebalance_index(text, double precision) FROM PUBLIC;
 -- Index names, anomaly details and repair statements: operator information.
 REVOKE EXECUTE ON FUNCTION dag_health_report() FROM PUBLIC;
 
@@ -572,5 +790,12 @@ FROM dag_health_report();
 REVOKE ALL ON dag_health_summary FROM PUBLIC;
 "#,
     name = "healing_privileges",
-    requires = [dag_auto_repair, dag_health_report, "healing_tables", "index_health_tables", "anomaly_tables"]
+    requires = [
+        dag_auto_repair,
+        dag_health_report,
+        dag_rebalance_index,
+        "healing_tables",
+        "index_health_tables",
+        "anomaly_tables"
+    ]
 );

@@ -19,6 +19,9 @@ use pgrx::prelude::*;
 use pgrx::spi::{self, SpiResult};
 use std::time::Instant;
 
+/// The sample seed of health probes; a different seed gives held-out query vectors.
+pub(crate) const TUNING_SEED: i32 = 7;
+
 /// Rows each probe asks for (recall@K).
 pub(crate) const K: usize = 10;
 
@@ -183,13 +186,14 @@ fn distances(sql: &str) -> Vec<f64> {
     .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_QUERY_CANCELED, format!("probe query: {e}")))
 }
 
-/// Measures recall@K of `ix` (which must have an ordering column) with up to `samples` query vectors, ending by
-/// `deadline`. `Err` says why no figure came out (a timeout, a plan that does not use the index, an empty table).
+/// Measures recall@K of `ix` (which must have an ordering column) with up to `samples` query vectors drawn with
+/// `seed`, under the session's search settings overridden by `settings`, ending by `deadline`. `Err` says why no figure came out (a timeout, a plan that does not use the index, an empty table).
 pub(crate) fn probe(
     ix: &IndexInfo,
     samples: usize,
     deadline: Instant,
     settings: Option<&str>,
+    seed: i32,
 ) -> Result<Probe, String> {
     let Some((col, typ, op)) = &ix.ordered else { return Err("no ordering operator".into()) };
     let table = &ix.table;
@@ -206,7 +210,7 @@ pub(crate) fn probe(
         let queries: Vec<String> = Spi::connect(|c| {
             c.select(
                 &format!(
-                    "SELECT {col}::text FROM {table} TABLESAMPLE BERNOULLI ({pct}) REPEATABLE (7)
+                    "SELECT {col}::text FROM {table} TABLESAMPLE BERNOULLI ({pct}) REPEATABLE ({seed})
                      WHERE {col} IS NOT NULL ORDER BY hashtext(ctid::text) LIMIT {samples}"
                 ),
                 None,
@@ -425,7 +429,7 @@ pub(crate) fn check(only: Option<&str>, samples: usize, budget_ms: u64, settings
         if spent {
             notes.push("probe budget spent before this index (raise ruvector.healing_probe_budget_ms)".to_owned());
         } else if ix.ordered.is_some() {
-            match crate::hooks::suppressed(|| probe(&ix, samples, deadline, settings)) {
+            match crate::hooks::suppressed(|| probe(&ix, samples, deadline, settings, TUNING_SEED)) {
                 Ok(p) => {
                     m.recall = Some(p.recall);
                     m.under_returning = Some(p.under_returning);

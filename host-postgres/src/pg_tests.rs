@@ -761,6 +761,7 @@ mod tests {
             "dag_index_advice",
             "dag_index_health",
             "dag_learn_now",
+            "dag_rebalance_index",
             "dag_record_trajectory",
             "dag_reset_learning",
             "dag_store_pattern",
@@ -977,6 +978,7 @@ mod tests {
             // Granted, it probes (as the caller) and records (as the extension's owner): no table privileges needed.
             ("dag_auto_repair()", "SELECT * FROM ruvector.dag_auto_repair()"),
             ("dag_health_report()", "SELECT * FROM ruvector.dag_health_report()"),
+            ("dag_rebalance_index(text, double precision)", "SELECT * FROM ruvector.dag_rebalance_index('x', 2)"),
             ("dag_anomalies(tstzrange)", "SELECT * FROM ruvector.dag_anomalies()"),
             ("dag_class_enable(bigint, boolean)", "SELECT ruvector.dag_class_enable(NULL, true)"),
             ("dag_class_steer(bigint, text)", "SELECT ruvector.dag_class_steer(1, 'no_such_setting')"),
@@ -1226,5 +1228,55 @@ mod tests {
         let summary =
             Spi::get_one::<i32>("SELECT issues FROM ruvector.dag_health_summary WHERE subsystem = 'indexes'").unwrap();
         assert_eq!(summary, Some(1));
+    }
+
+    /// In observe mode, search-breadth tuning finds and records the wider search that would restore recall, and
+    /// changes no setting.
+    #[pg_test]
+    fn rebalance_in_observe_mode_recommends_a_wider_search() {
+        Spi::run(
+            "CREATE EXTENSION vector;
+             CREATE TABLE rv_b (id int PRIMARY KEY, v vector(16));
+             SELECT setseed(0.1);
+             INSERT INTO rv_b SELECT g, (SELECT array_agg(random())::vector(16) FROM generate_series(1, 16)
+                                         WHERE g > 0) FROM generate_series(1, 2000) g;
+             CREATE INDEX rv_b_hnsw ON rv_b USING hnsw (v vector_l2_ops);
+             DELETE FROM rv_b WHERE id % 4 <> 0;
+             SET LOCAL hnsw.ef_search = 10",
+        )
+        .unwrap();
+        let settings = || Spi::get_one::<i64>("SELECT count(*) FROM pg_db_role_setting").unwrap();
+        let before = settings();
+        let (status, setting) = Spi::get_two::<String, String>(
+            "SELECT status, setting FROM ruvector.dag_rebalance_index('rv_b_hnsw', 0.9)",
+        )
+        .unwrap();
+        assert_eq!(status.as_deref(), Some("recommended"));
+        let setting = setting.unwrap();
+        assert!(setting.starts_with("hnsw.ef_search=") || setting == "hnsw.iterative_scan=relaxed_order", "{setting}");
+        let sql = Spi::get_one::<String>(
+            "SELECT implementation_sql FROM ruvector.dag_repairs WHERE repair_type = 'search_breadth'",
+        )
+        .unwrap()
+        .unwrap();
+        assert!(sql.starts_with("ALTER DATABASE "), "{sql}");
+        assert_eq!(settings(), before, "observe mode changed a setting");
+        let (status, _) =
+            Spi::get_two::<String, String>("SELECT status, detail FROM ruvector.dag_rebalance_index('rv_b_hnsw', 0.0)")
+                .unwrap();
+        assert_eq!(status.as_deref(), Some("not needed"));
+    }
+
+    #[pg_test(error = "target_recall 1.5 is out of range: expected 0 <= target_recall <= 1")]
+    fn rebalance_checks_the_target() {
+        Spi::run("SELECT * FROM ruvector.dag_rebalance_index('x', 1.5)").unwrap();
+    }
+
+    #[pg_test(error = "\"rv_plain_pkey\" is not an index with an ordering operator (HNSW, IVFFlat)")]
+    fn rebalance_needs_a_vector_index() {
+        Spi::run(
+            "CREATE TABLE rv_plain (id int PRIMARY KEY); SELECT * FROM ruvector.dag_rebalance_index('rv_plain_pkey')",
+        )
+        .unwrap();
     }
 }

@@ -5,6 +5,9 @@
 #      reports lost recall and under-returning scans; in observe mode dag_auto_repair() only recommends (nothing
 #      changes); in auto mode the learner worker runs the VACUUM, measures again under the same search settings
 #      and records recall before/after in ruvector.dag_repairs.
+#      With more rows deleted, dag_rebalance_index() finds the narrowest wider search that reaches the target
+#      recall, applies it for the database, verifies it on held-out query vectors, and rolls it back when it costs
+#      more buffers per query than ruvector.healing_max_cost_ratio allows.
 #   2. IVFFlat fed a shifted distribution: the new rows pile into one list and each probe reads many more buffers;
 #      the worker rebuilds it with REINDEX INDEX CONCURRENTLY while a read/write workload runs (no errors), and the
 #      buffers per probe come back down.
@@ -66,7 +69,7 @@ echo "latency anomaly (40 executions at 2 ms, then 5 at 50 ms): recorded $((($(d
 for _ in $(seq 1 12); do echo "SELECT pg_sleep(0.002);"; done | sql >/dev/null
 sleep 1.5
 [[ $(sql -c "SELECT resolved FROM ruvector.dag_anomalies()") == t ]] || fail "the anomaly did not resolve"
-sql -c "CREATE TABLE items (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
+sql -c "SELECT setseed(0.42); CREATE TABLE items (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
         INSERT INTO items $(random_vectors 1 "$N" 0);
         CREATE INDEX items_hnsw ON items USING hnsw (v vector_l2_ops); ANALYZE items"
 
@@ -100,8 +103,26 @@ echo "HNSW repair (VACUUM): recall@10 $(fmt "$before") -> $(fmt "$after"), dead 
 check "$after >= $r0 - 0.05 AND $after > $before AND $dead = 0"
 [[ $(health items_hnsw status) == ok ]] || fail "HNSW not ok after the repair: $(health items_hnsw detail)"
 
+# Search-breadth tuning with verification on held-out query vectors, applied for the database, and rolled back
+# when it costs more than allowed. More rows deleted (no VACUUM this time): the users' ef_search falls short.
+sql -c "DELETE FROM items WHERE id % 4 = 1"
+IFS='|' read -r status recall setting detail <<<"$(sql -c "$USERS SET ruvector.healing_probe_samples = 50;
+    SELECT status, new_recall, setting, detail FROM ruvector.dag_rebalance_index('items_hnsw', 0.9)")"
+echo "search breadth: $status, $setting: $detail"
+[[ $status == verified ]] || fail "search-breadth tuning '$status': $detail"
+key=${setting%%=*}
+value=${setting#*=}
+[[ $(sql -c "SHOW $key") == "$value" ]] || fail "a new session does not get $setting"
+IFS='|' read -r status detail <<<"$(sql -c "$USERS SET ruvector.healing_max_cost_ratio = 1;
+    SELECT status, detail FROM ruvector.dag_rebalance_index('items_hnsw', 0.95)")"
+echo "search breadth with a cost cap of 1x: $status: $detail"
+[[ $status == rolled_back ]] || fail "a wider search over the cost cap was not rolled back: $status"
+[[ $(sql -c "SHOW $key") == "$value" ]] || fail "the rollback did not restore $setting"
+[[ $(repair "repair_type = 'search_breadth'" status) == rolled_back ]] || fail "the rollback is not recorded"
+sql -c "ALTER DATABASE postgres RESET ALL" >/dev/null
+
 # 2. IVFFlat fed a shifted distribution.
-sql -c "CREATE TABLE iv (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
+sql -c "SELECT setseed(0.43); CREATE TABLE iv (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
         INSERT INTO iv $(random_vectors 1 "$N" 0);
         CREATE INDEX iv_ivf ON iv USING ivfflat (v vector_l2_ops) WITH (lists = 50); ANALYZE iv"
 b0=$(health iv_ivf buffers_per_probe)
