@@ -57,6 +57,8 @@ pub struct AnomalyDetector {
     window: VecDeque<(u64, f64, f64)>,
     next: u64,
     scale_floor: f64,
+    /// Median and scale of the current window, computed once per change of the window.
+    cached: std::cell::Cell<Option<(f64, f64)>>,
 }
 
 /// MAD × this estimates the standard deviation of normal data.
@@ -66,13 +68,20 @@ impl AnomalyDetector {
     /// A detector with `config` (a window of at least 3).
     pub fn new(config: AnomalyConfig) -> Self {
         let config = AnomalyConfig { window_size: config.window_size.max(3), ..config };
-        AnomalyDetector { config, window: VecDeque::with_capacity(config.window_size), next: 0, scale_floor: 0.01 }
+        AnomalyDetector {
+            config,
+            window: VecDeque::with_capacity(config.window_size),
+            next: 0,
+            scale_floor: 0.01,
+            cached: std::cell::Cell::new(None),
+        }
     }
 
     /// Smallest scale (in `ln(1 + x)` units) a z-score divides by, so a perfectly flat window does not make every
     /// tiny change infinitely anomalous. Default 0.01 (about a 1% change).
     pub fn with_scale_floor(mut self, floor: f64) -> Self {
         self.scale_floor = floor.max(1e-9);
+        self.cached.set(None);
         self
     }
 
@@ -91,6 +100,7 @@ impl AnomalyDetector {
         }
         self.window.push_back((self.next, value, value.ln_1p()));
         self.next += 1;
+        self.cached.set(None);
     }
 
     /// Observations in the window.
@@ -108,11 +118,18 @@ impl AnomalyDetector {
         if self.window.is_empty() {
             return None;
         }
+        if let Some(cs) = self.cached.get() {
+            return Some(cs);
+        }
         let mut logs: Vec<f64> = self.window.iter().map(|w| w.2).collect();
         let center = median(&mut logs);
-        let mut deviations: Vec<f64> = logs.iter().map(|x| (x - center).abs()).collect();
-        let mad = median(&mut deviations);
-        Some((center, (MAD_TO_SIGMA * mad).max(self.scale_floor)))
+        for x in &mut logs {
+            *x = (*x - center).abs();
+        }
+        let mad = median(&mut logs);
+        let cs = (center, (MAD_TO_SIGMA * mad).max(self.scale_floor));
+        self.cached.set(Some(cs));
+        Some(cs)
     }
 
     /// The robust z-score `value` would have against the current window; `None` for an empty window.
@@ -132,10 +149,11 @@ impl AnomalyDetector {
     }
 }
 
+/// Median by selection (linear time; reorders `v`).
 fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
     let n = v.len();
-    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+    let (low, &mut upper, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
+    if n % 2 == 1 { upper } else { (low.iter().copied().fold(f64::NEG_INFINITY, f64::max) + upper) / 2.0 }
 }
 
 /// Which side of the baseline is bad.
