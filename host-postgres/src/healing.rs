@@ -444,6 +444,33 @@ fn health_report() -> Vec<Subsystem> {
         ),
         recommendations: Vec::new(),
     });
+    // Learning drift over the last 20 cycles.
+    let drift = crate::drift::rows(20);
+    let judged: Vec<&crate::drift::Row> = drift.iter().filter(|r| r.judged && r.trend != "insufficient data").collect();
+    let degrading: Vec<String> = judged
+        .iter()
+        .filter(|r| r.trend == "degrading")
+        .map(|r| {
+            format!(
+                "{} {:.3} from {:.3} over the last {} cycles",
+                r.metric,
+                r.current.unwrap_or(f64::NAN),
+                r.baseline.unwrap_or(f64::NAN),
+                r.cycles
+            )
+        })
+        .collect();
+    out.push(Subsystem {
+        name: "learning_drift",
+        status: if judged.is_empty() {
+            "not enough learning cycles".to_owned()
+        } else {
+            format!("{} of {} metrics degrading", degrading.len(), judged.len())
+        },
+        score: (!judged.is_empty()).then(|| 1.0 - degrading.len() as f64 / judged.len() as f64),
+        issues: degrading,
+        recommendations: Vec::new(),
+    });
     // The learner.
     let (_, status, message) = crate::sql::learner_health();
     out.push(Subsystem {
@@ -474,6 +501,41 @@ fn health_report() -> Vec<Subsystem> {
         recommendations: Vec::new(),
     });
     out
+}
+
+/// The `dag_health_check()` row about self-healing: counts only (that function is for every role).
+pub(crate) fn health_check_row() -> (&'static str, &'static str, String) {
+    let mode = crate::gucs::HEALING_MODE.get();
+    let mode_name = match mode {
+        crate::gucs::HealingMode::off => "off",
+        crate::gucs::HealingMode::observe => "observe",
+        crate::gucs::HealingMode::auto => "auto",
+    };
+    let [degraded, measured, anomalies, open, failed] = index_health::as_extension_owner(|| {
+        [
+            "SELECT count(DISTINCT index_name) FROM ruvector.dag_index_state WHERE status = 'degraded'",
+            "SELECT count(DISTINCT index_name) FROM ruvector.dag_index_state",
+            "SELECT count(*) FROM ruvector.dag_anomalies WHERE NOT resolved",
+            "SELECT count(*) FROM ruvector.dag_repairs WHERE status IN ('recommended', 'pending', 'running')",
+            "SELECT count(*) FROM ruvector.dag_repairs
+             WHERE status IN ('failed', 'rolled_back') AND finished_at > now() - interval '1 day'",
+        ]
+        .map(count)
+    });
+    let status = match () {
+        _ if mode == crate::gucs::HealingMode::off => "disabled",
+        _ if degraded > 0 || anomalies > 0 || failed > 0 => "warning",
+        _ => "ok",
+    };
+    (
+        "healing",
+        status,
+        format!(
+            "mode {mode_name}: {degraded} of {measured} measured indexes degraded, {anomalies} open latency \
+             anomalies, {open} repairs recommended or in progress, {failed} failed or rolled back in the last day \
+             (details: dag_health_report())"
+        ),
+    )
 }
 
 /// Health of indexes, query latencies, repairs and the learner, each scored in 0..=1 from its latest

@@ -18,6 +18,7 @@ mod analysis;
 mod anomalies;
 mod capture;
 mod classes;
+mod drift;
 mod explain;
 mod gucs;
 mod healing;

@@ -734,6 +734,7 @@ mod tests {
             "dag_ewc_constraints",
             "dag_get_trajectories",
             "dag_health_check",
+            "dag_learning_drift",
             "dag_learning_status",
             "dag_mincut_analysis",
             "dag_pattern_clusters",
@@ -1278,5 +1279,58 @@ mod tests {
             "CREATE TABLE rv_plain (id int PRIMARY KEY); SELECT * FROM ruvector.dag_rebalance_index('rv_plain_pkey')",
         )
         .unwrap();
+    }
+
+    /// A falling pattern quality over the recorded cycles is `degrading`, shows in the health report, and a
+    /// count with no good direction only rises.
+    #[pg_test]
+    fn learning_drift_reads_the_trend_of_the_recorded_cycles() {
+        Spi::run(
+            "INSERT INTO ruvector.dag_learning_history (patterns, mean_quality, steered_improvement, stale_share, ewc_tasks)
+             SELECT 10 + g, 0.6 - 0.01 * g, 0.3, 0.0, g / 5 FROM generate_series(0, 19) g",
+        )
+        .unwrap();
+        let row = |metric: &str| {
+            Spi::get_three_with_args::<String, f64, f64>(
+                "SELECT trend, current_value, baseline_value FROM ruvector.dag_learning_drift() WHERE metric = $1",
+                &[metric.into()],
+            )
+            .unwrap()
+        };
+        let (trend, current, baseline) = row("mean_quality");
+        assert_eq!(trend.as_deref(), Some("degrading"));
+        assert!((current.unwrap() - 0.41).abs() < 1e-9);
+        assert!((baseline.unwrap() - 0.555).abs() < 1e-9);
+        assert_eq!(row("steered_improvement").0.as_deref(), Some("stable"));
+        assert_eq!(row("patterns").0.as_deref(), Some("rising"));
+        let (status, score) = Spi::get_two::<String, f64>(
+            "SELECT status, score FROM ruvector.dag_health_report() WHERE subsystem = 'learning_drift'",
+        )
+        .unwrap();
+        assert_eq!(status.as_deref(), Some("1 of 3 metrics degrading"));
+        assert!((score.unwrap() - 2.0 / 3.0).abs() < 1e-9);
+        let short =
+            Spi::get_one::<String>("SELECT trend FROM ruvector.dag_learning_drift(3) WHERE metric = 'mean_quality'")
+                .unwrap();
+        assert_eq!(short.as_deref(), Some("insufficient data"));
+    }
+
+    #[pg_test(error = "window 1 is out of range: expected 2..=10000")]
+    fn learning_drift_checks_the_window() {
+        Spi::run("SELECT * FROM ruvector.dag_learning_drift(1)").unwrap();
+    }
+
+    #[pg_test]
+    fn health_check_has_a_healing_row_with_counts() {
+        let (status, message) = Spi::get_two::<String, String>(
+            "SELECT status, message FROM ruvector.dag_health_check() WHERE component = 'healing'",
+        )
+        .unwrap();
+        // Other tests' workloads reach the shared worker: only the shape of the row is certain here.
+        assert!(matches!(status.as_deref(), Some("ok" | "warning")), "{status:?}");
+        let message = message.unwrap();
+        assert!(message.starts_with("mode observe: "), "{message}");
+        assert!(message.contains(" measured indexes degraded, "), "{message}");
+        assert!(message.contains(" open latency anomalies, "), "{message}");
     }
 }

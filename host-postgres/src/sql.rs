@@ -223,6 +223,7 @@ fn dag_health_check() -> TableIterator<
         (None, None) => rows.push(("config", "ok", "built-in defaults (ruvector.config_file is empty)".to_owned())),
     }
     rows.extend(crate::plugins::health());
+    rows.push(crate::healing::health_check_row());
     TableIterator::new(rows.into_iter().map(move |(c, st, m)| (c.to_owned(), st.to_owned(), now, m)))
 }
 

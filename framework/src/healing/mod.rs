@@ -7,12 +7,14 @@
 //! find what is wrong without false alarms; [`HealingOrchestrator`] runs the cycle and reports health.
 
 mod anomaly;
+mod drift;
 mod index_health;
 mod orchestrator;
 
 pub use anomaly::{
     Anomaly, AnomalyConfig, AnomalyDetector, Direction, Incident, IncidentPolicy, IncidentTracker, TrackerState,
 };
+pub use drift::{Better, Drift, Trend, drift};
 pub use index_health::{
     IndexAction, IndexAssessment, IndexKind, IndexMeasurement, IndexThresholds, assess as assess_index,
 };

@@ -678,6 +678,9 @@ impl Learner {
         };
         let status = self.save();
         c.persist_status.store(status, Ordering::Relaxed);
+        if status == 1 {
+            crate::drift::record(&self.engine, f64::from_bits(c.avg_improvement.load(Ordering::Relaxed)));
+        }
         self.publish();
         let values = [
             report.trajectories_processed as u64,
