@@ -44,7 +44,7 @@ sql -c "CREATE EXTENSION ruvector_dag; CREATE EXTENSION vector" >/dev/null
 echo "healing_pgvector: N=$N D=$D, $(nproc) CPUs, PostgreSQL $(sql -c 'SHOW server_version')"
 
 sql -c "SELECT setseed(0.42); CREATE TABLE items (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
-        INSERT INTO items $(vectors 1 "$N" 0)"
+        INSERT INTO items $(vectors 1 "$N" 0)" >/dev/null
 t=$(date +%s%N)
 sql -c "CREATE INDEX items_hnsw ON items USING hnsw (v vector_l2_ops); ANALYZE items"
 echo "HNSW build: $(ms_since "$t") ms"
@@ -63,7 +63,7 @@ echo "HNSW repair: $(sql -c "SELECT repair_type || ' ' || status || ': recall@10
 LISTS=$(awk -v n="$N" 'BEGIN { printf "%d", sqrt(n) }')
 sql -c "SELECT setseed(0.43); CREATE TABLE iv (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
         INSERT INTO iv $(vectors 1 "$N" 0);
-        CREATE INDEX iv_ivf ON iv USING ivfflat (v vector_l2_ops) WITH (lists = $LISTS); ANALYZE iv"
+        CREATE INDEX iv_ivf ON iv USING ivfflat (v vector_l2_ops) WITH (lists = $LISTS); ANALYZE iv" >/dev/null
 echo "IVFFlat fresh (lists $LISTS, probes 1): $(health iv_ivf "round(buffers_per_probe::numeric, 1) || ' buffers per probe, imbalance ' || round(imbalance::numeric, 2)")"
 sql -c "INSERT INTO iv $(vectors $((N + 1)) $((2 * N)) 3); ANALYZE iv"
 echo "IVFFlat after N shifted rows: $(health iv_ivf "round(buffers_per_probe::numeric, 1) || ' buffers per probe, imbalance ' || round(imbalance::numeric, 2) || ', ' || status")"

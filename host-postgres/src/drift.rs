@@ -57,6 +57,115 @@ pub(crate) fn record(engine: &DagSonaEngine, steered_improvement: f64) {
     }
 }
 
+/// Forgets the learning history and the last good state (after an operator reset or imported the learned
+/// state: what came before is no standard for it, and rolling back would undo the operator's choice).
+pub(crate) fn forget() {
+    let result = BackgroundWorker::transaction(|| {
+        if !crate::learner::extension_installed() {
+            return Ok(());
+        }
+        Spi::run("DELETE FROM ruvector.dag_learning_history")?;
+        Spi::run("DELETE FROM ruvector.dag_learning_state WHERE name = 'last_good'")
+    });
+    if let Err(e) = result {
+        warning!("ruvector_dag_learner: forgetting the learning history: {e}");
+    }
+}
+
+/// Cycles the learning guard judges pattern quality over.
+const GUARD_WINDOW: i32 = 20;
+
+/// Sample-weighted mean quality of the learned patterns.
+fn mean_quality(engine: &DagSonaEngine) -> Option<f64> {
+    let patterns = engine.reasoning_bank.patterns();
+    let samples: u64 = patterns.iter().map(|p| p.samples).sum();
+    (samples > 0).then(|| patterns.iter().map(|p| p.quality() * p.samples as f64).sum::<f64>() / samples as f64)
+}
+
+/// The learning guard, after a cycle the worker saved: while pattern quality is not degrading over the last
+/// cycles, the saved state is kept as `last_good` in `ruvector.dag_learning_state`; when it is degrading, the
+/// rollback to `last_good` is recommended (`observe`) or done (`auto`: the engine restores it, the caller saves it
+/// as current), at most once per window, and recorded in `ruvector.dag_repairs` with the quality before and after
+/// (`verified` when the restored state's quality is higher). Returns true when the state was rolled back.
+pub(crate) fn guard(engine: &mut DagSonaEngine) -> bool {
+    let mode = crate::gucs::HEALING_MODE.get();
+    if mode == crate::gucs::HealingMode::off {
+        return false;
+    }
+    let judged = BackgroundWorker::transaction(|| {
+        crate::advisor::in_subtransaction(|| {
+            let trend = rows(GUARD_WINDOW).into_iter().find(|r| r.metric == "mean_quality").map(|r| r.trend);
+            if trend != Some("degrading") {
+                let kept = Spi::run(
+                    "INSERT INTO ruvector.dag_learning_state (name, state, format_version, patterns, queries, saved_at)
+                     SELECT 'last_good', state, format_version, patterns, queries, saved_at
+                     FROM ruvector.dag_learning_state WHERE name = 'current'
+                     ON CONFLICT (name) DO UPDATE SET state = excluded.state,
+                         format_version = excluded.format_version, patterns = excluded.patterns,
+                         queries = excluded.queries, saved_at = excluded.saved_at",
+                );
+                if let Err(e) = kept {
+                    warning!("ruvector_dag_learner: keeping the last good learned state: {e}");
+                }
+                return None;
+            }
+            // Once per window: not again while the degrading cycles that triggered it are in view.
+            let recent = Spi::get_one_with_args::<bool>(
+                "SELECT EXISTS (SELECT FROM ruvector.dag_repairs WHERE repair_type = 'learning_rollback'
+                   AND created_at >= (SELECT min(recorded_at) FROM (SELECT recorded_at FROM
+                       ruvector.dag_learning_history ORDER BY cycle_id DESC LIMIT $1) w))",
+                &[GUARD_WINDOW.into()],
+            )
+            .ok()
+            .flatten()
+            .unwrap_or(true);
+            let good =
+                Spi::get_one::<Vec<u8>>("SELECT state FROM ruvector.dag_learning_state WHERE name = 'last_good'")
+                    .ok()
+                    .flatten();
+            if recent { None } else { good }
+        })
+    });
+    let Ok(Some(good)) = judged else { return false };
+    let before = mean_quality(engine);
+    let (status, after, rolled_back) = if mode == crate::gucs::HealingMode::observe {
+        ("recommended", None, false)
+    } else {
+        let mut candidate = DagSonaEngine::new(engine.config);
+        match candidate.restore_state(&good) {
+            Ok(_) => {
+                let after = mean_quality(&candidate);
+                *engine = candidate;
+                (if after > before { "verified" } else { "unchanged" }, after, true)
+            }
+            Err(e) => {
+                warning!("ruvector_dag_learner: the last good learned state cannot be restored: {e}");
+                ("failed", None, false)
+            }
+        }
+    };
+    let quality = |q: Option<f64>| q.map_or("none".to_owned(), |q| format!("{q:.3}"));
+    let detail = format!(
+        "mean pattern quality degrading over the last {GUARD_WINDOW} cycles: {} now{}",
+        quality(before),
+        if rolled_back { format!(", {} after restoring last_good", quality(after)) } else { String::new() }
+    );
+    let recorded = BackgroundWorker::transaction(|| {
+        Spi::run_with_args(
+            "INSERT INTO ruvector.dag_repairs (repair_type, target, table_name, implementation_sql, status, reason,
+                 started_at, finished_at, detail)
+             VALUES ('learning_rollback', 'learner', '', 'restore ruvector.dag_learning_state ''last_good''', $1,
+                     'mean pattern quality degrading', now(), CASE WHEN $1 <> 'recommended' THEN now() END, $2)",
+            &[status.into(), detail.as_str().into()],
+        )
+    });
+    if let Err(e) = recorded {
+        warning!("ruvector_dag_learner: recording a learning rollback: {e}");
+    }
+    log!("ruvector_dag_learner: learning guard: {status}: {detail}");
+    rolled_back
+}
+
 /// Per learning metric over the last `window` cycles: its newest value, its baseline (median of the window's
 /// first half), the drift `(current − baseline) / |baseline|` (absolute near zero) and the trend (`improving`,
 /// `stable`, `degrading`; `rising`/`falling` for counts; `insufficient data` below four cycles).

@@ -1046,6 +1046,23 @@ mod tests {
 
     // ---- index health ------------------------------------------------------------------------------------
 
+    /// Adds rows `from..=to` of seeded random `dim`-dimensional vectors (each coordinate in `[shift, shift + 1)`)
+    /// to `table (id int PRIMARY KEY, v vector(dim))`, creating pgvector and the table first when `from` is 1.
+    fn vector_rows(table: &str, dim: usize, from: usize, to: usize, shift: f64) {
+        if from == 1 {
+            Spi::run(&format!(
+                "CREATE EXTENSION IF NOT EXISTS vector; CREATE TABLE {table} (id int PRIMARY KEY, v vector({dim}))"
+            ))
+            .unwrap();
+        }
+        Spi::run(&format!(
+            "SELECT setseed({}); INSERT INTO {table} SELECT g, (SELECT array_agg(random() + {shift})::vector({dim})
+             FROM generate_series(1, {dim}) WHERE g > 0) FROM generate_series({from}, {to}) g",
+            1.0 / (from as f64 + 1.0)
+        ))
+        .unwrap();
+    }
+
     fn index_health(index: &str) -> (String, Option<f64>, Option<f64>, Option<f64>, String, String) {
         Spi::connect(|c| {
             let r = c
@@ -1072,13 +1089,9 @@ mod tests {
     /// at LIMIT the index returns fewer and worse neighbours; the probe sees it against the baseline it stored.
     #[pg_test]
     fn index_health_reports_hnsw_recall_lost_to_deleted_rows() {
+        vector_rows("rv_items", 16, 1, 2000, 0.0);
         Spi::run(
-            "CREATE EXTENSION vector;
-             CREATE TABLE rv_items (id int PRIMARY KEY, v vector(16));
-             SELECT setseed(0.5);
-             INSERT INTO rv_items SELECT g, (SELECT array_agg(random())::vector(16) FROM generate_series(1, 16)
-                                             WHERE g > 0) FROM generate_series(1, 2000) g;
-             CREATE INDEX rv_items_hnsw ON rv_items USING hnsw (v vector_l2_ops);
+            "CREATE INDEX rv_items_hnsw ON rv_items USING hnsw (v vector_l2_ops);
              ANALYZE rv_items;
              SET LOCAL hnsw.ef_search = 10",
         )
@@ -1147,18 +1160,10 @@ mod tests {
     /// Observe mode (the default) records what it recommends and changes nothing.
     #[pg_test]
     fn auto_repair_in_observe_mode_recommends_and_changes_nothing() {
-        Spi::run(
-            "CREATE EXTENSION vector;
-             CREATE TABLE rv_iv (id int PRIMARY KEY, v vector(32));
-             SELECT setseed(0.25);
-             INSERT INTO rv_iv SELECT g, (SELECT array_agg(random())::vector(32) FROM generate_series(1, 32)
-                                          WHERE g > 0) FROM generate_series(1, 2000) g;
-             CREATE INDEX rv_iv_ivf ON rv_iv USING ivfflat (v vector_l2_ops) WITH (lists = 40);
-             INSERT INTO rv_iv SELECT g, (SELECT array_agg(random() + 3)::vector(32) FROM generate_series(1, 32)
-                                          WHERE g > 0) FROM generate_series(2001, 10000) g;
-             ANALYZE rv_iv",
-        )
-        .unwrap();
+        vector_rows("rv_iv", 32, 1, 2000, 0.0);
+        Spi::run("CREATE INDEX rv_iv_ivf ON rv_iv USING ivfflat (v vector_l2_ops) WITH (lists = 40)").unwrap();
+        vector_rows("rv_iv", 32, 2001, 10000, 3.0);
+        Spi::run("ANALYZE rv_iv").unwrap();
         let filenode = || Spi::get_one::<i64>("SELECT pg_relation_filenode('rv_iv_ivf')::int8").unwrap().unwrap();
         let before = filenode();
         let (_, _, _, _, _, detail) = index_health("rv_iv_ivf");
@@ -1194,13 +1199,9 @@ mod tests {
         };
         assert_eq!(score("indexes"), None, "nothing measured yet");
         assert_eq!(score("repairs"), None);
+        vector_rows("rv_h", 16, 1, 2000, 0.0);
         Spi::run(
-            "CREATE EXTENSION vector;
-             CREATE TABLE rv_h (id int PRIMARY KEY, v vector(16));
-             SELECT setseed(0.75);
-             INSERT INTO rv_h SELECT g, (SELECT array_agg(random())::vector(16) FROM generate_series(1, 16)
-                                         WHERE g > 0) FROM generate_series(1, 2000) g;
-             CREATE INDEX rv_h_hnsw ON rv_h USING hnsw (v vector_l2_ops);
+            "CREATE INDEX rv_h_hnsw ON rv_h USING hnsw (v vector_l2_ops);
              ANALYZE rv_h;
              SET LOCAL hnsw.ef_search = 10;
              SELECT count(*) FROM ruvector.dag_index_health('rv_h_hnsw')",
@@ -1235,13 +1236,9 @@ mod tests {
     /// changes no setting.
     #[pg_test]
     fn rebalance_in_observe_mode_recommends_a_wider_search() {
+        vector_rows("rv_b", 16, 1, 2000, 0.0);
         Spi::run(
-            "CREATE EXTENSION vector;
-             CREATE TABLE rv_b (id int PRIMARY KEY, v vector(16));
-             SELECT setseed(0.1);
-             INSERT INTO rv_b SELECT g, (SELECT array_agg(random())::vector(16) FROM generate_series(1, 16)
-                                         WHERE g > 0) FROM generate_series(1, 2000) g;
-             CREATE INDEX rv_b_hnsw ON rv_b USING hnsw (v vector_l2_ops);
+            "CREATE INDEX rv_b_hnsw ON rv_b USING hnsw (v vector_l2_ops);
              DELETE FROM rv_b WHERE id % 4 <> 0;
              SET LOCAL hnsw.ef_search = 10",
         )

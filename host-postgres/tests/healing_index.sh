@@ -11,6 +11,7 @@
 #   2. IVFFlat fed a shifted distribution: the new rows pile into one list and each probe reads many more buffers;
 #      the worker rebuilds it with REINDEX INDEX CONCURRENTLY while a read/write workload runs (no errors), and the
 #      buffers per probe come back down.
+#   3. Pattern quality degrading over the last learner cycles: the learning guard restores the last good state.
 # Needs root, pgvector and the extension installed for the system PostgreSQL 15. Exits non-zero on any failure;
 # prints the figures.
 set -euo pipefail
@@ -71,7 +72,7 @@ sleep 1.5
 [[ $(sql -c "SELECT resolved FROM ruvector.dag_anomalies()") == t ]] || fail "the anomaly did not resolve"
 sql -c "SELECT setseed(0.42); CREATE TABLE items (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
         INSERT INTO items $(random_vectors 1 "$N" 0);
-        CREATE INDEX items_hnsw ON items USING hnsw (v vector_l2_ops); ANALYZE items"
+        CREATE INDEX items_hnsw ON items USING hnsw (v vector_l2_ops); ANALYZE items" >/dev/null
 
 # 1. HNSW: baseline, then half the rows deleted without VACUUM.
 [[ $(health items_hnsw status) == ok ]] || fail "fresh HNSW index not ok: $(health items_hnsw detail)"
@@ -124,7 +125,7 @@ sql -c "ALTER DATABASE postgres RESET ALL" >/dev/null
 # 2. IVFFlat fed a shifted distribution.
 sql -c "SELECT setseed(0.43); CREATE TABLE iv (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
         INSERT INTO iv $(random_vectors 1 "$N" 0);
-        CREATE INDEX iv_ivf ON iv USING ivfflat (v vector_l2_ops) WITH (lists = 50); ANALYZE iv"
+        CREATE INDEX iv_ivf ON iv USING ivfflat (v vector_l2_ops) WITH (lists = 50); ANALYZE iv" >/dev/null
 b0=$(health iv_ivf buffers_per_probe)
 sql -c "INSERT INTO iv $(random_vectors $((N + 1)) $((3 * N)) 3); ANALYZE iv"
 IFS='|' read -r status b1 imbalance <<<"$(health iv_ivf "status, buffers_per_probe, round(imbalance::numeric, 1)")"
@@ -162,4 +163,19 @@ echo "IVFFlat repair (REINDEX CONCURRENTLY): $(fmt "$before") -> $(fmt "$after")
 check "$after < $before / 2"
 [[ $errors == 0 ]] || fail "$errors statements of the concurrent workload failed"
 [[ $(health iv_ivf status) == ok ]] || fail "IVFFlat not ok after the rebuild: $(health iv_ivf detail)"
+# 3. The learning guard: a cycle that sees pattern quality degrading over the last 20 cycles restores the last
+# good learned state (auto mode), once per window, and records it.
+learn() { sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null; }
+learn
+check "(SELECT count(*) = 1 FROM ruvector.dag_learning_state WHERE name = 'last_good')"
+sql -c "INSERT INTO ruvector.dag_learning_history (patterns, mean_quality, steered_improvement, stale_share, ewc_tasks)
+        SELECT 10, 0.9 - 0.02 * g, NULL, 0, 0 FROM generate_series(0, 18) g"
+learn
+IFS='|' read -r status detail <<<"$(repair "repair_type = 'learning_rollback'" "status, detail")"
+echo "learning guard: $status: $detail"
+[[ $status == verified || $status == unchanged ]] || fail "the learning guard did not roll back ('$status')"
+learn
+check "(SELECT count(*) = 1 FROM ruvector.dag_repairs WHERE repair_type = 'learning_rollback')"
+[[ $(sql -c "SELECT trend FROM ruvector.dag_learning_drift() WHERE metric = 'mean_quality'") == degrading ]] ||
+    fail "the drift is not reported"
 echo "healing_index: ok"

@@ -633,6 +633,8 @@ impl Learner {
             }
             self.review();
         }
+        // The operator replaced the learned state: the learning guard starts a new history from it.
+        crate::drift::forget();
         if !keep_trajectories {
             self.pending.clear();
             BackgroundWorker::transaction(|| {
@@ -662,6 +664,7 @@ impl Learner {
         })
         .ok_or("the state to import is gone (the requesting session ended)")?;
         let restored = self.engine.restore_state(&blob).map_err(|e| e.to_string())?;
+        crate::drift::forget();
         Ok([restored.patterns as u64, self.engine.reasoning_bank.clusters() as u64, 0, 0])
     }
 
@@ -680,6 +683,10 @@ impl Learner {
         c.persist_status.store(status, Ordering::Relaxed);
         if status == 1 {
             crate::drift::record(&self.engine, f64::from_bits(c.avg_improvement.load(Ordering::Relaxed)));
+            if crate::drift::guard(&mut self.engine) {
+                let status = self.save();
+                c.persist_status.store(status, Ordering::Relaxed);
+            }
         }
         self.publish();
         let values = [
