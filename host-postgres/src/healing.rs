@@ -37,7 +37,7 @@ fn probe_budget_ms() -> u64 {
 /// then promoted to `pending`. Returns its id.
 fn queue(h: &Health, status: &str, reason: &str) -> spi::Result<Option<i64>> {
     let Some(sql) = h.repair_sql() else { return Ok(None) };
-    let kind = h.assessment.action.name();
+    let kind = h.repair_type();
     let open = Spi::get_one_with_args::<i64>(
         "SELECT max(repair_id) FROM ruvector.dag_repairs
          WHERE (target = $1 AND repair_type = $2 OR implementation_sql = $3)
@@ -652,7 +652,7 @@ impl Healer {
                     let recent_failure = Spi::get_one_with_args::<bool>(
                         "SELECT EXISTS (SELECT FROM ruvector.dag_repairs WHERE target = $1 AND repair_type = $2
                            AND status IN ('unchanged', 'failed') AND finished_at > now() - interval '1 day')",
-                        &[h.index.name.as_str().into(), h.assessment.action.name().into()],
+                        &[h.index.name.as_str().into(), h.repair_type().into()],
                     );
                     if h.assessment.degraded
                         && recent_failure.ok().flatten() == Some(false)
@@ -670,7 +670,11 @@ impl Healer {
     }
 
     fn start(&mut self, replayer: &mut Replayer, db: &str, id: i64, sql: &str, index: &str) {
-        let kind = if sql.starts_with("VACUUM") { "vacuum" } else { "reindex" };
+        let kind = match sql.split_whitespace().next() {
+            Some("VACUUM") => "vacuum",
+            Some("REINDEX") => "reindex",
+            _ => "recluster",
+        };
         if kind == "reindex"
             && let Err(e) = disk_room_for(index)
         {

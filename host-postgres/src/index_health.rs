@@ -74,6 +74,11 @@ pub(crate) struct Health {
 }
 
 impl Health {
+    /// The kind of repair it needs, as `ruvector.dag_repairs` records it.
+    pub(crate) fn repair_type(&self) -> &'static str {
+        if self.index.name == PATTERN_INDEX { "recluster" } else { self.assessment.action.name() }
+    }
+
     /// The statement that repairs it, for the assessment's action.
     pub(crate) fn repair_sql(&self) -> Option<String> {
         match self.assessment.action {
@@ -385,6 +390,69 @@ fn record(h: &Health) {
     }
 }
 
+/// Pattern lists smaller than this on average are not judged by balance.
+const MIN_MEAN_LIST: f64 = 10.0;
+
+/// How `dag_index_health` names the extension's own pattern index (the ReasoningBank's IVF lists).
+pub(crate) const PATTERN_INDEX: &str = "ruvector.reasoning_bank";
+
+/// The pattern index's health, measured on this backend's copy of the learned state: recall@K of the IVF search
+/// against exact search for up to `samples` patterns' own centroids, list balance (largest list ÷ mean) and
+/// the share of patterns added since the last re-clustering (searched exhaustively until the next one). `None`
+/// without patterns.
+fn pattern_index(samples: usize) -> Option<(IndexInfo, Probe, String)> {
+    crate::learner::with_engine(|engine, _| {
+        let bank = &engine.reasoning_bank;
+        let patterns = bank.patterns();
+        if patterns.is_empty() {
+            return None;
+        }
+        let step = (patterns.len() / samples.max(1)).max(1);
+        let (mut recall, mut under, mut n) = (0.0, 0usize, 0usize);
+        for p in patterns.iter().step_by(step).take(samples) {
+            let exact: Vec<u64> = bank.brute_force_similar(&p.centroid, K).iter().map(|m| m.id).collect();
+            let got: Vec<u64> = bank.query_similar(&p.centroid, K).iter().map(|m| m.id).collect();
+            recall += got.iter().filter(|id| exact.contains(id)).count() as f64 / exact.len().max(1) as f64;
+            under += usize::from(got.len() < exact.len());
+            n += 1;
+        }
+        let sizes: Vec<usize> = bank.index_lists().iter().map(|(_, ids)| ids.len()).collect();
+        let indexed: usize = sizes.iter().sum();
+        // Judged only once lists are large enough for their sizes to mean something.
+        let mean = indexed as f64 / sizes.len().max(1) as f64;
+        let imbalance =
+            (sizes.len() >= 2 && mean >= MIN_MEAN_LIST).then(|| *sizes.iter().max().unwrap_or(&0) as f64 / mean);
+        let unindexed = patterns.len() - indexed;
+        let info = IndexInfo {
+            name: PATTERN_INDEX.to_owned(),
+            table: "ruvector.dag_learning_state".to_owned(),
+            table_oid: 0,
+            kind: IndexKind::Other("ivf_patterns".to_owned()),
+            ordered: None,
+            pages: 0,
+            reltuples: patterns.len() as f64,
+            lists: Some(sizes.len() as i64),
+            // A re-clustering starts a new baseline, like a rebuild.
+            filenode: sizes.len() as i64 * 1_000_003 + indexed as i64,
+        };
+        let probe = Probe {
+            recall: recall / n as f64,
+            under_returning: under as f64 / n as f64,
+            buffers: 0.0,
+            samples: n,
+            settings: format!("nprobe={}", bank.nprobe),
+            imbalance,
+        };
+        let note = format!(
+            "{} patterns in {} lists ({}), {unindexed} added since the last re-clustering",
+            patterns.len(),
+            sizes.len(),
+            imbalance.map_or_else(|| "too small to judge balance".to_owned(), |i| format!("largest {i:.1}x the mean"))
+        );
+        Some((info, probe, note))
+    })
+}
+
 /// Runs `f` (the extension's own bookkeeping: reading and writing its tables) as the extension's owner, so that a
 /// role granted EXECUTE on a health function needs no privileges on those tables. Probes run as the caller.
 pub(crate) fn as_extension_owner<T>(f: impl FnOnce() -> T) -> T {
@@ -412,6 +480,34 @@ pub(crate) fn check(only: Option<&str>, samples: usize, budget_ms: u64, settings
     let thresholds = IndexThresholds::default();
     let stattuple = pgstattuple_schema();
     let mut out = Vec::new();
+    if only.is_none_or(|n| n == PATTERN_INDEX) {
+        if let Some((index, p, note)) = pattern_index(samples) {
+            let m = IndexMeasurement {
+                kind: index.kind.clone(),
+                recall: Some(p.recall),
+                baseline_recall: as_extension_owner(|| baseline(&index, &p.settings))
+                    .map(|b| b.max(p.recall))
+                    .or(Some(p.recall)),
+                under_returning: Some(p.under_returning),
+                dead_ratio: None,
+                ivf_imbalance: p.imbalance,
+                leaf_density: None,
+            };
+            let assessment = assess_index(&m, &thresholds);
+            let mut detail =
+                format!("recall@{K} {:.3} over {} patterns under {}; {note}", p.recall, p.samples, p.settings);
+            if assessment.degraded {
+                detail = format!("{}; {detail}", assessment.reasons.join("; "));
+            }
+            let status = if assessment.degraded { "degraded" } else { "ok" };
+            let health = Health { index, probe: Some(p), measurement: m, assessment, status, detail };
+            as_extension_owner(|| record(&health));
+            out.push(health);
+        }
+        if only.is_some() {
+            return out;
+        }
+    }
     for ix in discover(only) {
         let mut m = IndexMeasurement {
             kind: ix.kind.clone(),

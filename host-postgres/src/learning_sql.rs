@@ -601,6 +601,36 @@ fn visible_to_caller() -> impl Fn(&crate::classes::Class) -> bool {
     move |k| all || k.user_id == me
 }
 
+/// Forgets the measured settings of the patterns `pattern_ids` (all when NULL): each keeps its native
+/// measurements only, so its quality is 0 and its settings are explored again. Returns how many changed.
+#[pg_extern]
+fn dag_reset_pattern_quality(pattern_ids: default!(Option<Vec<i64>>, "NULL")) -> i32 {
+    // NULL: every pattern (an empty payload); an empty array: none.
+    let payload: Vec<u8> = match pattern_ids {
+        Some(ids) if ids.is_empty() => return 0,
+        ids => ids.unwrap_or_default().into_iter().flat_map(|id| (id as u64).to_le_bytes()).collect(),
+    };
+    learner::submit(learner::Command::ResetQuality, [0; 3], &payload)[0] as i32
+}
+
+/// Re-clusters the pattern index with k-means++ (the only `algorithm`) into `ruvector.dag_pattern_clusters`'
+/// lists; returns the lists before and after and the silhouette of the new lists (over at most 2000 patterns).
+#[pg_extern]
+fn dag_recompute_clusters(
+    algorithm: default!(&str, "'kmeans_pp'"),
+) -> TableIterator<'static, (name!(old_clusters, i32), name!(new_clusters, i32), name!(silhouette_score, Option<f64>))>
+{
+    if algorithm != "kmeans_pp" {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("unknown clustering algorithm \"{algorithm}\": expected kmeans_pp"),
+        );
+    }
+    let r = learner::submit(learner::Command::Recluster, [0; 3], &[]);
+    let silhouette = f64::from_bits(r[2]);
+    TableIterator::once((r[0] as i32, r[1] as i32, silhouette.is_finite().then_some(silhouette)))
+}
+
 /// Merges near-duplicate patterns and rebuilds the index with `target_clusters` lists (kept for later cycles).
 #[pg_extern]
 fn dag_consolidate_patterns(
@@ -671,10 +701,13 @@ extension_sql!(
 -- Functions that change what the server learned or how it plans: granted by the DBA, not to PUBLIC.
 REVOKE EXECUTE ON FUNCTION dag_store_pattern(real[], jsonb, float8), dag_consolidate_patterns(int),
     dag_reset_learning(boolean, boolean), dag_import_state(bytea), dag_export_state(), dag_learn_now(),
-    dag_class_enable(bigint, boolean), dag_class_steer(bigint, text) FROM PUBLIC;
+    dag_class_enable(bigint, boolean), dag_class_steer(bigint, text), dag_reset_pattern_quality(bigint[]),
+    dag_recompute_clusters(text) FROM PUBLIC;
 "#,
     name = "learning_privileges",
     requires = [
+        dag_reset_pattern_quality,
+        dag_recompute_clusters,
         dag_store_pattern,
         dag_consolidate_patterns,
         dag_reset_learning,

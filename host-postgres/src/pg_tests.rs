@@ -763,8 +763,10 @@ mod tests {
             "dag_index_health",
             "dag_learn_now",
             "dag_rebalance_index",
+            "dag_recompute_clusters",
             "dag_record_trajectory",
             "dag_reset_learning",
+            "dag_reset_pattern_quality",
             "dag_store_pattern",
         ];
         let rows: Vec<(String, bool)> = Spi::connect(|client| {
@@ -979,6 +981,8 @@ mod tests {
             // Granted, it probes (as the caller) and records (as the extension's owner): no table privileges needed.
             ("dag_auto_repair()", "SELECT * FROM ruvector.dag_auto_repair()"),
             ("dag_health_report()", "SELECT * FROM ruvector.dag_health_report()"),
+            ("dag_recompute_clusters(text)", "SELECT * FROM ruvector.dag_recompute_clusters('x')"),
+            ("dag_reset_pattern_quality(bigint[])", "SELECT ruvector.dag_reset_pattern_quality(ARRAY[]::bigint[])"),
             ("dag_rebalance_index(text, double precision)", "SELECT * FROM ruvector.dag_rebalance_index('x', 2)"),
             ("dag_anomalies(tstzrange)", "SELECT * FROM ruvector.dag_anomalies()"),
             ("dag_class_enable(bigint, boolean)", "SELECT ruvector.dag_class_enable(NULL, true)"),
@@ -1197,8 +1201,9 @@ mod tests {
             )
             .unwrap()
         };
+        // What the worker measured on its own (the extension's tables) is not this test's business.
+        Spi::run("DELETE FROM ruvector.dag_index_state").unwrap();
         assert_eq!(score("indexes"), None, "nothing measured yet");
-        assert_eq!(score("repairs"), None);
         vector_rows("rv_h", 16, 1, 2000, 0.0);
         Spi::run(
             "CREATE INDEX rv_h_hnsw ON rv_h USING hnsw (v vector_l2_ops);
@@ -1329,5 +1334,55 @@ mod tests {
         assert!(message.starts_with("mode observe: "), "{message}");
         assert!(message.contains(" measured indexes degraded, "), "{message}");
         assert!(message.contains(" open latency anomalies, "), "{message}");
+    }
+
+    /// Pattern quality reset through the worker: an empty array changes nothing, the named pattern keeps only its
+    /// native measurements (quality 0); re-clustering reports lists and a silhouette; the pattern index has a row
+    /// in `dag_index_health` with its recall against exact search.
+    #[pg_test]
+    fn pattern_quality_reset_reclustering_and_pattern_index_health() {
+        let vector = "(SELECT array_agg(CASE WHEN i = 11 THEN 1 ELSE 0 END)::real[] FROM generate_series(1, 256) i)";
+        let id = Spi::get_one::<i64>(&format!(
+            r#"SELECT ruvector.dag_store_pattern({vector},
+                 '{{"native_latency_ms": 80, "settings": {{"enable_nestloop": "off"}}}}', 0.5)"#
+        ))
+        .unwrap()
+        .unwrap();
+        let quality = || {
+            Spi::get_one_with_args::<f64>(
+                "SELECT quality FROM ruvector.dag_patterns WHERE pattern_id = $1",
+                &[id.into()],
+            )
+            .unwrap()
+            .unwrap()
+        };
+        assert!((quality() - 0.5).abs() < 1e-6);
+        assert_eq!(
+            Spi::get_one::<i32>("SELECT ruvector.dag_reset_pattern_quality(ARRAY[]::bigint[])").unwrap(),
+            Some(0)
+        );
+        assert!((quality() - 0.5).abs() < 1e-6, "an empty array changes nothing");
+        let changed =
+            Spi::get_one_with_args::<i32>("SELECT ruvector.dag_reset_pattern_quality(ARRAY[$1])", &[id.into()])
+                .unwrap();
+        assert_eq!(changed, Some(1));
+        assert_eq!(quality(), 0.0);
+
+        let (old, new) =
+            Spi::get_two::<i32, i32>("SELECT old_clusters, new_clusters FROM ruvector.dag_recompute_clusters()")
+                .unwrap();
+        assert!(old.is_some() && new.unwrap() >= 1, "{old:?} {new:?}");
+        let (status, recall, detail) = Spi::get_three::<String, f64, String>(
+            "SELECT status, recall_estimate, detail FROM ruvector.dag_index_health('ruvector.reasoning_bank')",
+        )
+        .unwrap();
+        let detail = detail.unwrap();
+        assert!(recall.unwrap() > 0.0 && status.is_some(), "{detail}");
+        assert!(detail.contains("patterns in "), "{detail}");
+    }
+
+    #[pg_test(error = "unknown clustering algorithm \"dbscan\": expected kmeans_pp")]
+    fn recompute_clusters_knows_one_algorithm() {
+        Spi::run("SELECT * FROM ruvector.dag_recompute_clusters('dbscan')").unwrap();
     }
 }

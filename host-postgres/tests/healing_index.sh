@@ -8,9 +8,9 @@
 #      With more rows deleted, dag_rebalance_index() finds the narrowest wider search that reaches the target
 #      recall, applies it for the database, verifies it on held-out query vectors, and rolls it back when it costs
 #      more buffers per query than ruvector.healing_max_cost_ratio allows.
-#   2. IVFFlat fed a shifted distribution: the new rows pile into one list and each probe reads many more buffers;
-#      the worker rebuilds it with REINDEX INDEX CONCURRENTLY while a read/write workload runs (no errors), and the
-#      buffers per probe come back down.
+#   2. IVFFlat fed 3x its rows from a shifted distribution: the new rows pile into one list and each probe reads
+#      many more buffers; the worker rebuilds it with REINDEX INDEX CONCURRENTLY while a read/write workload runs
+#      (no errors), and the buffers per probe come back down.
 #   3. Pattern quality degrading over the last learner cycles: the learning guard restores the last good state.
 # Needs root, pgvector and the extension installed for the system PostgreSQL 15. Exits non-zero on any failure;
 # prints the figures.
@@ -127,9 +127,9 @@ sql -c "SELECT setseed(0.43); CREATE TABLE iv (id int PRIMARY KEY, v vector($D))
         INSERT INTO iv $(random_vectors 1 "$N" 0);
         CREATE INDEX iv_ivf ON iv USING ivfflat (v vector_l2_ops) WITH (lists = 50); ANALYZE iv" >/dev/null
 b0=$(health iv_ivf buffers_per_probe)
-sql -c "INSERT INTO iv $(random_vectors $((N + 1)) $((3 * N)) 3); ANALYZE iv"
+sql -c "INSERT INTO iv $(random_vectors $((N + 1)) $((4 * N)) 3); ANALYZE iv"
 IFS='|' read -r status b1 imbalance <<<"$(health iv_ivf "status, buffers_per_probe, round(imbalance::numeric, 1)")"
-echo "IVFFlat (lists 50, probes 1): $(fmt "$b0") buffers per probe -> $(fmt "$b1") after 2x rows from a shifted" \
+echo "IVFFlat (lists 50, probes 1): $(fmt "$b0") buffers per probe -> $(fmt "$b1") after 3x rows from a shifted" \
     "distribution (imbalance $imbalance)"
 [[ $status == degraded ]] || fail "shifted IVFFlat is '$status'"
 check "$imbalance >= 4"
@@ -137,7 +137,7 @@ check "$imbalance >= 4"
 # A read/write workload runs during the rebuild: count its errors and its slowest statement.
 workload_log=$WORK/workload.log
 (
-    i=$((3 * N + 1))
+    i=$((4 * N + 1))
     while [[ ! -f $WORK/stop ]]; do
         t0=$(date +%s%N)
         if sql -c "INSERT INTO iv $(random_vectors $i $i 0); SELECT count(*) FROM (SELECT id FROM iv ORDER BY v <-> (SELECT v FROM iv WHERE id = 1) LIMIT 10) s" >/dev/null; then

@@ -79,6 +79,12 @@ pub(crate) enum Command {
     /// Replace the state with the `args[1]` bytes in dynamic shared memory segment `args[0]`; results: patterns,
     /// index lists.
     Import = 4,
+    /// Forget the measured settings of the patterns whose ids are the payload (little-endian u64s; empty = all);
+    /// result 0: patterns changed.
+    ResetQuality = 5,
+    /// Re-cluster the pattern index (k-means++) into its configured number of lists; results: lists before,
+    /// after, the silhouette as f64 bits (NaN: none), microseconds.
+    Recluster = 6,
 }
 
 impl Mailbox {

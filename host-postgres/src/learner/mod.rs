@@ -39,6 +39,8 @@ use std::time::{Duration, Instant};
 pub(crate) const MAX_PER_SHAPE: u32 = 16;
 /// How often the worker drains the ring.
 const DRAIN_INTERVAL: Duration = Duration::from_secs(1);
+/// Patterns the silhouette of a re-clustering is computed over at most (quadratic cost).
+const SILHOUETTE_POINTS: usize = 2000;
 /// Plan shapes the worker remembers (by plan hash).
 const MAX_PLANS: usize = 20_000;
 /// How long `dag_learn_now()` waits for the worker.
@@ -554,6 +556,14 @@ impl Learner {
             k if k == Command::Consolidate as u32 => Ok(self.consolidate(arg(0) as usize)),
             k if k == Command::Reset as u32 => Ok(self.reset(arg(0) != 0, arg(1) != 0)),
             k if k == Command::Import as u32 => self.import(arg(0), arg(1) as usize),
+            k if k == Command::ResetQuality as u32 => {
+                let payload = m.read_payload();
+                let ids: Vec<u64> =
+                    payload.chunks_exact(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))).collect();
+                let changed = self.engine.reasoning_bank.reset_quality((!ids.is_empty()).then_some(&ids[..]));
+                Ok([changed as u64, 0, 0, 0])
+            }
+            k if k == Command::Recluster as u32 => Ok(self.recluster()),
             other => Err(format!("unknown command {other}")),
         };
         match result {
@@ -618,6 +628,15 @@ impl Learner {
         let (clusters, seed) = (self.engine.config.clusters, self.engine.queries());
         let after = self.engine.reasoning_bank.rebuild_index(clusters, seed) as u64;
         [before, after, merged, start.elapsed().as_micros() as u64]
+    }
+
+    fn recluster(&mut self) -> [u64; 4] {
+        let start = Instant::now();
+        let before = self.engine.reasoning_bank.clusters() as u64;
+        let (clusters, seed) = (self.engine.config.clusters, self.engine.queries());
+        let after = self.engine.reasoning_bank.rebuild_index(clusters, seed) as u64;
+        let silhouette = self.engine.reasoning_bank.silhouette(SILHOUETTE_POINTS).unwrap_or(f64::NAN);
+        [before, after, silhouette.to_bits(), start.elapsed().as_micros() as u64]
     }
 
     fn reset(&mut self, keep_patterns: bool, keep_trajectories: bool) -> [u64; 4] {

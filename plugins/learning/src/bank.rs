@@ -411,6 +411,64 @@ impl DagReasoningBank {
             .collect()
     }
 
+    /// Forgets the measured settings of the patterns `ids` (all when `None`): each keeps only its native arm, so
+    /// its quality is 0 until other settings are measured again. Returns how many patterns changed.
+    pub fn reset_quality(&mut self, ids: Option<&[u64]>) -> usize {
+        let mut changed = 0;
+        for p in &mut self.patterns {
+            if ids.is_some_and(|ids| !ids.contains(&p.id)) {
+                continue;
+            }
+            let before = p.arms.len();
+            p.arms.retain(|a| a.settings.is_empty());
+            changed += usize::from(p.arms.len() != before);
+        }
+        changed
+    }
+
+    /// Mean silhouette of the IVF lists over at most `max_points` patterns (every n/max-th; cosine distance), in
+    /// -1..=1: near 1 when patterns sit close to their own list and far from the next. `None` with fewer than two
+    /// non-empty lists.
+    pub fn silhouette(&self, max_points: usize) -> Option<f64> {
+        let lists: Vec<Vec<u32>> = (0..self.clusters())
+            .map(|l| self.members[self.list_start[l]..self.list_start[l + 1]].to_vec())
+            .filter(|m| !m.is_empty())
+            .collect();
+        if lists.len() < 2 {
+            return None;
+        }
+        let n: usize = lists.iter().map(Vec::len).sum();
+        let step = n.div_ceil(max_points.max(1));
+        let sampled: Vec<Vec<u32>> = lists.iter().map(|m| m.iter().copied().step_by(step).collect()).collect();
+        let distance = |a: u32, b: u32| {
+            f64::from(1.0 - dot(&self.patterns[a as usize].centroid, &self.patterns[b as usize].centroid))
+        };
+        let mean_to = |i: u32, members: &[u32]| {
+            let others: Vec<f64> = members.iter().filter(|&&j| j != i).map(|&j| distance(i, j)).collect();
+            (!others.is_empty()).then(|| others.iter().sum::<f64>() / others.len() as f64)
+        };
+        let mut total = 0.0;
+        let mut count = 0usize;
+        for (l, members) in sampled.iter().enumerate() {
+            for &i in members {
+                // A pattern alone in its list scores 0 (the usual convention).
+                let Some(a) = mean_to(i, members) else {
+                    count += 1;
+                    continue;
+                };
+                let b = sampled
+                    .iter()
+                    .enumerate()
+                    .filter(|(o, m)| *o != l && !m.is_empty())
+                    .filter_map(|(_, m)| mean_to(i, m))
+                    .fold(f64::INFINITY, f64::min);
+                total += if a.max(b) > 0.0 { (b - a) / a.max(b) } else { 0.0 };
+                count += 1;
+            }
+        }
+        (count > 0).then(|| total / count as f64)
+    }
+
     /// Rebuilds the IVF index: k-means++ seeding and spherical Lloyd iterations over the pattern centroids into at
     /// most `clusters` lists (deterministic in `seed`). Returns the number of lists.
     pub fn rebuild_index(&mut self, clusters: usize, seed: u64) -> usize {
@@ -696,6 +754,38 @@ fn merge_into(into: &mut Pattern, other: Pattern) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn reset_quality_keeps_only_native_arms() {
+        let mut bank = DagReasoningBank::new(4);
+        let fast = vec![("enable_hashjoin".to_owned(), "off".to_owned())];
+        let a = bank.observe(&[1.0, 0.0, 0.0, 0.0], &[], 10.0);
+        bank.observe(&[1.0, 0.0, 0.0, 0.0], &fast, 2.0);
+        let b = bank.observe(&[0.0, 1.0, 0.0, 0.0], &[], 10.0);
+        bank.observe(&[0.0, 1.0, 0.0, 0.0], &fast, 2.0);
+        assert!(bank.pattern(a).unwrap().quality() > 0.5);
+        assert_eq!(bank.reset_quality(Some(&[a])), 1);
+        assert_eq!(bank.pattern(a).unwrap().quality(), 0.0);
+        assert!(bank.pattern(b).unwrap().quality() > 0.5);
+        assert_eq!(bank.reset_quality(None), 1, "only b still had other arms");
+        assert_eq!(bank.pattern(b).unwrap().arms.len(), 1);
+    }
+
+    #[test]
+    fn silhouette_is_high_for_separated_clusters() {
+        let mut bank = DagReasoningBank::new(4);
+        assert_eq!(bank.silhouette(100), None);
+        for i in 0..20 {
+            let e = 0.01 * f32::from(i as u8);
+            bank.insert(&[1.0, e, 0.0, 0.0], Vec::new()).unwrap();
+            bank.insert(&[0.0, 0.0, 1.0, e], Vec::new()).unwrap();
+        }
+        bank.rebuild_index(2, 1);
+        let s = bank.silhouette(1000).unwrap();
+        assert!(s > 0.9, "{s}");
+        assert!(bank.silhouette(4).unwrap() > 0.9, "sampled");
+    }
+
     use super::*;
 
     fn v(dim: usize, hot: usize) -> Vec<f32> {
