@@ -1,13 +1,15 @@
 //! Latency anomalies of the captured workload, detected by the learner worker as it drains executions (every
 //! second) and recorded in `ruvector.dag_anomalies`.
 //!
-//! Each query class has an `IncidentTracker` (robust z on log-latency against a rolling median/MAD baseline,
-//! with warm-up, k-of-n, hysteresis and a frozen baseline during an incident: `ruvector_dag::healing`), and one
-//! more tracks the whole workload as the geometric mean, per drain, of each execution's latency over its class's
-//! baseline median (a change of workload mix is not a slowdown). Known-benign observations are not judged:
-//! executions under a steering arm (the learner's own experiment) and everything while self-healing runs a repair
-//! (its I/O is ours). An incident opened is written at once (reported within about a second of the execution
-//! that completed it) and marked resolved when it clears.
+//! Each query class has an `IncidentTracker` (robust z on log-latency against a rolling median/MAD baseline, with
+//! warm-up, k-of-n, hysteresis and a frozen baseline during an incident: `ruvector_dag::healing`), fed with every
+//! execution during warm-up and then with about 16 per drain (every n-th, n from the previous drain's count, so a
+//! shift in mid-drain is seen in that drain); one more tracks the whole workload as the geometric mean, per drain,
+//! of each judged execution's latency over its class's baseline median (a change of workload mix is not a
+//! slowdown). Known-benign observations are not judged: executions under a steering arm
+//! (the learner's own experiment) and everything while self-healing runs a repair (its I/O is ours). An incident
+//! opened is written at once (reported within about a second of the execution that completed it) and marked
+//! resolved when it clears.
 
 use dag::healing::{AnomalyConfig, IncidentPolicy, IncidentTracker, TrackerState};
 use pgrx::bgworkers::BackgroundWorker;
@@ -16,6 +18,10 @@ use rustc_hash::FxHashMap;
 
 /// Query classes tracked at most (the others are not judged until the worker restarts).
 const MAX_CLASSES: usize = 10_000;
+/// Executions of one class judged per drain (about a second), about, once it is warmed up: a class running
+/// thousands of times a second needs no more to show a sustained shift, and the worker's cost stays bounded by
+/// the number of classes.
+const PER_DRAIN: u32 = 16;
 /// Severity boundary on the incident's peak |z|.
 const CRITICAL_Z: f64 = 6.0;
 
@@ -36,6 +42,11 @@ pub(crate) struct Monitor {
     events: Vec<Event>,
     /// Skipped observations (steered executions, repairs running).
     pub(crate) skipped: u64,
+    /// Executions per class in the current drain.
+    per_drain: FxHashMap<u64, u32>,
+    /// Per class, every how many executions one is judged: from the previous drain's count, so that about
+    /// `PER_DRAIN` spread over the whole drain are (a shift in mid-drain is seen in that drain).
+    stride: FxHashMap<u64, u32>,
 }
 
 /// The key of the whole-workload signal in `dag_anomalies.query_id`.
@@ -52,8 +63,14 @@ impl Monitor {
             }
             return;
         }
-        if !self.classes.contains_key(&query_id) && self.classes.len() >= MAX_CLASSES {
-            return;
+        let seen = self.per_drain.entry(query_id).or_default();
+        *seen += 1;
+        let stride = self.stride.get(&query_id).copied().unwrap_or(1);
+        match self.classes.get(&query_id) {
+            // Warm-up takes every execution: a baseline as soon as possible.
+            Some(t) if (*seen - 1) % stride != 0 && t.state() != TrackerState::WarmingUp => return,
+            None if self.classes.len() >= MAX_CLASSES => return,
+            _ => {}
         }
         let tracker = self.classes.entry(query_id).or_insert_with(|| IncidentTracker::new(AnomalyConfig::default()));
         let was_open = tracker.open_incident().is_some();
@@ -82,6 +99,7 @@ impl Monitor {
 
     /// Ends a drain: feeds the whole-workload signal (when the drain had judged executions).
     pub(crate) fn end_drain(&mut self) {
+        self.stride = self.per_drain.drain().map(|(class, n)| (class, n.div_ceil(PER_DRAIN).max(1))).collect();
         let (sum, n) = std::mem::take(&mut self.drain_log_ratio);
         if n == 0 {
             return;
@@ -208,6 +226,12 @@ REVOKE EXECUTE ON FUNCTION dag_anomalies(tstzrange) FROM PUBLIC;
 mod tests {
     use super::*;
 
+    /// One execution in a drain of its own.
+    fn one(m: &mut Monitor, class: u64, arm: u8, ms: f64, quiet: bool) {
+        m.observe(class, arm, ms, quiet);
+        m.end_drain();
+    }
+
     fn opened(m: &Monitor) -> Vec<i64> {
         m.events.iter().filter_map(|e| if let Event::Opened { key, .. } = e { Some(*key) } else { None }).collect()
     }
@@ -216,17 +240,17 @@ mod tests {
     fn a_sustained_slowdown_opens_one_incident_and_its_end_resolves_it() {
         let mut m = Monitor::default();
         for i in 0..40 {
-            m.observe(7, 0, 2.0 + f64::from(i % 5) * 0.05, false);
+            one(&mut m, 7, 0, 2.0 + f64::from(i % 5) * 0.05, false);
         }
         assert!(m.events.is_empty());
         for _ in 0..5 {
-            m.observe(7, 0, 50.0, false);
+            one(&mut m, 7, 0, 50.0, false);
         }
         assert_eq!(opened(&m), [7]);
         let Event::Opened { z, baseline_ms, .. } = m.events[0].clone() else { unreachable!() };
         assert!(z > CRITICAL_Z && (baseline_ms - 2.1).abs() < 0.1, "{z} {baseline_ms}");
         for _ in 0..10 {
-            m.observe(7, 0, 2.0, false);
+            one(&mut m, 7, 0, 2.0, false);
         }
         assert!(matches!(m.events.last(), Some(Event::Resolved { key: 7, .. })));
     }
@@ -236,11 +260,11 @@ mod tests {
         let mut m = Monitor::default();
         for i in 0..200 {
             // A spike every 20 executions.
-            m.observe(1, 0, if i % 20 == 19 { 80.0 } else { 2.0 }, false);
+            one(&mut m, 1, 0, if i % 20 == 19 { 80.0 } else { 2.0 }, false);
         }
         for _ in 0..20 {
-            m.observe(1, 3, 80.0, false); // under a steering arm
-            m.observe(1, 0, 80.0, true); // while a repair runs
+            one(&mut m, 1, 3, 80.0, false); // under a steering arm
+            one(&mut m, 1, 0, 80.0, true); // while a repair runs
         }
         assert!(opened(&m).is_empty(), "{:?}", m.events);
         assert_eq!(m.skipped, 40);
@@ -267,5 +291,27 @@ mod tests {
             m.end_drain();
         }
         assert!(opened(&m).contains(&GLOBAL), "{:?}", m.events);
+    }
+
+    #[test]
+    fn a_busy_class_is_judged_on_a_bounded_sample_per_drain() {
+        let mut m = Monitor::default();
+        for _ in 0..1000 {
+            m.observe(5, 0, 2.0, false);
+        }
+        m.end_drain();
+        // The first drain: every execution (no count to stride by yet).
+        assert_eq!(m.classes[&5].observed(), 1000);
+        for _ in 0..1000 {
+            m.observe(5, 0, 2.0, false);
+        }
+        m.end_drain();
+        // Then every 63rd (1000 / 16, rounded up): 16 spread over the drain.
+        assert_eq!(m.classes[&5].observed(), 1000 + 16);
+        // A slowdown from mid-drain on is judged within that drain.
+        for i in 0..1000 {
+            m.observe(5, 0, if i < 500 { 2.0 } else { 50.0 }, false);
+        }
+        assert_eq!(opened(&m), [5]);
     }
 }

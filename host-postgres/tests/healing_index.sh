@@ -67,7 +67,7 @@ echo "latency anomaly (40 executions at 2 ms, then 5 at 50 ms): recorded $((($(d
     "after the fifth slow execution ($found)"
 [[ $(sql -c "SELECT status FROM ruvector.dag_health_report() WHERE subsystem = 'query_latency'") == *"1 in an incident"* ]] ||
     fail "the health report does not show the incident"
-for _ in $(seq 1 12); do echo "SELECT pg_sleep(0.002);"; done | sql >/dev/null
+for _ in $(seq 1 40); do echo "SELECT pg_sleep(0.002);"; done | sql >/dev/null
 sleep 1.5
 [[ $(sql -c "SELECT resolved FROM ruvector.dag_anomalies()") == t ]] || fail "the anomaly did not resolve"
 sql -c "SELECT setseed(0.42); CREATE TABLE items (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
