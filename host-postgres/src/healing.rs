@@ -370,6 +370,10 @@ fn texts(sql: &str) -> Vec<String> {
     .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("health report: {e}")))
 }
 
+/// The latest measurement of each index (under whichever search settings it was last measured).
+const LATEST: &str = "SELECT DISTINCT ON (index_name) index_name, status, detail FROM ruvector.dag_index_state
+                      ORDER BY index_name, measured_at DESC";
+
 fn count(sql: &str) -> i64 {
     Spi::get_one::<i64>(sql)
         .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("health report: {e}")))
@@ -382,8 +386,8 @@ fn health_report() -> Vec<Subsystem> {
     let mut out = Vec::new();
     // Indexes: the latest measurement of each (under any settings).
     let (ok, degraded) = (
-        count("SELECT count(DISTINCT index_name) FROM ruvector.dag_index_state WHERE status = 'ok'"),
-        count("SELECT count(DISTINCT index_name) FROM ruvector.dag_index_state WHERE status = 'degraded'"),
+        count(&format!("SELECT count(*) FROM ({LATEST}) l WHERE status = 'ok'")),
+        count(&format!("SELECT count(*) FROM ({LATEST}) l WHERE status = 'degraded'")),
     );
     let judged = ok + degraded;
     out.push(Subsystem {
@@ -394,10 +398,9 @@ fn health_report() -> Vec<Subsystem> {
             _ => format!("{ok} healthy"),
         },
         score: (judged > 0).then(|| ok as f64 / judged as f64),
-        issues: texts(
-            "SELECT DISTINCT ON (index_name) index_name || ': ' || coalesce(detail, status)
-             FROM ruvector.dag_index_state WHERE status = 'degraded' ORDER BY index_name, measured_at DESC",
-        ),
+        issues: texts(&format!(
+            "SELECT index_name || ': ' || coalesce(detail, status) FROM ({LATEST}) l WHERE status = 'degraded'"
+        )),
         recommendations: texts(
             "SELECT implementation_sql || ' (' || status || ')' FROM ruvector.dag_repairs
              WHERE status IN ('recommended', 'pending', 'running') ORDER BY repair_id",
@@ -512,9 +515,11 @@ pub(crate) fn health_check_row() -> (&'static str, &'static str, String) {
         crate::gucs::HealingMode::auto => "auto",
     };
     let [degraded, measured, anomalies, open, failed] = index_health::as_extension_owner(|| {
+        let degraded = format!("SELECT count(*) FROM ({LATEST}) l WHERE status = 'degraded'");
+        let measured = format!("SELECT count(*) FROM ({LATEST}) l");
         [
-            "SELECT count(DISTINCT index_name) FROM ruvector.dag_index_state WHERE status = 'degraded'",
-            "SELECT count(DISTINCT index_name) FROM ruvector.dag_index_state",
+            degraded.as_str(),
+            measured.as_str(),
             "SELECT count(*) FROM ruvector.dag_anomalies WHERE NOT resolved",
             "SELECT count(*) FROM ruvector.dag_repairs WHERE status IN ('recommended', 'pending', 'running')",
             "SELECT count(*) FROM ruvector.dag_repairs

@@ -536,6 +536,12 @@ pub(crate) fn check(only: Option<&str>, samples: usize, budget_ms: u64, settings
                         "recall@{K} {:.3} over {} probes under {}; {:.1} buffers per probe",
                         p.recall, p.samples, p.settings, p.buffers
                     ));
+                    if let (IndexKind::IvfFlat, Some(lists)) = (&ix.kind, ix.lists.or(Some(100))) {
+                        // pgvector's advice: rows / 1000 lists up to 1M rows, sqrt(rows) beyond.
+                        let rows = ix.reltuples.max(0.0);
+                        let advised = if rows <= 1e6 { rows / 1000.0 } else { rows.sqrt() }.max(1.0).round();
+                        notes.push(format!("{lists} lists for {rows:.0} rows (pgvector advises about {advised:.0})"));
+                    }
                     probe_out = Some(p);
                 }
                 Err(e) => {
