@@ -70,6 +70,10 @@ pub(crate) struct Health {
     pub(crate) assessment: IndexAssessment,
     /// `ok`, `degraded`, `not available` (nothing could be measured), `skipped` (budget spent), `error`.
     pub(crate) status: &'static str,
+    /// The table's inserted + updated + deleted rows so far, and the share of its rows changed since the
+    /// baseline started.
+    pub(crate) changes: Option<f64>,
+    pub(crate) churn: Option<f64>,
     pub(crate) detail: String,
 }
 
@@ -317,6 +321,16 @@ fn dead_ratio(table_oid: u32) -> Option<f64> {
     .flatten()
 }
 
+/// Rows inserted, updated and deleted in a table so far (the statistics views' counters).
+fn table_changes(table_oid: u32) -> Option<f64> {
+    Spi::get_one_with_args::<f64>(
+        "SELECT (n_tup_ins + n_tup_upd + n_tup_del)::float8 FROM pg_stat_all_tables WHERE relid = $1",
+        &[pg_sys::Oid::from(table_oid).into()],
+    )
+    .ok()
+    .flatten()
+}
+
 /// The schema of `pgstattuple`, if installed here.
 fn pgstattuple_schema() -> Option<String> {
     Spi::get_one::<String>(
@@ -351,6 +365,18 @@ fn baseline(ix: &IndexInfo, settings: &str) -> Option<f64> {
     .flatten()
 }
 
+/// Rows changed since the baseline of `ix` under `settings` started (its first measurement since the last
+/// rebuild), relative to the rows it had then.
+fn churn(ix: &IndexInfo, settings: &str, changes: f64) -> Option<f64> {
+    Spi::get_one_with_args::<f64>(
+        "SELECT ($4 - changes_at_baseline) / greatest(rows_at_baseline, 1) FROM ruvector.dag_index_state
+         WHERE index_name = $1 AND settings = $2 AND filenode = $3",
+        &[ix.name.as_str().into(), settings.into(), ix.filenode.into(), changes.into()],
+    )
+    .ok()
+    .flatten()
+}
+
 /// Records a measurement: the baseline becomes the best recall seen under these settings and since the last
 /// rebuild (a change of either starts a new baseline: a rebuilt IVFFlat index has balanced lists again, and the
 /// recall its oversized lists bought is no standard).
@@ -359,12 +385,17 @@ fn record(h: &Health) {
     let r = Spi::run_with_args(
         "INSERT INTO ruvector.dag_index_state AS s
              (index_name, table_name, index_type, settings, baseline_recall, recall, under_returning, buffers,
-              imbalance, dead_ratio, leaf_density, status, filenode, detail, measured_at)
-         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, now())
+              imbalance, dead_ratio, leaf_density, status, filenode, detail, changes_at_baseline, rows_at_baseline,
+              measured_at)
+         VALUES ($1, $2, $3, $4, $5, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, now())
          ON CONFLICT (index_name, settings) DO UPDATE SET
              table_name = excluded.table_name, index_type = excluded.index_type,
              baseline_recall = CASE WHEN s.filenode = excluded.filenode
                                     THEN greatest(s.baseline_recall, excluded.recall) ELSE excluded.recall END,
+             changes_at_baseline = CASE WHEN s.filenode = excluded.filenode THEN s.changes_at_baseline
+                                        ELSE excluded.changes_at_baseline END,
+             rows_at_baseline = CASE WHEN s.filenode = excluded.filenode THEN s.rows_at_baseline
+                                     ELSE excluded.rows_at_baseline END,
              filenode = excluded.filenode,
              recall = excluded.recall, under_returning = excluded.under_returning, buffers = excluded.buffers,
              imbalance = excluded.imbalance, dead_ratio = excluded.dead_ratio, leaf_density = excluded.leaf_density,
@@ -383,6 +414,8 @@ fn record(h: &Health) {
             h.status.into(),
             h.index.filenode.into(),
             h.detail.as_str().into(),
+            h.changes.into(),
+            h.index.reltuples.into(),
         ],
     );
     if let Err(e) = r {
@@ -500,7 +533,16 @@ pub(crate) fn check(only: Option<&str>, samples: usize, budget_ms: u64, settings
                 detail = format!("{}; {detail}", assessment.reasons.join("; "));
             }
             let status = if assessment.degraded { "degraded" } else { "ok" };
-            let health = Health { index, probe: Some(p), measurement: m, assessment, status, detail };
+            let health = Health {
+                index,
+                probe: Some(p),
+                measurement: m,
+                assessment,
+                status,
+                detail,
+                changes: None,
+                churn: None,
+            };
             as_extension_owner(|| record(&health));
             out.push(health);
         }
@@ -518,6 +560,8 @@ pub(crate) fn check(only: Option<&str>, samples: usize, budget_ms: u64, settings
             ivf_imbalance: None,
             leaf_density: None,
         };
+        let changes = table_changes(ix.table_oid);
+        let mut churned = None;
         let mut notes = Vec::new();
         let mut probe_out = None;
         let mut failed = false;
@@ -532,6 +576,7 @@ pub(crate) fn check(only: Option<&str>, samples: usize, budget_ms: u64, settings
                     m.ivf_imbalance = p.imbalance;
                     let before = as_extension_owner(|| baseline(&ix, &p.settings));
                     m.baseline_recall = before.map(|b| b.max(p.recall)).or(Some(p.recall));
+                    churned = changes.and_then(|c| as_extension_owner(|| churn(&ix, &p.settings, c)));
                     notes.push(format!(
                         "recall@{K} {:.3} over {} probes under {}; {:.1} buffers per probe",
                         p.recall, p.samples, p.settings, p.buffers
@@ -570,6 +615,9 @@ pub(crate) fn check(only: Option<&str>, samples: usize, budget_ms: u64, settings
         if let Some(d) = m.dead_ratio {
             notes.push(format!("{:.1}% dead tuples", d * 100.0));
         }
+        if let Some(c) = churned.filter(|c| *c > 0.0) {
+            notes.push(format!("{:.0}% of its rows changed since the baseline", c * 100.0));
+        }
         let assessment = assess_index(&m, &thresholds);
         let measured = m.recall.is_some() || m.leaf_density.is_some() || m.dead_ratio.is_some();
         let status = match () {
@@ -582,8 +630,16 @@ pub(crate) fn check(only: Option<&str>, samples: usize, budget_ms: u64, settings
         if assessment.degraded {
             notes.insert(0, assessment.reasons.join("; "));
         }
-        let health =
-            Health { index: ix, probe: probe_out, measurement: m, assessment, status, detail: notes.join("; ") };
+        let health = Health {
+            index: ix,
+            probe: probe_out,
+            measurement: m,
+            assessment,
+            status,
+            detail: notes.join("; "),
+            changes,
+            churn: churned,
+        };
         if !spent {
             as_extension_owner(|| record(&health));
         }
@@ -614,6 +670,7 @@ fn dag_index_health(
         name!(buffers_per_probe, Option<f64>),
         name!(imbalance, Option<f64>),
         name!(leaf_density, Option<f64>),
+        name!(churn, Option<f64>),
         name!(search_settings, Option<String>),
         name!(detail, String),
     ),
@@ -639,6 +696,7 @@ fn dag_index_health(
                 p.map(|p| p.buffers),
                 h.measurement.ivf_imbalance,
                 h.measurement.leaf_density,
+                h.churn,
                 p.map(|p| p.settings.clone()),
                 h.detail,
             )
@@ -666,6 +724,9 @@ CREATE TABLE dag_index_state (
     status text NOT NULL,
     filenode bigint NOT NULL,
     detail text,
+    -- The table's inserted + updated + deleted rows and its rows when this baseline started (churn since).
+    changes_at_baseline float8,
+    rows_at_baseline float8,
     measured_at timestamptz NOT NULL,
     PRIMARY KEY (index_name, settings)
 );

@@ -78,11 +78,12 @@ sql -c "SELECT setseed(0.42); CREATE TABLE items (id int PRIMARY KEY, v vector($
 [[ $(health items_hnsw status) == ok ]] || fail "fresh HNSW index not ok: $(health items_hnsw detail)"
 r0=$(health items_hnsw recall_estimate)
 sql -c "DELETE FROM items WHERE id % 2 = 0"
-IFS='|' read -r status r1 under action <<<"$(health items_hnsw "status, recall_estimate, under_returning, recommended_action")"
+IFS='|' read -r status r1 under action churn <<<"$(health items_hnsw "status, recall_estimate, under_returning, recommended_action, churn")"
 echo "HNSW ($N x $D, ef_search 10): recall@10 $(fmt "$r0") -> $(fmt "$r1") after deleting half the rows;" \
     "under-returning probes $(fmt "$under")"
 [[ $status == degraded ]] || fail "HNSW after deletes is '$status'"
 check "$r1 < $r0 - 0.05 AND $under > 0.5"
+check "abs($churn - 0.5) < 0.01"  # 2 500 of 5 000 rows deleted since the baseline
 [[ $action == "VACUUM (ANALYZE) items" ]] || fail "recommended '$action'"
 
 # Observe mode: recommended, nothing changes.

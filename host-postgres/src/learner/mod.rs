@@ -328,6 +328,7 @@ impl Learner {
     fn drain(&mut self) {
         let Some(c) = control() else { return };
         let mut per_shape: FxHashMap<u64, u32> = FxHashMap::default();
+        let healing = crate::gucs::HEALING_MODE.get() != crate::gucs::HealingMode::off;
         let (last, lost) = ring::drain_since(self.after, 1_000_000, |r| {
             self.learn(c, r, &mut per_shape);
             if r.query_id != 0 && r.source == ring::Source::Hook as u8 {
@@ -336,7 +337,9 @@ impl Learner {
                     .entry(r.query_id)
                     .or_insert_with(|| Class::new(r.query_id, r.db_id, r.user_id, r.plan_hash));
                 class.observe(usize::from(r.arm), r.execution_ms);
-                self.monitor.observe(r.query_id, r.arm, r.execution_ms, self.healer.repairing());
+                if healing {
+                    self.monitor.observe(r.query_id, r.arm, r.execution_ms, self.healer.repairing());
+                }
                 if r.arm != 0 {
                     // Executions under an arm prove it is published (perhaps by an operator's dag_class_steer).
                     self.published.insert(r.query_id, usize::from(r.arm));
@@ -346,14 +349,16 @@ impl Learner {
         });
         self.after = last;
         c.lost.fetch_add(lost, Ordering::Relaxed);
-        self.monitor.end_drain();
+        if healing {
+            self.monitor.end_drain();
+        }
         let [warming, normal, incident, blackout] = self.monitor.states();
         for (slot, n) in
             c.anomaly_states.iter().zip([warming, normal, incident, blackout, self.monitor.skipped as usize])
         {
             slot.store(n as u64, Ordering::Relaxed);
         }
-        if crate::gucs::HEALING_MODE.get() != crate::gucs::HealingMode::off {
+        if healing {
             self.monitor.flush();
         }
         self.review();
