@@ -101,7 +101,14 @@ fn internal(what: &str, e: spi::SpiError) -> ! {
 pub(crate) fn discover(only: Option<&str>) -> Vec<IndexInfo> {
     let filter = only.map(|n| {
         let oid = Spi::get_one_with_args::<pg_sys::Oid>("SELECT to_regclass($1)::oid", &[n.into()]).ok().flatten();
-        oid.unwrap_or_else(|| fail(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("index \"{n}\" does not exist")))
+        let oid = oid
+            .unwrap_or_else(|| fail(PgSqlErrorCode::ERRCODE_UNDEFINED_OBJECT, format!("index \"{n}\" does not exist")));
+        let is_index =
+            Spi::get_one_with_args::<bool>("SELECT relkind IN ('i', 'I') FROM pg_class WHERE oid = $1", &[oid.into()]);
+        if is_index.ok().flatten() != Some(true) {
+            fail(PgSqlErrorCode::ERRCODE_WRONG_OBJECT_TYPE, format!("\"{n}\" is not an index"));
+        }
+        oid
     });
     Spi::connect(|c| {
         let rows = c.select(

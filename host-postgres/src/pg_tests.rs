@@ -1161,6 +1161,12 @@ mod tests {
         index_health("rv_nothing");
     }
 
+    #[pg_test(error = "\"rv_not_an_index\" is not an index")]
+    fn index_health_of_a_table_is_an_error() {
+        Spi::run("CREATE TABLE rv_not_an_index (id int)").unwrap();
+        index_health("rv_not_an_index");
+    }
+
     /// Observe mode (the default) records what it recommends and changes nothing.
     #[pg_test]
     fn auto_repair_in_observe_mode_recommends_and_changes_nothing() {
