@@ -11,7 +11,7 @@
 //! opened is written at once (reported within about a second of the execution that completed it) and marked
 //! resolved when it clears.
 
-use dag::healing::{AnomalyConfig, IncidentPolicy, IncidentTracker, TrackerState};
+use dag::healing::{AnomalyConfig, Incident, IncidentPolicy, IncidentTracker, TrackerState};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use rustc_hash::FxHashMap;
@@ -49,6 +49,30 @@ pub(crate) struct Monitor {
     stride: FxHashMap<u64, u32>,
 }
 
+/// Feeds `value` to `tracker` and records, for `key`, the incident it opened (described by `detail`) or the one
+/// it closed.
+fn feed(
+    tracker: &mut IncidentTracker,
+    key: i64,
+    value: f64,
+    events: &mut Vec<Event>,
+    detail: impl FnOnce(&Incident) -> String,
+) {
+    let was_open = tracker.open_incident().is_some();
+    if let Some(incident) = tracker.observe(value) {
+        events.push(Event::Opened {
+            key,
+            z: incident.peak_z,
+            baseline_ms: incident.baseline,
+            observed_ms: value,
+            detail: detail(&incident),
+        });
+    } else if was_open && tracker.open_incident().is_none() {
+        let z = tracker.closed_incidents().last().map_or(0.0, |i| i.peak_z);
+        events.push(Event::Resolved { key, z });
+    }
+}
+
 /// The key of the whole-workload signal in `dag_anomalies.query_id`.
 const GLOBAL: i64 = 0;
 
@@ -65,32 +89,23 @@ impl Monitor {
         }
         let seen = self.per_drain.entry(query_id).or_default();
         *seen += 1;
-        let stride = self.stride.get(&query_id).copied().unwrap_or(1);
-        match self.classes.get(&query_id) {
-            // Warm-up takes every execution: a baseline as soon as possible.
-            Some(t) if (*seen - 1) % stride != 0 && t.state() != TrackerState::WarmingUp => return,
-            None if self.classes.len() >= MAX_CLASSES => return,
-            _ => {}
+        let judged = (*seen - 1) % self.stride.get(&query_id).copied().unwrap_or(1) == 0;
+        if self.classes.len() >= MAX_CLASSES && !self.classes.contains_key(&query_id) {
+            return;
         }
         let tracker = self.classes.entry(query_id).or_insert_with(|| IncidentTracker::new(AnomalyConfig::default()));
-        let was_open = tracker.open_incident().is_some();
-        let baseline = tracker.baseline_median();
-        if let Some(incident) = tracker.observe(execution_ms) {
-            self.events.push(Event::Opened {
-                key: query_id as i64,
-                z: incident.peak_z,
-                baseline_ms: incident.baseline,
-                observed_ms: execution_ms,
-                detail: format!(
-                    "query class {query_id}: executions {:.1}x slower than its median {:.3} ms",
-                    execution_ms / incident.baseline.max(1e-9),
-                    incident.baseline
-                ),
-            });
-        } else if was_open && tracker.open_incident().is_none() {
-            let z = tracker.closed_incidents().last().map_or(0.0, |i| i.peak_z);
-            self.events.push(Event::Resolved { key: query_id as i64, z });
+        // Warm-up takes every execution: a baseline as soon as possible.
+        if !judged && tracker.state() != TrackerState::WarmingUp {
+            return;
         }
+        let baseline = tracker.baseline_median();
+        feed(tracker, query_id as i64, execution_ms, &mut self.events, |incident| {
+            format!(
+                "query class {query_id}: executions {:.1}x slower than its median {:.3} ms",
+                execution_ms / incident.baseline.max(1e-9),
+                incident.baseline
+            )
+        });
         if let Some(median) = baseline.filter(|m| *m > 0.0 && execution_ms > 0.0) {
             self.drain_log_ratio.0 += (execution_ms / median).ln();
             self.drain_log_ratio.1 += 1;
@@ -112,22 +127,9 @@ impl Monitor {
                 IncidentPolicy { min_samples: 60, ..Default::default() },
             )
         });
-        let was_open = global.open_incident().is_some();
-        if let Some(incident) = global.observe(ratio) {
-            self.events.push(Event::Opened {
-                key: GLOBAL,
-                z: incident.peak_z,
-                baseline_ms: incident.baseline,
-                observed_ms: ratio,
-                detail: format!(
-                    "all queries: {ratio:.2}x their classes' median latency (normally {:.2}x)",
-                    incident.baseline
-                ),
-            });
-        } else if was_open && global.open_incident().is_none() {
-            let z = global.closed_incidents().last().map_or(0.0, |i| i.peak_z);
-            self.events.push(Event::Resolved { key: GLOBAL, z });
-        }
+        feed(global, GLOBAL, ratio, &mut self.events, |incident| {
+            format!("all queries: {ratio:.2}x their classes' median latency (normally {:.2}x)", incident.baseline)
+        });
     }
 
     /// Classes per tracker state, for status reports.

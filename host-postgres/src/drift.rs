@@ -92,39 +92,36 @@ pub(crate) fn guard(engine: &mut DagSonaEngine) -> bool {
     if mode == crate::gucs::HealingMode::off {
         return false;
     }
-    let judged = BackgroundWorker::transaction(|| {
-        crate::advisor::in_subtransaction(|| {
-            let trend = rows(GUARD_WINDOW).into_iter().find(|r| r.metric == "mean_quality").map(|r| r.trend);
-            if trend != Some("degrading") {
-                let kept = Spi::run(
-                    "INSERT INTO ruvector.dag_learning_state (name, state, format_version, patterns, queries, saved_at)
+    let judged = crate::healing::guarded(|| {
+        let trend = rows(GUARD_WINDOW).into_iter().find(|r| r.metric == "mean_quality").map(|r| r.trend);
+        if trend != Some("degrading") {
+            let kept = Spi::run(
+                "INSERT INTO ruvector.dag_learning_state (name, state, format_version, patterns, queries, saved_at)
                      SELECT 'last_good', state, format_version, patterns, queries, saved_at
                      FROM ruvector.dag_learning_state WHERE name = 'current'
                      ON CONFLICT (name) DO UPDATE SET state = excluded.state,
                          format_version = excluded.format_version, patterns = excluded.patterns,
                          queries = excluded.queries, saved_at = excluded.saved_at",
-                );
-                if let Err(e) = kept {
-                    warning!("ruvector_dag_learner: keeping the last good learned state: {e}");
-                }
-                return None;
+            );
+            if let Err(e) = kept {
+                warning!("ruvector_dag_learner: keeping the last good learned state: {e}");
             }
-            // Once per window: not again while the degrading cycles that triggered it are in view.
-            let recent = Spi::get_one_with_args::<bool>(
-                "SELECT EXISTS (SELECT FROM ruvector.dag_repairs WHERE repair_type = 'learning_rollback'
+            return None;
+        }
+        // Once per window: not again while the degrading cycles that triggered it are in view.
+        let recent = Spi::get_one_with_args::<bool>(
+            "SELECT EXISTS (SELECT FROM ruvector.dag_repairs WHERE repair_type = 'learning_rollback'
                    AND created_at >= (SELECT min(recorded_at) FROM (SELECT recorded_at FROM
                        ruvector.dag_learning_history ORDER BY cycle_id DESC LIMIT $1) w))",
-                &[GUARD_WINDOW.into()],
-            )
+            &[GUARD_WINDOW.into()],
+        )
+        .ok()
+        .flatten()
+        .unwrap_or(true);
+        let good = Spi::get_one::<Vec<u8>>("SELECT state FROM ruvector.dag_learning_state WHERE name = 'last_good'")
             .ok()
-            .flatten()
-            .unwrap_or(true);
-            let good =
-                Spi::get_one::<Vec<u8>>("SELECT state FROM ruvector.dag_learning_state WHERE name = 'last_good'")
-                    .ok()
-                    .flatten();
-            if recent { None } else { good }
-        })
+            .flatten();
+        if recent { None } else { good }
     });
     let Ok(Some(good)) = judged else { return false };
     let before = mean_quality(engine);

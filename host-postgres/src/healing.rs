@@ -32,6 +32,18 @@ fn probe_budget_ms() -> u64 {
     crate::gucs::HEALING_PROBE_BUDGET_MS.get().max(1) as u64
 }
 
+/// `ruvector.healing_mode`, or an ERROR when self-healing is off.
+fn enabled_mode() -> crate::gucs::HealingMode {
+    let mode = crate::gucs::HEALING_MODE.get();
+    if mode == crate::gucs::HealingMode::off {
+        fail(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "self-healing is off: SET ruvector.healing_mode to observe (recommend) or auto (repair)",
+        );
+    }
+    mode
+}
+
 /// Records the repair `h` needs with `status` (`recommended` or `pending`), unless one is already open for the
 /// same index and kind or with the same statement (two indexes of a table need one `VACUUM`); a recommendation is
 /// then promoted to `pending`. Returns its id.
@@ -93,15 +105,7 @@ fn dag_auto_repair() -> TableIterator<
         name!(reason, String),
     ),
 > {
-    let mode = crate::gucs::HEALING_MODE.get();
-    let status = match mode {
-        crate::gucs::HealingMode::off => fail(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "self-healing is off: SET ruvector.healing_mode to observe (recommend) or auto (repair)",
-        ),
-        crate::gucs::HealingMode::observe => "recommended",
-        crate::gucs::HealingMode::auto => "pending",
-    };
+    let status = if enabled_mode() == crate::gucs::HealingMode::auto { "pending" } else { "recommended" };
     let ids: Vec<i64> = index_health::check(None, probe_samples(), probe_budget_ms(), None)
         .iter()
         .filter(|h| h.assessment.degraded)
@@ -149,9 +153,7 @@ const TUNING_MARGIN: f64 = 0.03;
 
 /// Search-breadth candidates for `kind`, narrowest first, from the current settings: `(setting, value)` pairs.
 fn breadth_candidates(kind: &IndexKind, current: &str, lists: Option<i64>) -> Vec<Vec<(&'static str, String)>> {
-    let get = |name: &str| {
-        current.split(", ").filter_map(|kv| kv.split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.to_owned())
-    };
+    let get = |name: &str| index_health::parse_settings(current).find(|(k, _)| *k == name).map(|(_, v)| v.to_owned());
     let num = |name: &str, default: i64| get(name).and_then(|v| v.parse::<i64>().ok()).unwrap_or(default);
     match kind {
         IndexKind::Hnsw => {
@@ -252,13 +254,7 @@ fn dag_rebalance_index(
             format!("target_recall {target_recall} is out of range: expected 0 <= target_recall <= 1"),
         );
     }
-    let mode = crate::gucs::HEALING_MODE.get();
-    if mode == crate::gucs::HealingMode::off {
-        fail(
-            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
-            "self-healing is off: SET ruvector.healing_mode to observe (recommend) or auto (repair)",
-        );
-    }
+    let mode = enabled_mode();
     let started = Instant::now();
     let Some(ix) = index_health::discover(Some(index_name)).pop().filter(|ix| ix.ordered.is_some()) else {
         fail(
@@ -586,7 +582,7 @@ fn log_error<T>(what: &str, r: Result<T, String>) -> Option<T> {
 }
 
 /// Runs `f` in a transaction of the worker; an ERROR inside comes back as `Err` instead of ending the worker.
-fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> T) -> Result<T, String> {
     let f = std::panic::AssertUnwindSafe(f);
     BackgroundWorker::transaction(move || {
         let f = f;
@@ -603,7 +599,22 @@ impl Healer {
     /// One step: settle the repair in flight, start a pending one, or probe when it is time.
     pub(crate) fn step(&mut self, replayer: &mut Replayer, db: &str) {
         let mode = crate::gucs::HEALING_MODE.get();
-        if mode == crate::gucs::HealingMode::off || !BackgroundWorker::transaction(crate::learner::extension_installed)
+        if mode == crate::gucs::HealingMode::off {
+            return;
+        }
+        if let Some(job) = self.job.take() {
+            if job.handle.is_finished() {
+                self.settle(job);
+            } else {
+                self.job = Some(job);
+            }
+            return;
+        }
+        let interval = Duration::from_millis(crate::gucs::HEALING_INTERVAL_MS.get().max(1000) as u64);
+        let due = self.last_probe.is_none_or(|t| t.elapsed() >= interval);
+        // Observe mode has nothing to do between probes: no transaction every second for it.
+        if self.recovered && mode == crate::gucs::HealingMode::observe && !due
+            || !BackgroundWorker::transaction(crate::learner::extension_installed)
         {
             return;
         }
@@ -622,14 +633,6 @@ impl Healer {
                 }),
             );
         }
-        if let Some(job) = self.job.take() {
-            if job.handle.is_finished() {
-                self.settle(job);
-            } else {
-                self.job = Some(job);
-            }
-            return;
-        }
         if mode == crate::gucs::HealingMode::auto {
             let pending = guarded(|| {
                 Spi::get_three::<i64, String, String>(
@@ -643,8 +646,7 @@ impl Healer {
                 return;
             }
         }
-        let interval = Duration::from_millis(crate::gucs::HEALING_INTERVAL_MS.get().max(1000) as u64);
-        if self.last_probe.is_some_and(|t| t.elapsed() < interval) {
+        if !due {
             return;
         }
         self.last_probe = Some(Instant::now());

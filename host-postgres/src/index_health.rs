@@ -184,7 +184,7 @@ fn search_settings(kind: &IndexKind) -> Vec<(&'static str, Option<String>)> {
 }
 
 /// `name=value` pairs of a settings string as [`Probe::settings`] writes it (`default` values are left alone).
-fn parse_settings(s: &str) -> impl Iterator<Item = (&str, &str)> {
+pub(crate) fn parse_settings(s: &str) -> impl Iterator<Item = (&str, &str)> {
     s.split(", ").filter_map(|kv| kv.split_once('=')).filter(|(_, v)| *v != "default")
 }
 
@@ -525,33 +525,15 @@ pub(crate) fn check(only: Option<&str>, samples: usize, budget_ms: u64, settings
             let m = IndexMeasurement {
                 kind: index.kind.clone(),
                 recall: Some(p.recall),
-                baseline_recall: as_extension_owner(|| baseline(&index, &p.settings))
-                    .map(|b| b.max(p.recall))
-                    .or(Some(p.recall)),
+                baseline_recall: baseline_recall(&index, &p),
                 under_returning: Some(p.under_returning),
                 dead_ratio: None,
                 ivf_imbalance: p.imbalance,
                 leaf_density: None,
             };
-            let assessment = assess_index(&m, &thresholds);
-            let mut detail =
-                format!("recall@{K} {:.3} over {} patterns under {}; {note}", p.recall, p.samples, p.settings);
-            if assessment.degraded {
-                detail = format!("{}; {detail}", assessment.reasons.join("; "));
-            }
-            let status = if assessment.degraded { "degraded" } else { "ok" };
-            let health = Health {
-                index,
-                probe: Some(p),
-                measurement: m,
-                assessment,
-                status,
-                detail,
-                changes: None,
-                churn: None,
-            };
-            as_extension_owner(|| record(&health));
-            out.push(health);
+            let notes =
+                vec![format!("recall@{K} {:.3} over {} patterns under {}; {note}", p.recall, p.samples, p.settings)];
+            out.push(conclude(index, Some(p), m, notes, (None, None), false, false, &thresholds));
         }
         if only.is_some() {
             return out;
@@ -581,8 +563,7 @@ pub(crate) fn check(only: Option<&str>, samples: usize, budget_ms: u64, settings
                     m.recall = Some(p.recall);
                     m.under_returning = Some(p.under_returning);
                     m.ivf_imbalance = p.imbalance;
-                    let before = as_extension_owner(|| baseline(&ix, &p.settings));
-                    m.baseline_recall = before.map(|b| b.max(p.recall)).or(Some(p.recall));
+                    m.baseline_recall = baseline_recall(&ix, &p);
                     churned = changes.and_then(|c| as_extension_owner(|| churn(&ix, &p.settings, c)));
                     notes.push(format!(
                         "recall@{K} {:.3} over {} probes under {}; {:.1} buffers per probe",
@@ -625,34 +606,48 @@ pub(crate) fn check(only: Option<&str>, samples: usize, budget_ms: u64, settings
         if let Some(c) = churned.filter(|c| *c > 0.0) {
             notes.push(format!("{:.0}% of its rows changed since the baseline", c * 100.0));
         }
-        let assessment = assess_index(&m, &thresholds);
-        let measured = m.recall.is_some() || m.leaf_density.is_some() || m.dead_ratio.is_some();
-        let status = match () {
-            _ if assessment.degraded => "degraded",
-            _ if spent => "skipped",
-            _ if failed => "error",
-            _ if !measured => "not available",
-            _ => "ok",
-        };
-        if assessment.degraded {
-            notes.insert(0, assessment.reasons.join("; "));
-        }
-        let health = Health {
-            index: ix,
-            probe: probe_out,
-            measurement: m,
-            assessment,
-            status,
-            detail: notes.join("; "),
-            changes,
-            churn: churned,
-        };
-        if !spent {
-            as_extension_owner(|| record(&health));
-        }
-        out.push(health);
+        out.push(conclude(ix, probe_out, m, notes, (changes, churned), spent, failed, &thresholds));
     }
     out
+}
+
+/// The baseline `ix` is judged against for probe `p`: the stored best under the same settings since the last
+/// rebuild, or this probe's recall when it is the first (or the best).
+fn baseline_recall(ix: &IndexInfo, p: &Probe) -> Option<f64> {
+    as_extension_owner(|| baseline(ix, &p.settings)).map(|b| b.max(p.recall)).or(Some(p.recall))
+}
+
+/// Judges a measurement, states its status (`degraded` first, then `skipped` when the budget was spent, `error`
+/// when the probe failed, `not available` when nothing was measured), puts the reasons before the `notes`, and
+/// records it unless the budget was spent.
+#[allow(clippy::too_many_arguments)]
+fn conclude(
+    index: IndexInfo,
+    probe: Option<Probe>,
+    m: IndexMeasurement,
+    mut notes: Vec<String>,
+    (changes, churn): (Option<f64>, Option<f64>),
+    spent: bool,
+    failed: bool,
+    thresholds: &IndexThresholds,
+) -> Health {
+    let assessment = assess_index(&m, thresholds);
+    let measured = m.recall.is_some() || m.leaf_density.is_some() || m.dead_ratio.is_some();
+    let status = match () {
+        _ if assessment.degraded => "degraded",
+        _ if spent => "skipped",
+        _ if failed => "error",
+        _ if !measured => "not available",
+        _ => "ok",
+    };
+    if assessment.degraded {
+        notes.insert(0, assessment.reasons.join("; "));
+    }
+    let health = Health { index, probe, measurement: m, assessment, status, detail: notes.join("; "), changes, churn };
+    if !spent {
+        as_extension_owner(|| record(&health));
+    }
+    health
 }
 
 /// Measures index health now (within `ruvector.healing_probe_budget_ms`, probing with

@@ -149,8 +149,8 @@ impl AnomalyDetector {
     }
 }
 
-/// Median by selection (linear time; reorders `v`).
-fn median(v: &mut [f64]) -> f64 {
+/// Median by selection (linear time; reorders `v`). The healing module's one median.
+pub(super) fn median(v: &mut [f64]) -> f64 {
     let n = v.len();
     let (low, &mut upper, _) = v.select_nth_unstable_by(n / 2, f64::total_cmp);
     if n % 2 == 1 { upper } else { (low.iter().copied().fold(f64::NEG_INFINITY, f64::max) + upper) / 2.0 }

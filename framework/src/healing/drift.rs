@@ -66,13 +66,7 @@ pub struct Drift {
 pub fn drift(values: &[f64], better: Better) -> Option<Drift> {
     let v: Vec<f64> = values.iter().copied().filter(|x| x.is_finite()).collect();
     let current = *v.last()?;
-    let mut first: Vec<f64> = v[..v.len().div_ceil(2)].to_vec();
-    first.sort_by(f64::total_cmp);
-    let baseline = if first.len() % 2 == 1 {
-        first[first.len() / 2]
-    } else {
-        (first[first.len() / 2 - 1] + first[first.len() / 2]) / 2.0
-    };
+    let baseline = super::anomaly::median(&mut v[..v.len().div_ceil(2)].to_vec());
     let n = v.len() as f64;
     let mean_x = (n - 1.0) / 2.0;
     let mean_y = v.iter().sum::<f64>() / n;
