@@ -116,6 +116,15 @@ pub enum Error {
         reason: String,
     },
 
+    /// A statement a repair strategy had the host run failed.
+    #[error("`{statement}` failed: {message}")]
+    Execute {
+        /// The statement.
+        statement: String,
+        /// The host's error message.
+        message: String,
+    },
+
     /// The operation is not supported by this plugin or component.
     #[error("{0} is not supported")]
     NotSupported(String),

@@ -269,7 +269,7 @@ fn plugin_panics_and_bad_output_become_errors() {
     );
 
     let repair = registry.repair("flaky_repair", &none("healing.flaky_repair")).unwrap();
-    let issue = |kind| Issue { id: 1, kind, target: "q1".into(), severity: Severity::Warning, detail: String::new() };
+    let issue = |kind| Issue::new(1, kind, "q1", Severity::Warning, "");
     assert!(repair.can_repair(&issue(IssueKind::LatencyAnomaly)));
     assert!(!repair.can_repair(&issue(IssueKind::IndexDegraded)), "a panicking answer is a no");
     let mut ctx = RepairContext::dry_run();

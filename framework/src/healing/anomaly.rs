@@ -255,6 +255,13 @@ impl IncidentTracker {
         }
     }
 
+    /// Scores against a baseline whose scale is at least `floor` (in `ln(1 + x)` units; see
+    /// [`AnomalyDetector::with_scale_floor`]): for signals where only large changes matter, e.g. memory.
+    pub fn with_scale_floor(mut self, floor: f64) -> Self {
+        self.baseline = self.baseline.with_scale_floor(floor);
+        self
+    }
+
     /// Ignores the next `observations` (our own repair is running and will disturb the signal).
     pub fn blackout(&mut self, observations: usize) {
         self.blackout = self.blackout.max(observations);

@@ -66,14 +66,57 @@ pub struct Issue {
     pub severity: Severity,
     /// Human-readable detail with the evidence (values, thresholds).
     pub detail: String,
+    /// Named facts a strategy may need to act, beyond the target: e.g. `table` and `action` of an index issue
+    /// (see [`Issue::fact`]). Empty by default.
+    pub facts: Vec<(String, String)>,
 }
 
+impl Issue {
+    /// An issue without facts.
+    pub fn new(
+        id: u64,
+        kind: IssueKind,
+        target: impl Into<String>,
+        severity: Severity,
+        detail: impl Into<String>,
+    ) -> Self {
+        Issue { id, kind, target: target.into(), severity, detail: detail.into(), facts: Vec::new() }
+    }
+
+    /// Adds a named fact.
+    pub fn with_fact(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.facts.push((key.into(), value.into()));
+        self
+    }
+
+    /// The value of fact `key`, if the detector gave one.
+    pub fn fact(&self, key: &str) -> Option<&str> {
+        self.facts.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Runs one statement for a strategy, in the host's language (SQL for the PostgreSQL host); `Err` carries the
+/// host's message.
+pub type Executor = std::sync::Arc<dyn Fn(&str) -> std::result::Result<(), String> + Send + Sync>;
+
 /// Where a repair acts. Records every action in order; in a dry run, strategies describe what they would do
-/// without doing it.
-#[derive(Debug, Clone, Default)]
+/// without doing it. A host that lets strategies act through it gives an [`Executor`]: then
+/// [`execute`](RepairContext::execute) records a statement and has the host run it.
+#[derive(Clone, Default)]
 pub struct RepairContext {
     dry_run: bool,
     actions: Vec<String>,
+    executor: Option<Executor>,
+}
+
+impl std::fmt::Debug for RepairContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepairContext")
+            .field("dry_run", &self.dry_run)
+            .field("actions", &self.actions)
+            .field("executor", &self.executor.is_some())
+            .finish()
+    }
 }
 
 impl RepairContext {
@@ -84,7 +127,25 @@ impl RepairContext {
 
     /// A context that only plans repairs.
     pub fn dry_run() -> Self {
-        RepairContext { dry_run: true, actions: Vec::new() }
+        RepairContext { dry_run: true, ..Self::default() }
+    }
+
+    /// A context that performs repairs, running statements through `executor`.
+    pub fn with_executor(executor: Executor) -> Self {
+        RepairContext { executor: Some(executor), ..Self::default() }
+    }
+
+    /// Records `statement` and, unless this is a dry run, has the host run it. An error when the host gave no
+    /// executor or the statement failed (the statement stays recorded: it was attempted).
+    pub fn execute(&mut self, statement: &str) -> Result<()> {
+        self.actions.push(statement.to_owned());
+        if self.dry_run {
+            return Ok(());
+        }
+        let Some(run) = &self.executor else {
+            return Err(Error::NotSupported(format!("running `{statement}`: this host gives strategies no executor")));
+        };
+        run(statement).map_err(|message| Error::Execute { statement: statement.to_owned(), message })
     }
 
     /// True in a dry run: strategies must not change anything.
@@ -259,7 +320,36 @@ mod tests {
     }
 
     fn issue(kind: IssueKind) -> Issue {
-        Issue { id: 1, kind, target: "q42".into(), severity: Severity::Warning, detail: String::new() }
+        Issue::new(1, kind, "q42", Severity::Warning, "")
+    }
+
+    #[test]
+    fn execute_runs_through_the_host_and_records_even_in_dry_runs() {
+        let ran = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = ran.clone();
+        let mut ctx = RepairContext::with_executor(std::sync::Arc::new(move |sql: &str| {
+            seen.lock().unwrap().push(sql.to_owned());
+            if sql.starts_with("BAD") { Err("syntax error".into()) } else { Ok(()) }
+        }));
+        ctx.execute("VACUUM t").unwrap();
+        let err = ctx.execute("BAD x").unwrap_err().to_string();
+        assert_eq!(err, "`BAD x` failed: syntax error");
+        assert_eq!(*ran.lock().unwrap(), ["VACUUM t", "BAD x"]);
+        assert_eq!(ctx.actions(), ["VACUUM t", "BAD x"]);
+
+        let mut dry = RepairContext::dry_run();
+        dry.execute("VACUUM t").unwrap();
+        assert_eq!(dry.actions(), ["VACUUM t"]);
+        let err = RepairContext::new().execute("VACUUM t").unwrap_err().to_string();
+        assert!(err.contains("no executor"), "{err}");
+    }
+
+    #[test]
+    fn facts_name_what_a_strategy_needs() {
+        let i = issue(IssueKind::IndexDegraded).with_fact("table", "public.items").with_fact("action", "vacuum");
+        assert_eq!(i.fact("table"), Some("public.items"));
+        assert_eq!(i.fact("action"), Some("vacuum"));
+        assert_eq!(i.fact("index"), None);
     }
 
     #[test]

@@ -174,6 +174,7 @@ impl HealthCheck for SignalCheck {
                 "sustained anomaly since observation {} (peak z {:.1}, baseline {:.3})",
                 i.opened_at, i.peak_z, i.baseline
             ),
+            facts: Vec::new(),
         }]
     }
 }
@@ -433,7 +434,7 @@ mod tests {
     }
 
     fn issue(id: u64, severity: Severity) -> Issue {
-        Issue { id, kind: IssueKind::IndexDegraded, target: format!("idx{id}"), severity, detail: String::new() }
+        Issue::new(id, IssueKind::IndexDegraded, format!("idx{id}"), severity, "")
     }
 
     #[test]

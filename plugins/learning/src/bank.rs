@@ -312,6 +312,11 @@ impl DagReasoningBank {
         scored.into_iter().map(|(l, _)| l).collect()
     }
 
+    /// The id the next new pattern gets: ids below it belong to patterns that existed before.
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
     /// Records one execution: joins the nearest pattern when similar enough (updating its centroid and the arm of
     /// `settings`), else starts a new pattern. Returns the pattern's id.
     pub fn observe(&mut self, embedding: &[f32], settings: &[(String, String)], latency_ms: f64) -> u64 {

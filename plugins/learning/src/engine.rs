@@ -111,6 +111,9 @@ pub struct DagSonaEngine {
     /// EWC++ over the BaseLoRA parameters.
     pub base_ewc: EwcPlusPlus,
     queries: u64,
+    /// Executions that joined an existing pattern, and those that started a new one (since this process began).
+    pattern_hits: u64,
+    pattern_misses: u64,
 }
 
 fn target(latency_ms: f64) -> f32 {
@@ -133,6 +136,8 @@ impl DagSonaEngine {
             base_ewc,
             config,
             queries: 0,
+            pattern_hits: 0,
+            pattern_misses: 0,
         }
     }
 
@@ -189,7 +194,13 @@ impl DagSonaEngine {
                 self.ewc.consolidate(self.micro.parameters());
             }
         }
+        let next = self.reasoning_bank.next_id();
         let pattern_id = self.reasoning_bank.observe(&embedding, &metrics.settings, metrics.latency_ms);
+        if pattern_id < next {
+            self.pattern_hits += 1;
+        } else {
+            self.pattern_misses += 1;
+        }
         self.trajectories.push(DagTrajectory {
             embedding,
             plan_hash: ruvector_dag::attention::PlanFingerprint::of(dag).0 as u64,
@@ -244,6 +255,12 @@ impl DagSonaEngine {
         self.queries
     }
 
+    /// Executions that joined an existing pattern and executions that started a new one, since this engine was
+    /// made (not saved with the state): the pattern hit rate is `hits / (hits + misses)`.
+    pub fn pattern_hits(&self) -> (u64, u64) {
+        (self.pattern_hits, self.pattern_misses)
+    }
+
     pub(crate) fn set_queries(&mut self, queries: u64) {
         self.queries = queries;
     }
@@ -287,5 +304,22 @@ mod tests {
         }
         let mean = errors.iter().sum::<f64>() / errors.len() as f64;
         assert!(mean < 0.3, "mean |ln(1+pred) - ln(1+true)| = {mean}: {errors:?}");
+    }
+
+    #[test]
+    fn pattern_hits_count_executions_that_join_an_existing_pattern() {
+        let mut e = DagSonaEngine::new(SonaConfig::default());
+        let dag = generate(DagShape::Chain, 5, 1);
+        let run =
+            |e: &mut DagSonaEngine| e.post_query(&dag, &ExecutionMetrics { latency_ms: 3.0, ..Default::default() });
+        run(&mut e).unwrap();
+        assert_eq!(e.pattern_hits(), (0, 1), "the first execution starts a pattern");
+        for _ in 0..4 {
+            run(&mut e).unwrap();
+        }
+        assert_eq!(e.pattern_hits(), (4, 1));
+        let other = generate(DagShape::VectorSearch, 30, 9);
+        e.post_query(&other, &ExecutionMetrics { latency_ms: 3.0, ..Default::default() }).unwrap();
+        assert_eq!(e.pattern_hits(), (4, 2), "an unlike plan is a miss");
     }
 }
