@@ -1,4 +1,5 @@
-//! Latency anomalies of the captured workload, detected by the learner worker as it drains executions (every
+//! Anomalies of the captured workload (latency per class and overall, throughput, error rate), detected by the
+//! learner worker as it drains executions (every
 //! second) and recorded in `ruvector.dag_anomalies`.
 //!
 //! Each query class has an `IncidentTracker` (robust z on log-latency against a rolling median/MAD baseline, with
@@ -6,15 +7,19 @@
 //! execution during warm-up and then with about 16 per drain (every n-th, n from the previous drain's count, so a
 //! shift in mid-drain is seen in that drain); one more tracks the whole workload as the geometric mean, per drain,
 //! of each judged execution's latency over its class's baseline median (a change of workload mix is not a
-//! slowdown). Known-benign observations are not judged: executions under a steering arm
+//! slowdown). Two more follow the workload's rates per window of at least a second: throughput (captured
+//! executions per second, judged when it falls) and error rate (executions whose transaction aborted while they
+//! ran — errors, cancels, timeouts, counted by the hooks at abort — over all, judged when it rises, in windows of
+//! at least 10 statements). Known-benign observations are not judged: executions under a steering arm
 //! (the learner's own experiment) and everything while self-healing runs a repair (its I/O is ours). An incident
 //! opened is written at once (reported within about a second of the execution that completed it) and marked
 //! resolved when it clears.
 
-use dag::healing::{AnomalyConfig, Incident, IncidentPolicy, IncidentTracker, TrackerState};
+use dag::healing::{AnomalyConfig, Direction, Incident, IncidentPolicy, IncidentTracker, TrackerState};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use rustc_hash::FxHashMap;
+use std::time::{Duration, Instant};
 
 /// Query classes tracked at most (the others are not judged until the worker restarts).
 const MAX_CLASSES: usize = 10_000;
@@ -47,6 +52,65 @@ pub(crate) struct Monitor {
     /// Per class, every how many executions one is judged: from the previous drain's count, so that about
     /// `PER_DRAIN` spread over the whole drain are (a shift in mid-drain is seen in that drain).
     stride: FxHashMap<u64, u32>,
+    /// The workload's rates, judged per window of at least a second.
+    rates: Rates,
+}
+
+/// Throughput, error rate, pattern hit rate and memory, per window of at least [`RATE_WINDOW`].
+#[derive(Debug, Default)]
+struct Rates {
+    /// When the current window started, and the counters then.
+    window: Option<(Instant, Counters)>,
+    /// Executions captured in the current window.
+    executions: u64,
+    throughput: Option<IncidentTracker>,
+    errors: Option<IncidentTracker>,
+    hits: Option<IncidentTracker>,
+    memory: Option<IncidentTracker>,
+}
+
+/// Counters the worker reads at the end of a rate window.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Counters {
+    /// Captured executions that aborted while they ran, since the server started.
+    pub(crate) aborted: u64,
+    /// The learner's pattern hits and misses (executions that joined an existing pattern, that started one).
+    pub(crate) pattern_hits: (u64, u64),
+    /// The worker's private resident memory, in bytes.
+    pub(crate) memory: Option<u64>,
+}
+
+/// The shortest window a rate is measured over.
+const RATE_WINDOW: Duration = Duration::from_secs(1);
+/// Windows with fewer statements (observations) than this do not judge a ratio (one failure of two is no rate).
+const MIN_STATEMENTS: u64 = 10;
+/// The memory signal's smallest scale, in `ln(1 + MB)`: an incident needs memory about 1.5x its usual level (the
+/// learned state grows as patterns accumulate; a step of a few percent is no leak).
+const MEMORY_SCALE_FLOOR: f64 = 0.1;
+
+/// The keys of the whole-workload rate signals in `dag_anomalies.query_id`.
+const THROUGHPUT: i64 = -1;
+const ERROR_RATE: i64 = -2;
+const PATTERN_HIT_RATE: i64 = -3;
+const MEMORY: i64 = -4;
+
+/// The learner worker's private resident memory (resident minus shared pages: shared buffers it touched are not
+/// its own), from `/proc/self/statm`.
+pub(crate) fn private_memory() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let mut fields = statm.split_whitespace().skip(1).map(|f| f.parse::<u64>().ok());
+    let (resident, shared) = (fields.next()??, fields.next()??);
+    // SAFETY: sysconf only reads a system constant.
+    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(1) as u64;
+    Some(resident.saturating_sub(shared) * page)
+}
+
+/// A tracker of a per-second workload signal: a minute of warm-up, then 5 bad seconds of 10 open an incident.
+fn per_second(direction: Direction) -> IncidentTracker {
+    IncidentTracker::with_policy(
+        AnomalyConfig::default(),
+        IncidentPolicy { min_samples: 60, direction, ..Default::default() },
+    )
 }
 
 /// Feeds `value` to `tracker` and records, for `key`, the incident it opened (described by `detail`) or the one
@@ -80,6 +144,7 @@ impl Monitor {
     /// One captured execution of class `query_id` (native plan when `arm == 0`); `quiet` while our own repair
     /// runs.
     pub(crate) fn observe(&mut self, query_id: u64, arm: u8, execution_ms: f64, quiet: bool) {
+        self.rates.executions += 1;
         if quiet || arm != 0 {
             self.skipped += 1;
             if let Some(t) = self.classes.get_mut(&query_id) {
@@ -120,16 +185,78 @@ impl Monitor {
             return;
         }
         let ratio = (sum / f64::from(n)).exp();
-        let global = self.global.get_or_insert_with(|| {
-            // Drains come every second: warm up for a minute, open after 5 slow seconds of 10.
-            IncidentTracker::with_policy(
-                AnomalyConfig::default(),
-                IncidentPolicy { min_samples: 60, ..Default::default() },
-            )
-        });
+        let global = self.global.get_or_insert_with(|| per_second(Direction::Above));
         feed(global, GLOBAL, ratio, &mut self.events, |incident| {
             format!("all queries: {ratio:.2}x their classes' median latency (normally {:.2}x)", incident.baseline)
         });
+    }
+
+    /// Ends a rate window when it is at least [`RATE_WINDOW`] old at `now`, judging the window by the change of
+    /// `counters`: throughput (captured executions per second, judged low); over windows of at least
+    /// [`MIN_STATEMENTS`], the error rate (aborted ÷ all statements, judged high) and the pattern hit rate (hits ÷
+    /// learned executions, judged low); and the worker's memory (judged high, only on large changes). Nothing is
+    /// judged before the first execution, and nothing while `quiet` (our own repair runs).
+    /// `counters` is read only when a window starts or ends.
+    pub(crate) fn end_window(&mut self, now: Instant, counters: impl FnOnce() -> Counters, quiet: bool) {
+        let r = &mut self.rates;
+        let Some((start, then)) = r.window else {
+            if r.executions > 0 {
+                r.window = Some((now, counters()));
+                r.executions = 0;
+            }
+            return;
+        };
+        let seconds = now.duration_since(start);
+        if seconds < RATE_WINDOW {
+            return;
+        }
+        let counters = counters();
+        let executions = std::mem::take(&mut r.executions);
+        r.window = Some((now, counters));
+        if quiet {
+            return;
+        }
+        let events = &mut self.events;
+        let rate_per_s = executions as f64 / seconds.as_secs_f64();
+        let throughput = r.throughput.get_or_insert_with(|| per_second(Direction::Below));
+        feed(throughput, THROUGHPUT, rate_per_s, events, |incident| {
+            format!("all queries: {rate_per_s:.1} executions per second (normally {:.1})", incident.baseline)
+        });
+        let failed = counters.aborted.saturating_sub(then.aborted);
+        let statements = executions + failed;
+        if statements >= MIN_STATEMENTS {
+            let rate = failed as f64 / statements as f64;
+            let errors = r.errors.get_or_insert_with(|| per_second(Direction::Above));
+            feed(errors, ERROR_RATE, rate, events, |incident| {
+                format!(
+                    "all queries: {:.1}% of executions failed ({failed} of {statements}; normally {:.1}%)",
+                    rate * 100.0,
+                    incident.baseline * 100.0
+                )
+            });
+        }
+        let hits = counters.pattern_hits.0.saturating_sub(then.pattern_hits.0);
+        let learned = hits + counters.pattern_hits.1.saturating_sub(then.pattern_hits.1);
+        if learned >= MIN_STATEMENTS {
+            let rate = hits as f64 / learned as f64;
+            let tracker = r.hits.get_or_insert_with(|| per_second(Direction::Below));
+            feed(tracker, PATTERN_HIT_RATE, rate, events, |incident| {
+                format!(
+                    "learned patterns matched {:.1}% of executions ({hits} of {learned}; normally {:.1}%): the \
+                     workload moved away from what was learned",
+                    rate * 100.0,
+                    incident.baseline * 100.0
+                )
+            });
+        }
+        if let Some(bytes) = counters.memory {
+            let mb = bytes as f64 / (1u64 << 20) as f64;
+            let tracker =
+                r.memory.get_or_insert_with(|| per_second(Direction::Above).with_scale_floor(MEMORY_SCALE_FLOOR));
+            feed(tracker, MEMORY, mb, events, |incident| {
+                format!("learner worker: {mb:.0} MB private memory (normally {:.0} MB)", incident.baseline)
+            });
+        }
     }
 
     /// Classes per tracker state, for status reports.
@@ -157,20 +284,28 @@ impl Monitor {
             for e in &events {
                 let r = match e {
                     Event::Opened { key, z, baseline_ms, observed_ms, detail } => {
-                        log!("ruvector_dag_learner: latency anomaly: {detail} (z = {z:.1})");
+                        let (kind, component) = match *key {
+                            GLOBAL => ("latency", "all queries".to_owned()),
+                            THROUGHPUT => ("throughput", "all queries".to_owned()),
+                            ERROR_RATE => ("error_rate", "all queries".to_owned()),
+                            PATTERN_HIT_RATE => ("pattern_hit_rate", "learner".to_owned()),
+                            MEMORY => ("memory", "learner worker".to_owned()),
+                            class => ("latency", format!("query class {class}")),
+                        };
+                        log!("ruvector_dag_learner: {kind} anomaly: {detail} (z = {z:.1})");
                         Spi::run_with_args(
                             "INSERT INTO ruvector.dag_anomalies
                                  (anomaly_type, severity, affected_component, query_id, z_score, baseline, observed, detail)
-                             VALUES ('latency', $1, $2, $3, $4, $5, $6, $7)",
+                             VALUES ($8, $1, $2, $3, $4, $5, $6, $7)",
                             &[
                                 (if *z >= CRITICAL_Z { "critical" } else { "warning" }).into(),
-                                (if *key == GLOBAL { "all queries".to_owned() } else { format!("query class {key}") })
-                                    .into(),
+                                component.into(),
                                 (*key).into(),
                                 (*z).into(),
                                 (*baseline_ms).into(),
                                 (*observed_ms).into(),
                                 detail.as_str().into(),
+                                kind.into(),
                             ],
                         )
                     }
@@ -293,6 +428,109 @@ mod tests {
             m.end_drain();
         }
         assert!(opened(&m).contains(&GLOBAL), "{:?}", m.events);
+    }
+
+    /// `n` windows of a second, each with `executions` executions (of a few classes) and `failed` aborts.
+    fn seconds(m: &mut Monitor, clock: &mut (Instant, Counters), n: u32, executions: u32, failed: u64) {
+        windows(m, clock, n, executions, |c| c.aborted += failed);
+    }
+
+    /// `n` windows of a second with `executions` executions each, the counters moved by `change` per window.
+    fn windows(
+        m: &mut Monitor,
+        clock: &mut (Instant, Counters),
+        n: u32,
+        executions: u32,
+        change: impl Fn(&mut Counters),
+    ) {
+        for _ in 0..n {
+            for i in 0..executions {
+                m.observe(u64::from(i % 3), 0, 2.0, false);
+            }
+            m.end_drain();
+            clock.0 += Duration::from_secs(1);
+            change(&mut clock.1);
+            let c = clock.1;
+            m.end_window(clock.0, || c, false);
+        }
+    }
+
+    #[test]
+    fn pattern_hit_rate_falling_and_memory_jumping_are_incidents_small_growth_is_not() {
+        let mut m = Monitor::default();
+        let mut clock = (Instant::now(), Counters { memory: Some(100 << 20), ..Counters::default() });
+        // 90 of 100 executions join a learned pattern; memory at 100 MB, then creeping up 10%.
+        windows(&mut m, &mut clock, 100, 100, |c| c.pattern_hits = (c.pattern_hits.0 + 90, c.pattern_hits.1 + 10));
+        windows(&mut m, &mut clock, 30, 100, |c| {
+            c.pattern_hits = (c.pattern_hits.0 + 90, c.pattern_hits.1 + 10);
+            c.memory = Some(110 << 20);
+        });
+        assert!(opened(&m).is_empty(), "{:?}", m.events);
+        // A new workload: 20 of 100 match.
+        windows(&mut m, &mut clock, 10, 100, |c| c.pattern_hits = (c.pattern_hits.0 + 20, c.pattern_hits.1 + 80));
+        assert_eq!(opened(&m), [PATTERN_HIT_RATE]);
+        m.events.clear();
+        // The worker's memory doubles and stays.
+        windows(&mut m, &mut clock, 10, 100, |c| {
+            c.pattern_hits = (c.pattern_hits.0 + 90, c.pattern_hits.1 + 10);
+            c.memory = Some(220 << 20);
+        });
+        assert!(opened(&m).contains(&MEMORY), "{:?}", m.events);
+    }
+
+    #[test]
+    fn the_worker_knows_its_private_memory() {
+        let before = private_memory().expect("/proc/self/statm");
+        // 16 MB written (so resident) and private to this process.
+        let block = std::hint::black_box(vec![7u8; 16 << 20]);
+        let after = private_memory().expect("/proc/self/statm");
+        assert!(after >= before + (12 << 20), "{before} -> {after}");
+        drop(block);
+    }
+
+    #[test]
+    fn throughput_falling_and_errors_rising_are_workload_incidents() {
+        let mut m = Monitor::default();
+        let mut clock = (Instant::now(), Counters::default());
+        // Nothing before the first execution: an idle server is not warming up on zeros.
+        m.end_window(clock.0 + Duration::from_secs(5), Counters::default, false);
+        assert!(m.rates.window.is_none());
+        seconds(&mut m, &mut clock, 120, 100, 0);
+        assert!(opened(&m).is_empty(), "{:?}", m.events);
+        // A tenth of the executions for ten seconds (a lock pile-up): throughput incident.
+        seconds(&mut m, &mut clock, 10, 10, 0);
+        assert_eq!(opened(&m), [THROUGHPUT]);
+        seconds(&mut m, &mut clock, 15, 100, 0);
+        assert!(matches!(m.events.last(), Some(Event::Resolved { key: THROUGHPUT, .. })), "{:?}", m.events);
+        m.events.clear();
+        // A fifth of the statements failing for ten seconds: error-rate incident.
+        seconds(&mut m, &mut clock, 10, 100, 25);
+        assert_eq!(opened(&m), [ERROR_RATE]);
+        let Some(Event::Opened { detail, .. }) = m.events.iter().find(|e| matches!(e, Event::Opened { .. })) else {
+            unreachable!()
+        };
+        assert!(detail.starts_with("all queries: 20.0% of executions failed (25 of 125"), "{detail}");
+    }
+
+    #[test]
+    fn rate_windows_are_a_second_long_and_quiet_while_we_repair() {
+        let mut m = Monitor::default();
+        let t0 = Instant::now();
+        m.observe(1, 0, 2.0, false);
+        let none = Counters::default();
+        m.end_window(t0, || none, false);
+        // Drains come more often than once a second (a backend's request wakes the worker): one window.
+        for ms in [200, 400, 600, 800] {
+            m.observe(1, 0, 2.0, false);
+            m.end_window(t0 + Duration::from_millis(ms), || none, false);
+        }
+        assert_eq!(m.rates.throughput.as_ref().map(|t| t.observed()), None);
+        m.end_window(t0 + Duration::from_millis(1000), || none, false);
+        assert_eq!(m.rates.throughput.as_ref().map(|t| t.observed()), Some(1));
+        // While our repair runs, windows pass unjudged.
+        m.observe(1, 0, 2.0, true);
+        m.end_window(t0 + Duration::from_millis(2000), || Counters { aborted: 50, ..none }, true);
+        assert_eq!(m.rates.throughput.as_ref().map(|t| t.observed()), Some(1));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! (`ruvector_dag::healing::drift`: baseline = median of the window's first half, least-squares slope).
 
 use crate::sql::fail;
-use dag::healing::{Better, drift};
+use dag::healing::{Better, Issue, IssueKind, RepairContext, Severity, drift};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use pgrx::spi;
@@ -110,7 +110,7 @@ pub(crate) fn guard(engine: &mut DagSonaEngine) -> bool {
         }
         // Once per window: not again while the degrading cycles that triggered it are in view.
         let recent = Spi::get_one_with_args::<bool>(
-            "SELECT EXISTS (SELECT FROM ruvector.dag_repairs WHERE repair_type = 'learning_rollback'
+            "SELECT EXISTS (SELECT FROM ruvector.dag_repairs WHERE target = 'learner'
                    AND created_at >= (SELECT min(recorded_at) FROM (SELECT recorded_at FROM
                        ruvector.dag_learning_history ORDER BY cycle_id DESC LIMIT $1) w))",
             &[GUARD_WINDOW.into()],
@@ -124,19 +124,43 @@ pub(crate) fn guard(engine: &mut DagSonaEngine) -> bool {
         if recent { None } else { good }
     });
     let Ok(Some(good)) = judged else { return false };
+    let issue = Issue::new(0, IssueKind::LearningDrift, "learner", Severity::Warning, "mean pattern quality degrading");
+    // The repair strategy chosen in ruvector.toml for it (normally learning_rollback; none: nothing to do).
+    let plan = match crate::repairs::plan(&issue) {
+        Ok(plan) => plan,
+        Err(why) => {
+            log!("ruvector_dag_learner: learning guard: mean pattern quality degrading, but {why}");
+            return false;
+        }
+    };
+    let (strategy, sql) = plan;
+    let strategy_name = strategy.name();
     let before = mean_quality(engine);
     let (status, after, rolled_back) = if mode == crate::gucs::HealingMode::observe {
         ("recommended", None, false)
     } else {
         let mut candidate = DagSonaEngine::new(engine.config);
-        match candidate.restore_state(&good) {
-            Ok(_) => {
+        let restorable = candidate.restore_state(&good);
+        let repaired = crate::healing::guarded(|| {
+            let mut ctx = RepairContext::with_executor(crate::repairs::spi_executor());
+            strategy.repair(&issue, &mut ctx).map_err(|e| e.to_string())
+        })
+        .and_then(|r| r);
+        match (restorable, repaired) {
+            // The stored state is restored; the worker now runs on it.
+            (Ok(_), Ok(_)) if strategy.name() == "learning_rollback" => {
                 let after = mean_quality(&candidate);
                 *engine = candidate;
                 (if after > before { "verified" } else { "unchanged" }, after, true)
             }
-            Err(e) => {
+            // Another strategy (from a plugin library) acted: quality is judged in the next cycles.
+            (_, Ok(_)) => ("unchanged", None, false),
+            (Err(e), _) => {
                 warning!("ruvector_dag_learner: the last good learned state cannot be restored: {e}");
+                ("failed", None, false)
+            }
+            (_, Err(e)) => {
+                warning!("ruvector_dag_learner: repair strategy {}: {e}", strategy.name());
                 ("failed", None, false)
             }
         }
@@ -151,9 +175,9 @@ pub(crate) fn guard(engine: &mut DagSonaEngine) -> bool {
         Spi::run_with_args(
             "INSERT INTO ruvector.dag_repairs (repair_type, target, table_name, implementation_sql, status, reason,
                  started_at, finished_at, detail)
-             VALUES ('learning_rollback', 'learner', '', 'restore ruvector.dag_learning_state ''last_good''', $1,
-                     'mean pattern quality degrading', now(), CASE WHEN $1 <> 'recommended' THEN now() END, $2)",
-            &[status.into(), detail.as_str().into()],
+             VALUES ($3, 'learner', '', $4, $1, 'mean pattern quality degrading', now(),
+                     CASE WHEN $1 <> 'recommended' THEN now() END, $2)",
+            &[status.into(), detail.as_str().into(), strategy_name.into(), sql.as_str().into()],
         )
     });
     if let Err(e) = recorded {

@@ -15,7 +15,7 @@
 use crate::index_health::{self, Health};
 use crate::replay::Replayer;
 use crate::sql::fail;
-use dag::healing::{IndexAction, IndexKind};
+use dag::healing::{IndexAction, IndexKind, Issue, IssueKind, RepairContext, Severity, Verdict};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use pgrx::spi;
@@ -44,12 +44,20 @@ fn enabled_mode() -> crate::gucs::HealingMode {
     mode
 }
 
-/// Records the repair `h` needs with `status` (`recommended` or `pending`), unless one is already open for the
-/// same index and kind or with the same statement (two indexes of a table need one `VACUUM`); a recommendation is
-/// then promoted to `pending`. Returns its id.
+/// Records the repair `h` needs with `status` (`recommended` or `pending`), planned by the first repair strategy
+/// chosen in `ruvector.toml` that can repair it (`repairs.rs`), unless one is already open for the same index
+/// and strategy or with the same statement (two indexes of a table need one `VACUUM`); a recommendation is then
+/// promoted to `pending`. Returns its id; `None` when no chosen strategy repairs it (a NOTICE says why).
 fn queue(h: &Health, status: &str, reason: &str) -> spi::Result<Option<i64>> {
-    let Some(sql) = h.repair_sql() else { return Ok(None) };
-    let kind = h.repair_type();
+    let issue = crate::repairs::index_issue(h);
+    let (strategy, sql) = match crate::repairs::plan(&issue) {
+        Ok(plan) => plan,
+        Err(why) => {
+            notice!("ruvector_dag: {} is degraded ({reason}), but {why}", h.index.name);
+            return Ok(None);
+        }
+    };
+    let kind = strategy.name();
     let open = Spi::get_one_with_args::<i64>(
         "SELECT max(repair_id) FROM ruvector.dag_repairs
          WHERE (target = $1 AND repair_type = $2 OR implementation_sql = $3)
@@ -70,8 +78,9 @@ fn queue(h: &Health, status: &str, reason: &str) -> spi::Result<Option<i64>> {
     let p = h.probe.as_ref();
     Spi::get_one_with_args::<i64>(
         "INSERT INTO ruvector.dag_repairs (repair_type, target, table_name, implementation_sql, status, reason,
-             recall_before, buffers_before, imbalance_before, dead_ratio_before, leaf_density_before, search_settings)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING repair_id",
+             recall_before, buffers_before, imbalance_before, dead_ratio_before, leaf_density_before, search_settings,
+             issue_facts)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING repair_id",
         &[
             kind.into(),
             h.index.name.as_str().into(),
@@ -85,6 +94,7 @@ fn queue(h: &Health, status: &str, reason: &str) -> spi::Result<Option<i64>> {
             h.measurement.dead_ratio.into(),
             h.measurement.leaf_density.into(),
             p.map(|p| p.settings.clone()).into(),
+            crate::repairs::facts_json(&issue).into(),
         ],
     )
 }
@@ -223,6 +233,9 @@ fn record_breadth(
     .unwrap_or_default()
 }
 
+const NO_BREADTH_STRATEGY: &str =
+    "no repair strategy chosen in ruvector.toml [healing] strategies tunes search breadth (search_breadth)";
+
 /// Search-breadth tuning of a vector index: finds the narrowest search breadth (`hnsw.ef_search`, then
 /// `hnsw.iterative_scan`; `ivfflat.probes`) whose recall@10 reaches `target_recall` (plus a margin of 0.03) on
 /// the probe's query vectors.
@@ -255,6 +268,9 @@ fn dag_rebalance_index(
         );
     }
     let mode = enabled_mode();
+    if crate::repairs::by_name("search_breadth").is_none() {
+        fail(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, NO_BREADTH_STRATEGY);
+    }
     let started = Instant::now();
     let Some(ix) = index_health::discover(Some(index_name)).pop().filter(|ix| ix.ordered.is_some()) else {
         fail(
@@ -301,15 +317,8 @@ fn dag_rebalance_index(
     };
     let setting = settings_text(&pairs);
     let db = Spi::get_one::<String>("SELECT quote_ident(current_database())").ok().flatten().unwrap_or_default();
-    let sql = pairs.iter().map(|(k, v)| format!("ALTER DATABASE {db} SET {k} = '{v}'")).collect::<Vec<_>>().join("; ");
-    if mode == crate::gucs::HealingMode::observe {
-        let detail =
-            format!("recall@{} {:.3} under {setting} on the probe's query vectors", index_health::K, tuned.recall);
-        let id = record_breadth(&ix, &sql, "recommended", &reason, &before, Some(&tuned), ms(), &detail);
-        return row(Some(tuned.recall), Some(id), "recommended", Some(setting), detail);
-    }
-    // The database-level values to restore on rollback (absent = RESET).
-    let previous: Vec<(&str, Option<String>)> = pairs
+    // The database-level values to restore on rollback (empty = RESET).
+    let previous: Vec<(&str, String)> = pairs
         .iter()
         .map(|(k, _)| {
             let v = Spi::get_one_with_args::<String>(
@@ -320,10 +329,30 @@ fn dag_rebalance_index(
             )
             .ok()
             .flatten();
-            (*k, v)
+            (*k, v.unwrap_or_default())
         })
         .collect();
-    Spi::run(&sql).unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{sql}: {e}")));
+    let issue = Issue::new(0, IssueKind::IndexDegraded, &ix.name, Severity::Warning, reason.as_str())
+        .with_fact("action", "search_breadth")
+        .with_fact("database", db)
+        .with_fact("settings", setting.as_str())
+        .with_fact("previous", previous.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "));
+    let strategy = crate::repairs::first_for(&issue)
+        .unwrap_or_else(|| fail(PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE, NO_BREADTH_STRATEGY));
+    let strategy_error = |e: dag::Error| -> ! {
+        fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("repair strategy {}: {e}", strategy.name()))
+    };
+    let mut plan = RepairContext::dry_run();
+    strategy.repair(&issue, &mut plan).unwrap_or_else(|e| strategy_error(e));
+    let sql = plan.actions().join("; ");
+    if mode == crate::gucs::HealingMode::observe {
+        let detail =
+            format!("recall@{} {:.3} under {setting} on the probe's query vectors", index_health::K, tuned.recall);
+        let id = record_breadth(&ix, &sql, "recommended", &reason, &before, Some(&tuned), ms(), &detail);
+        return row(Some(tuned.recall), Some(id), "recommended", Some(setting), detail);
+    }
+    let mut ctx = RepairContext::with_executor(crate::repairs::spi_executor());
+    let outcome = strategy.repair(&issue, &mut ctx).unwrap_or_else(|e| strategy_error(e));
     let held_out = measure(Some(&setting), HELD_OUT_SEED);
     let max_cost = crate::gucs::HEALING_MAX_COST_RATIO.get();
     let cost = held_out.buffers / before.buffers.max(1.0);
@@ -338,13 +367,7 @@ fn dag_rebalance_index(
         let id = record_breadth(&ix, &sql, "verified", &reason, &before, Some(&held_out), ms(), &detail);
         return row(Some(held_out.recall), Some(id), "verified", Some(setting), detail);
     }
-    for (k, v) in previous {
-        let undo = match v {
-            Some(v) => format!("ALTER DATABASE {db} SET {k} = {}", spi::quote_literal(&v)),
-            None => format!("ALTER DATABASE {db} RESET {k}"),
-        };
-        Spi::run(&undo).unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("{undo}: {e}")));
-    }
+    strategy.rollback(&issue, &outcome, &mut ctx).unwrap_or_else(|e| strategy_error(e));
     let detail = format!("{detail}: rolled back");
     let id = record_breadth(&ix, &sql, "rolled_back", &reason, &before, Some(&held_out), ms(), &detail);
     row(Some(held_out.recall), Some(id), "rolled_back", None, detail)
@@ -407,7 +430,7 @@ fn health_report() -> Vec<Subsystem> {
     let [warming, normal, incident, blackout, skipped] = s.anomaly_states;
     let open = texts(
         "SELECT affected_component || ': ' || coalesce(detail, anomaly_type) FROM ruvector.dag_anomalies
-         WHERE NOT resolved ORDER BY anomaly_id",
+         WHERE NOT resolved AND anomaly_type = 'latency' ORDER BY anomaly_id",
     );
     let tracked = normal + incident;
     out.push(Subsystem {
@@ -421,6 +444,25 @@ fn health_report() -> Vec<Subsystem> {
         },
         score: (tracked > 0).then(|| 1.0 - incident as f64 / tracked as f64),
         issues: open,
+        recommendations: Vec::new(),
+    });
+    // The workload's rates and the worker's memory: the worker's trackers, through their open incidents.
+    let workload = texts(
+        "SELECT anomaly_type || ' (' || affected_component || '): ' || coalesce(detail, '') FROM ruvector.dag_anomalies
+         WHERE NOT resolved AND anomaly_type <> 'latency' ORDER BY anomaly_id",
+    );
+    const WORKLOAD_SIGNALS: usize = 4;
+    out.push(Subsystem {
+        name: "workload",
+        status: match () {
+            _ if s.worker_pid == 0 => "not tracked (no learner worker)".to_owned(),
+            _ if workload.is_empty() => {
+                "throughput, error rate, pattern hit rate and memory without incidents".to_owned()
+            }
+            _ => format!("{} of {WORKLOAD_SIGNALS} signals in an incident", workload.len().min(WORKLOAD_SIGNALS)),
+        },
+        score: (s.worker_pid != 0).then(|| 1.0 - workload.len().min(WORKLOAD_SIGNALS) as f64 / WORKLOAD_SIGNALS as f64),
+        issues: workload,
         recommendations: Vec::new(),
     });
     // Repairs: how the last 20 finished ones went.
@@ -566,7 +608,7 @@ struct Job {
     /// The search settings the repair's "before" figures were measured under; "after" uses them too.
     settings: Option<String>,
     started: Instant,
-    handle: std::thread::JoinHandle<Result<(), String>>,
+    handle: std::thread::JoinHandle<Result<crate::replay::Ran, String>>,
 }
 
 /// The worker's self-healing: periodic probes and the repair in flight.
@@ -635,14 +677,33 @@ impl Healer {
         }
         if mode == crate::gucs::HealingMode::auto {
             let pending = guarded(|| {
-                Spi::get_three::<i64, String, String>(
-                    "SELECT repair_id, implementation_sql, target FROM ruvector.dag_repairs WHERE status = 'pending'
-                     ORDER BY repair_id LIMIT 1",
-                )
-                .ok()
+                Spi::connect(|c| {
+                    let mut rows = c.select(
+                        "SELECT repair_id, repair_type, target, coalesce(reason, ''), issue_facts, search_settings
+                         FROM ruvector.dag_repairs WHERE status = 'pending' ORDER BY repair_id LIMIT 1",
+                        None,
+                        &[],
+                    )?;
+                    rows.next()
+                        .map(|r| {
+                            let id = r.get::<i64>(1)?.unwrap_or_default();
+                            let kind = r.get::<String>(2)?.unwrap_or_default();
+                            let target = r.get::<String>(3)?.unwrap_or_default();
+                            let reason = r.get::<String>(4)?.unwrap_or_default();
+                            let issue = crate::repairs::stored_issue(
+                                id,
+                                IssueKind::IndexDegraded,
+                                &target,
+                                &reason,
+                                r.get::<pgrx::JsonB>(5)?,
+                            );
+                            Ok::<_, spi::SpiError>((kind, issue, r.get::<String>(6)?))
+                        })
+                        .transpose()
+                })
             });
-            if let Some(Some((Some(id), Some(sql), Some(index)))) = log_error("reading pending repairs", pending) {
-                self.start(replayer, db, id, &sql, &index);
+            if let Some(Ok(Some((kind, issue, settings)))) = log_error("reading pending repairs", pending) {
+                self.start(replayer, db, &kind, issue, settings);
                 return;
             }
         }
@@ -654,15 +715,21 @@ impl Healer {
         let queued = guarded(|| {
             crate::hooks::suppressed(|| {
                 let mut n = 0;
-                for h in index_health::check(None, probe_samples(), probe_budget_ms(), None) {
-                    // A repair of the same kind that did not help within the last day is not repeated.
+                for h in under_users_settings(index_health::check(None, probe_samples(), probe_budget_ms(), None)) {
+                    if !h.assessment.degraded {
+                        continue;
+                    }
+                    let Some(strategy) = crate::repairs::first_for(&crate::repairs::index_issue(&h)) else {
+                        continue;
+                    };
+                    // A repair by the same strategy that did not help within the last day is not repeated.
                     let recent_failure = Spi::get_one_with_args::<bool>(
                         "SELECT EXISTS (SELECT FROM ruvector.dag_repairs WHERE target = $1 AND repair_type = $2
-                           AND status IN ('unchanged', 'failed') AND finished_at > now() - interval '1 day')",
-                        &[h.index.name.as_str().into(), h.repair_type().into()],
+                           AND status IN ('unchanged', 'failed', 'rolled_back')
+                           AND finished_at > now() - interval '1 day')",
+                        &[h.index.name.as_str().into(), strategy.name().into()],
                     );
-                    if h.assessment.degraded
-                        && recent_failure.ok().flatten() == Some(false)
+                    if recent_failure.ok().flatten() == Some(false)
                         && queue(&h, status, &h.assessment.reasons.join("; ")).ok().flatten().is_some()
                     {
                         n += 1;
@@ -676,17 +743,19 @@ impl Healer {
         }
     }
 
-    fn start(&mut self, replayer: &mut Replayer, db: &str, id: i64, sql: &str, index: &str) {
-        let kind = match sql.split_whitespace().next() {
-            Some("VACUUM") => "vacuum",
-            Some("REINDEX") => "reindex",
-            _ => "recluster",
+    /// Starts pending repair `issue.id` with the chosen strategy `kind` on the maintenance thread.
+    fn start(&mut self, replayer: &mut Replayer, db: &str, kind: &str, issue: Issue, settings: Option<String>) {
+        let id = issue.id as i64;
+        let refuse = |why: String| {
+            log_error("recording a refused repair", guarded(|| finish(id, "failed", None, None, &why)));
+        };
+        let Some(strategy) = crate::repairs::by_name(kind) else {
+            return refuse(format!("repair strategy {kind} is not chosen in ruvector.toml [healing] strategies"));
         };
         if kind == "reindex"
-            && let Err(e) = disk_room_for(index)
+            && let Err(e) = disk_room_for(&issue.target)
         {
-            log_error("recording a refused rebuild", guarded(|| finish(id, "failed", None, None, &e)));
-            return;
+            return refuse(e);
         }
         log_error(
             "recording a start",
@@ -697,20 +766,10 @@ impl Healer {
                 )
             }),
         );
-        log!("ruvector_dag_learner: self-healing: running repair {id}: {sql}");
-        let handle = replayer.spawn_maintenance(db, sql);
-        let settings = guarded(|| {
-            Spi::get_one_with_args::<String>(
-                "SELECT search_settings FROM ruvector.dag_repairs WHERE repair_id = $1",
-                &[id.into()],
-            )
-            .ok()
-            .flatten()
-        })
-        .ok()
-        .flatten();
-        self.job =
-            Some(Job { id, kind: kind.to_owned(), index: index.to_owned(), settings, started: Instant::now(), handle });
+        log!("ruvector_dag_learner: self-healing: running repair {id} ({kind}) of {}", issue.target);
+        let index = issue.target.clone();
+        let handle = replayer.spawn_repair(db, strategy, issue);
+        self.job = Some(Job { id, kind: kind.to_owned(), index, settings, started: Instant::now(), handle });
     }
 
     /// Measures the index again and records the verdict.
@@ -723,10 +782,25 @@ impl Healer {
                     finish(job.id, "failed", Some(ms), None, &format!("{} failed: {e}", job.kind));
                     "failed".to_owned()
                 }
-                Ok(()) => {
+                Ok(ran) if ran.verdict == Verdict::Regressed => {
+                    let detail = format!(
+                        "{}; repair strategy {} judged it regressed: {}",
+                        ran.detail,
+                        job.kind,
+                        match &ran.rollback {
+                            Some(Ok(())) => "rolled back".to_owned(),
+                            Some(Err(e)) => format!("its rollback failed: {e}"),
+                            None => "not rolled back".to_owned(),
+                        }
+                    );
+                    let status = if matches!(ran.rollback, Some(Ok(()))) { "rolled_back" } else { "failed" };
+                    finish(job.id, status, Some(ms), None, &detail);
+                    status.to_owned()
+                }
+                Ok(_) => {
                     let exists = Spi::get_one_with_args::<bool>(
-                        "SELECT to_regclass($1) IS NOT NULL",
-                        &[job.index.as_str().into()],
+                        "SELECT to_regclass($1) IS NOT NULL OR $1 = $2",
+                        &[job.index.as_str().into(), index_health::PATTERN_INDEX.into()],
                     );
                     let after = exists
                         .ok()
@@ -748,11 +822,18 @@ impl Healer {
                     };
                     finish(job.id, status, Some(ms), after.as_ref(), &detail);
                     // A VACUUM that left the index degraded: a rebuild is next (never the same repair again).
-                    if let Some(h) = after.filter(|h| {
+                    if let Some(h) = after.as_ref().filter(|h| {
                         status == "unchanged" && job.kind == "vacuum" && h.assessment.action == IndexAction::Reindex
                     }) {
                         let reason = format!("VACUUM (repair {}) did not restore it: {}", job.id, h.detail);
-                        let _ = queue(&h, "pending", &reason);
+                        let _ = queue(h, "pending", &reason);
+                    }
+                    // A rebuild that left an IVFFlat index's lists unbalanced: its `lists` is the user's to
+                    // change, so a new count is only recommended.
+                    if let Some(h) = after.as_ref().filter(|h| {
+                        status == "unchanged" && job.kind == "reindex" && h.index.kind == IndexKind::IvfFlat
+                    }) {
+                        recommend_lists(h, job.id);
                     }
                     status.to_owned()
                 }
@@ -761,6 +842,64 @@ impl Healer {
         if let Some(status) = log_error("recording a repair", recorded) {
             log!("ruvector_dag_learner: self-healing: repair {} of {} {status} after {ms:.0} ms", job.id, job.index);
         }
+    }
+}
+
+/// Each index measured as the worker's session sees it (`measured`), judged again under the search settings a
+/// user last measured it with (`dag_index_health()` in a session with, say, `hnsw.ef_search = 10`) when those
+/// differ: the baseline that matters is the one of the settings users run with. The degraded judgement wins.
+pub(crate) fn under_users_settings(measured: Vec<Health>) -> Vec<Health> {
+    measured
+        .into_iter()
+        .map(|h| {
+            let Some(ours) = h.probe.as_ref().map(|p| p.settings.clone()) else { return h };
+            let theirs = Spi::get_one_with_args::<String>(
+                "SELECT settings FROM ruvector.dag_index_state WHERE index_name = $1 AND settings NOT IN ('', $2)
+                 ORDER BY measured_at DESC LIMIT 1",
+                &[h.index.name.as_str().into(), ours.as_str().into()],
+            );
+            let Ok(Some(theirs)) = theirs else { return h };
+            match index_health::check(Some(&h.index.name), probe_samples(), probe_budget_ms(), Some(&theirs)).pop() {
+                Some(users) if users.assessment.degraded || !h.assessment.degraded => users,
+                _ => h,
+            }
+        })
+        .collect()
+}
+
+/// Recommends (never applies) pgvector's advised `lists` for an IVFFlat index that repair `after_repair` rebuilt
+/// without restoring it, when its `lists` differs from the advice by more than a fifth.
+pub(crate) fn recommend_lists(h: &Health, after_repair: i64) {
+    // pgvector's default `lists` is 100.
+    let lists = h.index.lists.unwrap_or(100);
+    let advised = index_health::advised_lists(h.index.reltuples);
+    if (advised - lists).abs() * 5 <= lists.max(1) {
+        return;
+    }
+    let sql = format!("ALTER INDEX {0} SET (lists = {advised}); REINDEX INDEX CONCURRENTLY {0}", h.index.name);
+    let reason = format!(
+        "REINDEX (repair {after_repair}) did not balance it; {lists} lists for {:.0} rows, pgvector advises about \
+         {advised} (changes the index definition: for the operator to decide)",
+        h.index.reltuples
+    );
+    let r = Spi::run_with_args(
+        "INSERT INTO ruvector.dag_repairs (repair_type, target, table_name, implementation_sql, status, reason,
+             imbalance_before, buffers_before, search_settings)
+         SELECT 'ivfflat_lists', $1, $2, $3, 'recommended', $4, $5, $6, $7
+         WHERE NOT EXISTS (SELECT FROM ruvector.dag_repairs WHERE target = $1 AND repair_type = 'ivfflat_lists'
+                             AND status = 'recommended')",
+        &[
+            h.index.name.as_str().into(),
+            h.index.table.as_str().into(),
+            sql.into(),
+            reason.into(),
+            h.measurement.ivf_imbalance.into(),
+            h.probe.as_ref().map(|p| p.buffers).into(),
+            h.probe.as_ref().map(|p| p.settings.clone()).into(),
+        ],
+    );
+    if let Err(e) = r {
+        warning!("ruvector_dag_learner: recommending lists for {}: {e}", h.index.name);
     }
 }
 
@@ -841,6 +980,8 @@ CREATE TABLE dag_repairs (
     leaf_density_before float8,
     leaf_density_after float8,
     search_settings text,
+    -- What the repair strategy was given about the issue (table, index kind, action, ...).
+    issue_facts jsonb NOT NULL DEFAULT '{}',
     detail text
 );
 "#,

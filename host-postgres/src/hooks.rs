@@ -73,6 +73,7 @@ pub(crate) fn init() {
         pg_sys::ExecutorEnd_hook = Some(executor_end);
         PREV_EXPLAIN = pg_sys::ExplainOneQuery_hook;
         pg_sys::ExplainOneQuery_hook = Some(explain_one_query);
+        pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
         // Query ids as pg_stat_statements shows them, with compute_query_id = auto.
         pg_sys::EnableQueryId();
         INSTALLED = true;
@@ -295,6 +296,23 @@ unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
         match PREV_EXECUTOR_END {
             Some(prev) => pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| prev(query_desc)),
             None => pg_sys::standard_ExecutorEnd(query_desc),
+        }
+    }
+}
+
+/// At a top-level abort, the executions still tracked never reach `ExecutorEnd`: they failed (an error, a cancel,
+/// a timeout). They are counted for the learner worker's error-rate signal and forgotten.
+#[pg_guard]
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+    if event == pg_sys::XactEvent::XACT_EVENT_ABORT {
+        let n = STATE.with(|s| {
+            let tracked = &mut s.borrow_mut().tracked;
+            let n = tracked.len();
+            tracked.clear();
+            n
+        });
+        if n > 0 {
+            ring::count_aborted(n as u64);
         }
     }
 }

@@ -14,7 +14,7 @@
 
 use crate::advisor::in_rolled_back_subtransaction;
 use crate::sql::fail;
-use dag::healing::{IndexAction, IndexAssessment, IndexKind, IndexMeasurement, IndexThresholds, assess_index};
+use dag::healing::{IndexAssessment, IndexKind, IndexMeasurement, IndexThresholds, assess_index};
 use pgrx::prelude::*;
 use pgrx::spi::{self, SpiResult};
 use std::time::Instant;
@@ -75,22 +75,6 @@ pub(crate) struct Health {
     pub(crate) changes: Option<f64>,
     pub(crate) churn: Option<f64>,
     pub(crate) detail: String,
-}
-
-impl Health {
-    /// The kind of repair it needs, as `ruvector.dag_repairs` records it.
-    pub(crate) fn repair_type(&self) -> &'static str {
-        if self.index.name == PATTERN_INDEX { "recluster" } else { self.assessment.action.name() }
-    }
-
-    /// The statement that repairs it, for the assessment's action.
-    pub(crate) fn repair_sql(&self) -> Option<String> {
-        match self.assessment.action {
-            IndexAction::None => None,
-            IndexAction::Vacuum => Some(format!("VACUUM (ANALYZE) {}", self.index.table)),
-            IndexAction::Reindex => Some(format!("REINDEX INDEX CONCURRENTLY {}", self.index.name)),
-        }
-    }
 }
 
 fn internal(what: &str, e: spi::SpiError) -> ! {
@@ -512,6 +496,12 @@ pub(crate) fn as_extension_owner<T>(f: impl FnOnce() -> T) -> T {
     out
 }
 
+/// pgvector's advice for IVFFlat `lists`: rows / 1000 up to 1M rows, sqrt(rows) beyond.
+pub(crate) fn advised_lists(rows: f64) -> i64 {
+    let rows = rows.max(0.0);
+    if rows <= 1e6 { rows / 1000.0 } else { rows.sqrt() }.max(1.0).round() as i64
+}
+
 /// Measures every index (or the one named `only`) within `budget_ms`, probing vector indexes with up to
 /// `samples` query vectors under the session's search settings overridden by `settings` (as [`Probe::settings`]
 /// writes them), and records the figures and baselines.
@@ -570,10 +560,9 @@ pub(crate) fn check(only: Option<&str>, samples: usize, budget_ms: u64, settings
                         p.recall, p.samples, p.settings, p.buffers
                     ));
                     if let (IndexKind::IvfFlat, Some(lists)) = (&ix.kind, ix.lists.or(Some(100))) {
-                        // pgvector's advice: rows / 1000 lists up to 1M rows, sqrt(rows) beyond.
                         let rows = ix.reltuples.max(0.0);
-                        let advised = if rows <= 1e6 { rows / 1000.0 } else { rows.sqrt() }.max(1.0).round();
-                        notes.push(format!("{lists} lists for {rows:.0} rows (pgvector advises about {advised:.0})"));
+                        let advised = advised_lists(rows);
+                        notes.push(format!("{lists} lists for {rows:.0} rows (pgvector advises about {advised})"));
                     }
                     probe_out = Some(p);
                 }
@@ -682,7 +671,12 @@ fn dag_index_health(
     let rows: Vec<_> = check(index_name, samples, budget, None)
         .into_iter()
         .map(|h| {
-            let action = h.repair_sql().unwrap_or_else(|| "none".to_owned());
+            let action = if h.assessment.degraded {
+                crate::repairs::plan(&crate::repairs::index_issue(&h))
+                    .map_or_else(|why| format!("none: {why}"), |p| p.1)
+            } else {
+                "none".to_owned()
+            };
             let p = h.probe.as_ref();
             (
                 h.index.name.clone(),

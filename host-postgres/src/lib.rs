@@ -27,6 +27,7 @@ mod index_health;
 mod learner;
 mod learning_sql;
 mod plugins;
+mod repairs;
 mod replay;
 mod ring;
 mod session;
@@ -105,7 +106,11 @@ pub mod pg_test {
         let corrupt = plugins.join("corrupt.so");
         std::fs::write(&corrupt, b"not a shared library").expect("write");
         std::fs::set_permissions(&corrupt, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-        let toml = "[[plugins.dynamic]]\npath = \"plugins/libplugin_example_attention.so\"\n\
+        // Every repair strategy, rebuilds first, with a parameter: the order and the parameter are tested.
+        let toml = "[healing]\n\
+                    strategies = [\"reindex\", \"vacuum\", \"recluster\", \"search_breadth\", \"learning_rollback\"]\n\
+                    [healing.reindex]\nlock_timeout_ms = 30000\n\
+                    [[plugins.dynamic]]\npath = \"plugins/libplugin_example_attention.so\"\n\
                     [[plugins.dynamic]]\npath = \"plugins/corrupt.so\"\n";
         std::fs::write(dir.join("ruvector.toml"), toml).expect("write ruvector.toml");
         std::fs::set_permissions(dir.join("ruvector.toml"), std::fs::Permissions::from_mode(0o644)).expect("chmod");

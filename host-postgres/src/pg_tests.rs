@@ -444,7 +444,7 @@ mod tests {
         assert_eq!(origin.as_deref(), Some("/tmp/ruvector-dag-pgtest/plugins/libplugin_example_attention.so"));
         let builtin =
             Spi::get_one::<i64>("SELECT count(*) FROM ruvector.dag_plugins() WHERE origin = 'built-in'").unwrap();
-        assert!(builtin >= Some(9), "{builtin:?}");
+        assert!(builtin >= Some(14), "{builtin:?}");
 
         let q = "SELECT * FROM rv_users u JOIN rv_teams t ON t.id = u.team";
         let (sum, n) = Spi::get_two::<f64, i64>(&format!(
@@ -1089,6 +1089,59 @@ mod tests {
         .unwrap()
     }
 
+    /// The worker judges an index under the search settings a user last measured it with, not only its own.
+    #[pg_test]
+    fn the_workers_probe_judges_under_the_users_settings() {
+        vector_rows("rv_users_ef", 16, 1, 2000, 0.0);
+        Spi::run("CREATE INDEX rv_users_ef_hnsw ON rv_users_ef USING hnsw (v vector_l2_ops); ANALYZE rv_users_ef")
+            .unwrap();
+        // A user's session measures with ef_search at LIMIT; the worker's session has the default (40).
+        Spi::run("SET LOCAL hnsw.ef_search = 10").unwrap();
+        index_health("rv_users_ef_hnsw");
+        Spi::run("SET LOCAL hnsw.ef_search = 40").unwrap();
+        let ours = crate::index_health::check(Some("rv_users_ef_hnsw"), 20, 10_000, None);
+        let judged = crate::healing::under_users_settings(ours);
+        let settings = judged[0].probe.as_ref().map(|p| p.settings.clone()).unwrap_or_default();
+        assert!(settings.contains("hnsw.ef_search=10"), "{settings}");
+        // Half the rows deleted: degraded under the user's settings, and that judgement is what the worker keeps.
+        Spi::run("DELETE FROM rv_users_ef WHERE id % 2 = 0").unwrap();
+        let judged = crate::healing::under_users_settings(crate::index_health::check(
+            Some("rv_users_ef_hnsw"),
+            20,
+            10_000,
+            None,
+        ));
+        assert!(judged[0].assessment.degraded, "{}", judged[0].detail);
+    }
+
+    /// A rebuild that left an IVFFlat index unbalanced leads to a recommendation of pgvector's advised `lists`
+    /// (the index definition is the operator's: never applied), once.
+    #[pg_test]
+    fn an_ivfflat_index_a_rebuild_did_not_balance_gets_a_lists_recommendation() {
+        vector_rows("rv_ivl", 16, 1, 2000, 0.0);
+        Spi::run("CREATE INDEX rv_ivl_ivf ON rv_ivl USING ivfflat (v vector_l2_ops) WITH (lists = 40); ANALYZE rv_ivl")
+            .unwrap();
+        for _ in 0..2 {
+            let h = crate::index_health::check(Some("rv_ivl_ivf"), 10, 10_000, None).pop().unwrap();
+            crate::healing::recommend_lists(&h, 7);
+        }
+        let (status, sql, reason) = Spi::get_three::<String, String, String>(
+            "SELECT status, implementation_sql, reason FROM ruvector.dag_repairs WHERE repair_type = 'ivfflat_lists'",
+        )
+        .unwrap();
+        assert_eq!(status.as_deref(), Some("recommended"));
+        assert_eq!(
+            sql.as_deref(),
+            Some("ALTER INDEX rv_ivl_ivf SET (lists = 2); REINDEX INDEX CONCURRENTLY rv_ivl_ivf")
+        );
+        assert!(reason.unwrap().starts_with("REINDEX (repair 7) did not balance it; 40 lists for 2000 rows"));
+        let lists = Spi::get_one::<String>(
+            "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE relname = 'rv_ivl_ivf'",
+        )
+        .unwrap();
+        assert_eq!(lists.as_deref(), Some("lists=40"), "the definition is unchanged");
+    }
+
     /// The measured HNSW failure mode, in one transaction: deleted rows stay in the graph, so with `ef_search`
     /// at LIMIT the index returns fewer and worse neighbours; the probe sees it against the baseline it stored.
     #[pg_test]
@@ -1115,7 +1168,12 @@ mod tests {
         assert!(recall.unwrap() < r0 - 0.05, "{detail}");
         assert_eq!(baseline, Some(r0), "the baseline is the best recall seen under these settings");
         assert!(under.unwrap() > 0.5, "{detail}");
-        assert!(action.starts_with("REINDEX INDEX CONCURRENTLY") || action.starts_with("VACUUM"), "{action}");
+        // The test cluster's reindex strategy sets its lock timeout first.
+        assert!(
+            action == "SET lock_timeout = 30000; REINDEX INDEX CONCURRENTLY rv_items_hnsw"
+                || action == "VACUUM (ANALYZE) rv_items",
+            "{action}"
+        );
         assert!(detail.contains("returned fewer rows than asked"), "{detail}");
 
         // Other search settings are another baseline: nothing to compare with yet.
@@ -1167,6 +1225,18 @@ mod tests {
         index_health("rv_not_an_index");
     }
 
+    /// The PostgreSQL repair strategies are built-in `repair` plugins.
+    #[pg_test]
+    fn repair_strategies_are_registered_plugins() {
+        let names = Spi::get_one::<Vec<String>>(
+            "SELECT array_agg(name ORDER BY name) FROM ruvector.dag_plugins() WHERE kind = 'repair'
+               AND origin = 'built-in'",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(names, ["learning_rollback", "recluster", "reindex", "search_breadth", "vacuum"]);
+    }
+
     /// Observe mode (the default) records what it recommends and changes nothing.
     #[pg_test]
     fn auto_repair_in_observe_mode_recommends_and_changes_nothing() {
@@ -1183,7 +1253,14 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}: {detail}"));
         assert_eq!(kind.as_deref(), Some("reindex"));
         assert_eq!(status.as_deref(), Some("recommended"));
-        assert_eq!(sql.as_deref(), Some("REINDEX INDEX CONCURRENTLY rv_iv_ivf"));
+        // The reindex strategy's lock_timeout_ms from the test cluster's ruvector.toml.
+        assert_eq!(sql.as_deref(), Some("SET lock_timeout = 30000; REINDEX INDEX CONCURRENTLY rv_iv_ivf"));
+        let facts = Spi::get_one::<String>(
+            "SELECT issue_facts->>'table' || ' ' || (issue_facts->>'index_kind') || ' ' || (issue_facts->>'action')
+             FROM ruvector.dag_repairs WHERE target = 'rv_iv_ivf'",
+        )
+        .unwrap();
+        assert_eq!(facts.as_deref(), Some("rv_iv ivfflat reindex"));
         // Asking again finds the open recommendation instead of adding another.
         Spi::run("SELECT * FROM ruvector.dag_auto_repair()").unwrap();
         let n = Spi::get_one::<i64>("SELECT count(*) FROM ruvector.dag_repairs WHERE target = 'rv_iv_ivf'").unwrap();
@@ -1209,6 +1286,22 @@ mod tests {
         };
         // What the worker measured on its own (the extension's tables) is not this test's business.
         Spi::run("DELETE FROM ruvector.dag_index_state").unwrap();
+        // An open throughput incident is one of the workload's four signals in trouble.
+        Spi::run(
+            "DELETE FROM ruvector.dag_anomalies;
+             INSERT INTO ruvector.dag_anomalies (anomaly_type, severity, affected_component, query_id, z_score, detail)
+             VALUES ('throughput', 'warning', 'all queries', -1, 5, 'all queries: 1.0 executions per second')",
+        )
+        .unwrap();
+        let (status, workload) = Spi::get_two::<String, f64>(
+            "SELECT status, score FROM ruvector.dag_health_report() WHERE subsystem = 'workload'",
+        )
+        .unwrap();
+        match status.as_deref() {
+            Some("1 of 4 signals in an incident") => assert_eq!(workload, Some(0.75)),
+            other => assert_eq!((other, workload), (Some("not tracked (no learner worker)"), None)),
+        }
+        Spi::run("DELETE FROM ruvector.dag_anomalies").unwrap();
         assert_eq!(score("indexes"), None, "nothing measured yet");
         vector_rows("rv_h", 16, 1, 2000, 0.0);
         Spi::run(

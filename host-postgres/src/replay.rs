@@ -10,11 +10,29 @@
 
 use crate::steering::{ARMS, text};
 use dag::dag::{ExplainOptions, import_explain};
+use dag::healing::{Issue, RepairContext, RepairStrategy, Verdict};
 use pgrx::pg_sys;
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls};
 use rustc_hash::FxHashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// What a repair strategy did on a maintenance thread.
+#[derive(Debug)]
+pub(crate) struct Ran {
+    /// The strategy's summary.
+    pub(crate) detail: String,
+    /// The strategy's own verdict (`Unknown` for the built-in ones: the worker measures).
+    pub(crate) verdict: Verdict,
+    /// The rollback's result, when the verdict was `Regressed`.
+    pub(crate) rollback: Option<Result<(), String>>,
+}
+
+/// The server's message of a failed statement (or the client's error).
+fn db_message(e: &postgres::Error) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())
+}
 
 /// What one replay measured.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -98,11 +116,7 @@ impl Replayer {
             if e.is_closed() {
                 self.clients.remove(db);
             }
-            if e.code() == Some(&SqlState::QUERY_CANCELED) {
-                Failure::Timeout
-            } else {
-                Failure::Other(e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned()))
-            }
+            if e.code() == Some(&SqlState::QUERY_CANCELED) { Failure::Timeout } else { Failure::Other(db_message(&e)) }
         })
     }
 
@@ -112,8 +126,43 @@ impl Replayer {
     /// concurrent build waits for every older snapshot, among them those of backends waiting for the worker.
     /// The thread only does socket I/O (no PostgreSQL API).
     pub(crate) fn spawn_maintenance(&self, db: &str, sql: &str) -> std::thread::JoinHandle<Result<(), String>> {
-        let (socket_dir, port, user, db, sql) =
-            (self.socket_dir.clone(), self.port, self.user.clone(), db.to_owned(), sql.to_owned());
+        let sql = sql.to_owned();
+        self.on_maintenance_thread(db, move |mut client| client.batch_execute(&sql).map_err(|e| db_message(&e)))
+    }
+
+    /// Runs repair `strategy` on `issue` on a maintenance thread (as [`spawn_maintenance`](Self::spawn_maintenance)
+    /// runs a statement): its statements go to that thread's connection one by one; then the strategy's own
+    /// verdict, and its rollback when that is `Regressed`.
+    pub(crate) fn spawn_repair(
+        &self,
+        db: &str,
+        strategy: &'static dyn RepairStrategy,
+        issue: Issue,
+    ) -> std::thread::JoinHandle<Result<Ran, String>> {
+        self.on_maintenance_thread(db, move |client| {
+            let client = Arc::new(Mutex::new(client));
+            let run = client.clone();
+            let mut ctx = RepairContext::with_executor(Arc::new(move |sql: &str| {
+                let mut c = run.lock().map_err(|_| "the maintenance connection is poisoned".to_owned())?;
+                // Each statement on its own, as psql would send it: VACUUM and REINDEX CONCURRENTLY refuse to
+                // run in a multi-statement string.
+                c.batch_execute(sql).map_err(|e| db_message(&e))
+            }));
+            let outcome = strategy.repair(&issue, &mut ctx).map_err(|e| e.to_string())?;
+            let verdict = strategy.verify(&issue, &outcome, &mut ctx).unwrap_or(Verdict::Unknown);
+            let rollback = (verdict == Verdict::Regressed)
+                .then(|| strategy.rollback(&issue, &outcome, &mut ctx).map_err(|e| e.to_string()));
+            Ok(Ran { detail: outcome.detail, verdict, rollback })
+        })
+    }
+
+    /// Runs `work` on a new thread with a connection of its own to `db`, outside any transaction block.
+    fn on_maintenance_thread<T: Send + 'static>(
+        &self,
+        db: &str,
+        work: impl FnOnce(Client) -> Result<T, String> + Send + 'static,
+    ) -> std::thread::JoinHandle<Result<T, String>> {
+        let (socket_dir, port, user, db) = (self.socket_dir.clone(), self.port, self.user.clone(), db.to_owned());
         std::thread::spawn(move || {
             // SAFETY: changes this thread's signal mask only: every signal stays with the worker's main thread,
             // where PostgreSQL's handlers expect to run.
@@ -122,7 +171,7 @@ impl Replayer {
                 libc::sigfillset(&mut all);
                 libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
             }
-            let mut client = Config::new()
+            let client = Config::new()
                 .host_path(&socket_dir)
                 .port(port)
                 .user(&user)
@@ -132,9 +181,7 @@ impl Replayer {
                 .connect_timeout(Duration::from_secs(5))
                 .connect(NoTls)
                 .map_err(|e| format!("connecting to database \"{db}\" as \"{user}\": {e}"))?;
-            client
-                .batch_execute(&sql)
-                .map_err(|e| e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned()))
+            work(client)
         })
     }
 

@@ -128,6 +128,8 @@ struct Header {
     plans_too_large: AtomicU64,
     /// Records lost because their slot was still being written by a descheduled writer a whole ring earlier.
     dropped: AtomicU64,
+    /// Captured executions that never ended: their transaction aborted (an error or a cancel) while they ran.
+    aborted: AtomicU64,
 }
 
 /// One slot: the committed sequence number (0 empty, `BUSY` while written) guarding the record (a seqlock).
@@ -147,6 +149,7 @@ pub(crate) struct Stats {
     pub(crate) overwritten: u64,
     pub(crate) plans_too_large: u64,
     pub(crate) dropped: u64,
+    pub(crate) aborted: u64,
 }
 
 static RING: AtomicPtr<Header> = AtomicPtr::new(ptr::null_mut());
@@ -177,6 +180,7 @@ pub(crate) unsafe fn attach() {
                 next_seq: AtomicU64::new(1),
                 plans_too_large: AtomicU64::new(0),
                 dropped: AtomicU64::new(0),
+                aborted: AtomicU64::new(0),
             });
             let slots = slots_ptr(header);
             for i in 0..cap {
@@ -327,5 +331,15 @@ pub(crate) fn stats() -> Stats {
         overwritten: (h.next_seq.load(Ordering::Acquire) - 1).saturating_sub(h.capacity),
         plans_too_large: h.plans_too_large.load(Ordering::Relaxed),
         dropped: h.dropped.load(Ordering::Relaxed),
+        aborted: h.aborted.load(Ordering::Relaxed),
+    }
+}
+
+/// Counts `n` captured executions that aborted (the error path only: successful executions touch nothing here).
+pub(crate) fn count_aborted(n: u64) {
+    let header = RING.load(Ordering::Acquire);
+    if !header.is_null() {
+        // SAFETY: as in `stats`.
+        unsafe { &*header }.aborted.fetch_add(n, Ordering::Relaxed);
     }
 }

@@ -58,7 +58,7 @@ for _ in $(seq 1 5); do echo "SELECT pg_sleep(0.05);"; done | sql >/dev/null
 t0=$(date +%s%N)
 found=""
 for _ in $(seq 1 50); do
-    found=$(sql -c "SELECT severity || ' ' || round(z_score::numeric, 1) FROM ruvector.dag_anomalies() WHERE NOT resolved")
+    found=$(sql -c "SELECT severity || ' ' || round(z_score::numeric, 1) FROM ruvector.dag_anomalies() WHERE NOT resolved AND anomaly_type = 'latency'")
     [[ -n $found ]] && break
     sleep 0.05
 done
@@ -69,7 +69,7 @@ echo "latency anomaly (40 executions at 2 ms, then 5 at 50 ms): recorded $((($(d
     fail "the health report does not show the incident"
 for _ in $(seq 1 40); do echo "SELECT pg_sleep(0.002);"; done | sql >/dev/null
 sleep 1.5
-[[ $(sql -c "SELECT resolved FROM ruvector.dag_anomalies()") == t ]] || fail "the anomaly did not resolve"
+[[ $(sql -c "SELECT bool_and(resolved) FROM ruvector.dag_anomalies() WHERE anomaly_type = 'latency'") == t ]] || fail "the anomaly did not resolve"
 sql -c "SELECT setseed(0.42); CREATE TABLE items (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
         INSERT INTO items $(random_vectors 1 "$N" 0);
         CREATE INDEX items_hnsw ON items USING hnsw (v vector_l2_ops); ANALYZE items" >/dev/null
@@ -179,4 +179,24 @@ learn
 check "(SELECT count(*) = 1 FROM ruvector.dag_repairs WHERE repair_type = 'learning_rollback')"
 [[ $(sql -c "SELECT trend FROM ruvector.dag_learning_drift() WHERE metric = 'mean_quality'") == degrading ]] ||
     fail "the drift is not reported"
+# 4. Repair strategies are chosen in ruvector.toml: with only `vacuum`, an IVFFlat index that needs a rebuild is
+# reported but not repaired, and search-breadth tuning is refused.
+printf '[healing]\nstrategies = ["vacuum"]\n' >"$WORK/ruvector.toml"
+cluster_stop
+cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres \
+    -c ruvector.healing_interval_ms=3600000 -c ruvector.dag_replay_budget=0 -c "ruvector.config_file=$WORK/ruvector.toml"
+sql -c "SELECT setseed(0.44); CREATE TABLE iv2 (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
+        INSERT INTO iv2 $(random_vectors 1 "$N" 0);
+        CREATE INDEX iv2_ivf ON iv2 USING ivfflat (v vector_l2_ops) WITH (lists = 50);
+        INSERT INTO iv2 $(random_vectors $((N + 1)) $((4 * N)) 3); ANALYZE iv2" >/dev/null
+action=$(health iv2_ivf recommended_action)
+[[ $(health iv2_ivf status) == degraded && $action == "none: no repair strategy chosen"*"(chosen: vacuum)" ]] ||
+    fail "with only vacuum chosen, iv2_ivf: $(health iv2_ivf "status, recommended_action")"
+queued=$(sql -c "SELECT count(*) FROM ruvector.dag_auto_repair() WHERE target = 'iv2_ivf'")
+[[ $queued == *"NOTICE:  ruvector_dag: iv2_ivf is degraded ("*"), but no repair strategy chosen"*$'\n'0 ]] ||
+    fail "a rebuild was queued although reindex is not chosen: $queued"
+refused=$(sql -c "SELECT * FROM ruvector.dag_rebalance_index('items_hnsw', 1.0)" || true)
+[[ $refused == *"no repair strategy chosen in ruvector.toml [healing] strategies tunes search breadth"* ]] ||
+    fail "search-breadth tuning was not refused: $refused"
+echo "strategies = [\"vacuum\"]: iv2_ivf reported ($action), not repaired; search-breadth tuning refused"
 echo "healing_index: ok"

@@ -351,6 +351,16 @@ impl Learner {
         c.lost.fetch_add(lost, Ordering::Relaxed);
         if healing {
             self.monitor.end_drain();
+            let (engine, quiet) = (&self.engine, self.healer.repairing());
+            self.monitor.end_window(
+                Instant::now(),
+                || crate::anomalies::Counters {
+                    aborted: ring::stats().aborted,
+                    pattern_hits: engine.pattern_hits(),
+                    memory: crate::anomalies::private_memory(),
+                },
+                quiet,
+            );
         }
         let [warming, normal, incident, blackout] = self.monitor.states();
         for (slot, n) in
