@@ -304,6 +304,28 @@ fn dag_suggest_optimizations(
             rows.push((rows.len() as i32 + 1, "statistics".to_owned(), description, 0.0, Some(st.sql), 0.8));
         }
     }
+    // A decorrelating rewrite, judged by plan cost only here (dag_rewrite_report runs both and compares results).
+    if let Ok((rewritten, notes)) = crate::rewrite::decorrelate(query_text) {
+        let before = crate::rewrite::plan_cost(query_text);
+        if let Ok(after) = crate::advisor::in_subtransaction(|| crate::rewrite::plan_cost(&rewritten))
+            && after < before
+        {
+            let description = format!(
+                "rewrite: {}; plan cost {before:.0} -> {after:.0} (not yet run: dag_rewrite_report runs both and \
+                 compares their results)",
+                notes.join("; ")
+            );
+            let gain = (before - after) / before.max(1e-9);
+            rows.push((
+                rows.len() as i32 + 1,
+                "rewrite".to_owned(),
+                description,
+                gain.clamp(0.0, 1.0),
+                Some(rewritten),
+                0.7,
+            ));
+        }
+    }
     for a in what_if.unwrap_or_default() {
         let gain = if a.base_cost > 0.0 { (a.cost_before - a.cost_after) / a.base_cost } else { 0.0 };
         let description = format!(

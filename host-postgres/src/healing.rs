@@ -607,6 +607,8 @@ struct Job {
     index: String,
     /// The search settings the repair's "before" figures were measured under; "after" uses them too.
     settings: Option<String>,
+    /// The patterns a pattern repair acts on (then `index` is not an index).
+    patterns: Option<Vec<u64>>,
     started: Instant,
     handle: std::thread::JoinHandle<Result<crate::replay::Ran, String>>,
 }
@@ -638,15 +640,16 @@ impl Healer {
         self.job.is_some()
     }
 
-    /// One step: settle the repair in flight, start a pending one, or probe when it is time.
-    pub(crate) fn step(&mut self, replayer: &mut Replayer, db: &str) {
+    /// One step: settle the repair in flight, start a pending one, or probe when it is time. `pattern_quality`
+    /// reads a learned pattern's quality (`None`: no such pattern) for verifying pattern repairs.
+    pub(crate) fn step(&mut self, replayer: &mut Replayer, db: &str, pattern_quality: &dyn Fn(u64) -> Option<f64>) {
         let mode = crate::gucs::HEALING_MODE.get();
         if mode == crate::gucs::HealingMode::off {
             return;
         }
         if let Some(job) = self.job.take() {
             if job.handle.is_finished() {
-                self.settle(job);
+                self.settle(job, pattern_quality);
             } else {
                 self.job = Some(job);
             }
@@ -690,13 +693,7 @@ impl Healer {
                             let kind = r.get::<String>(2)?.unwrap_or_default();
                             let target = r.get::<String>(3)?.unwrap_or_default();
                             let reason = r.get::<String>(4)?.unwrap_or_default();
-                            let issue = crate::repairs::stored_issue(
-                                id,
-                                IssueKind::IndexDegraded,
-                                &target,
-                                &reason,
-                                r.get::<pgrx::JsonB>(5)?,
-                            );
+                            let issue = crate::repairs::stored_issue(id, &target, &reason, r.get::<pgrx::JsonB>(5)?);
                             Ok::<_, spi::SpiError>((kind, issue, r.get::<String>(6)?))
                         })
                         .transpose()
@@ -768,12 +765,15 @@ impl Healer {
         );
         log!("ruvector_dag_learner: self-healing: running repair {id} ({kind}) of {}", issue.target);
         let index = issue.target.clone();
+        let patterns = (issue.kind == IssueKind::PatternQuality).then(|| {
+            issue.fact("patterns").unwrap_or_default().split(',').filter_map(|p| p.trim().parse().ok()).collect()
+        });
         let handle = replayer.spawn_repair(db, strategy, issue);
-        self.job = Some(Job { id, kind: kind.to_owned(), index, settings, started: Instant::now(), handle });
+        self.job = Some(Job { id, kind: kind.to_owned(), index, settings, patterns, started: Instant::now(), handle });
     }
 
-    /// Measures the index again and records the verdict.
-    fn settle(&mut self, job: Job) {
+    /// Measures the index (or the patterns) again and records the verdict.
+    fn settle(&mut self, job: Job, pattern_quality: &dyn Fn(u64) -> Option<f64>) {
         let result = job.handle.join().unwrap_or_else(|_| Err("the maintenance thread panicked".into()));
         let ms = job.started.elapsed().as_secs_f64() * 1000.0;
         let recorded = guarded(|| {
@@ -794,6 +794,25 @@ impl Healer {
                         }
                     );
                     let status = if matches!(ran.rollback, Some(Ok(()))) { "rolled_back" } else { "failed" };
+                    finish(job.id, status, Some(ms), None, &detail);
+                    status.to_owned()
+                }
+                Ok(ran) if job.patterns.is_some() => {
+                    // Reset patterns keep only their native arm: quality 0 (or they are gone).
+                    let patterns = job.patterns.as_deref().unwrap_or_default();
+                    let left: Vec<String> = patterns
+                        .iter()
+                        .filter(|&&id| pattern_quality(id).is_some_and(|q| q > 0.0))
+                        .map(|id| id.to_string())
+                        .collect();
+                    let (status, detail) = if left.is_empty() {
+                        ("verified", format!("{}: quality 0 until measured again", ran.detail))
+                    } else {
+                        (
+                            "unchanged",
+                            format!("{}; pattern(s) {} still have a quality above 0", ran.detail, left.join(", ")),
+                        )
+                    };
                     finish(job.id, status, Some(ms), None, &detail);
                     status.to_owned()
                 }
@@ -842,6 +861,50 @@ impl Healer {
         if let Some(status) = log_error("recording a repair", recorded) {
             log!("ruvector_dag_learner: self-healing: repair {} of {} {status} after {ms:.0} ms", job.id, job.index);
         }
+    }
+}
+
+/// Records the reset of the learned patterns behind a class whose steered plan ran slower than native, planned
+/// by the chosen strategy for it (`pattern_reset`): recommended in observe mode, pending for the worker in auto
+/// mode; nothing when healing is off, no strategy is chosen for it, or one is already open for them. Worker only.
+pub(crate) fn queue_pattern_reset(patterns: &[u64], reason: &str) {
+    let mode = crate::gucs::HEALING_MODE.get();
+    if mode == crate::gucs::HealingMode::off || patterns.is_empty() {
+        return;
+    }
+    let status = if mode == crate::gucs::HealingMode::auto { "pending" } else { "recommended" };
+    match guarded(|| record_pattern_reset(patterns, reason, status)) {
+        Ok(Ok(Some(target))) => log!("ruvector_dag_learner: self-healing: reset of {target} {status}: {reason}"),
+        Ok(Ok(None)) => {}
+        Ok(Err(e)) => warning!("ruvector_dag_learner: recording a pattern reset: {e}"),
+        Err(e) => warning!("ruvector_dag_learner: recording a pattern reset: {e}"),
+    }
+}
+
+/// Records a pattern reset with `status` (see [`queue_pattern_reset`]); returns its target when one was added.
+pub(crate) fn record_pattern_reset(patterns: &[u64], reason: &str, status: &str) -> spi::Result<Option<String>> {
+    let issue = crate::repairs::pattern_issue(patterns, reason);
+    let Ok((strategy, sql)) = crate::repairs::plan(&issue) else { return Ok(None) };
+    let added = Spi::get_one_with_args::<i64>(
+        "INSERT INTO ruvector.dag_repairs (repair_type, target, table_name, implementation_sql, status, reason,
+             issue_facts)
+         SELECT $1, $2, '', $3, $4, $5, $6
+         WHERE NOT EXISTS (SELECT FROM ruvector.dag_repairs WHERE target = $2 AND repair_type = $1
+                             AND status IN ('recommended', 'pending', 'running'))
+         RETURNING repair_id",
+        &[
+            strategy.name().into(),
+            issue.target.as_str().into(),
+            sql.into(),
+            status.into(),
+            reason.into(),
+            crate::repairs::facts_json(&issue).into(),
+        ],
+    );
+    match added {
+        Ok(Some(_)) => Ok(Some(issue.target)),
+        Ok(None) | Err(spi::SpiError::InvalidPosition) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 

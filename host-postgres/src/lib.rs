@@ -29,6 +29,8 @@ mod learning_sql;
 mod plugins;
 mod repairs;
 mod replay;
+mod rewrite;
+mod rewrite_text;
 mod ring;
 mod session;
 mod settings;
@@ -108,7 +110,8 @@ pub mod pg_test {
         std::fs::set_permissions(&corrupt, std::fs::Permissions::from_mode(0o644)).expect("chmod");
         // Every repair strategy, rebuilds first, with a parameter: the order and the parameter are tested.
         let toml = "[healing]\n\
-                    strategies = [\"reindex\", \"vacuum\", \"recluster\", \"search_breadth\", \"learning_rollback\"]\n\
+                    strategies = [\"reindex\", \"vacuum\", \"recluster\", \"search_breadth\", \"pattern_reset\", \
+                    \"learning_rollback\"]\n\
                     [healing.reindex]\nlock_timeout_ms = 30000\n\
                     [[plugins.dynamic]]\npath = \"plugins/libplugin_example_attention.so\"\n\
                     [[plugins.dynamic]]\npath = \"plugins/corrupt.so\"\n";

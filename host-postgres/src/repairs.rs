@@ -4,7 +4,7 @@
 //! ```toml
 //! [healing]
 //! # Absent: every registered strategy, by name. An issue goes to the first listed one that can repair it.
-//! strategies = ["vacuum", "reindex", "recluster", "search_breadth", "learning_rollback"]
+//! strategies = ["vacuum", "reindex", "recluster", "search_breadth", "pattern_reset", "learning_rollback"]
 //! [healing.reindex]
 //! lock_timeout_ms = 30000   # absent: the maintenance connection's 10 s
 //! ```
@@ -15,6 +15,7 @@
 //! | `reindex` | an index that lost recall or balance without dead tuples | `REINDEX INDEX CONCURRENTLY <index>` |
 //! | `recluster` | the extension's pattern index (ReasoningBank lists) | `SELECT ruvector.dag_recompute_clusters()` |
 //! | `search_breadth` | a vector index below a target recall (`dag_rebalance_index`) | `ALTER DATABASE … SET` |
+//! | `pattern_reset` | the pattern behind a class whose steered plan regressed | `dag_reset_pattern_quality(ARRAY[…])` |
 //! | `learning_rollback` | learning whose pattern quality degrades | restores the stored `last_good` state |
 //!
 //! Every strategy acts through [`RepairContext::execute`]: a dry run of it is the statement observe mode
@@ -177,6 +178,36 @@ impl RepairStrategy for SearchBreadth {
     }
 }
 
+/// The ids of fact `patterns` (`12, 15`).
+fn pattern_ids(issue: &Issue) -> dag::Result<Vec<u64>> {
+    fact(issue, "patterns")?
+        .split(',')
+        .map(|id| {
+            id.trim()
+                .parse::<u64>()
+                .map_err(|_| dag::Error::NotSupported(format!("pattern id `{id}` (expected an unsigned integer)")))
+        })
+        .collect()
+}
+
+/// Makes patterns forget their measured settings (quality 0 until measured again), through the learner worker:
+/// for a class whose steered plan regressed, the pattern that taught it.
+struct PatternReset;
+
+impl RepairStrategy for PatternReset {
+    fn name(&self) -> &str {
+        "pattern_reset"
+    }
+    fn can_repair(&self, issue: &Issue) -> bool {
+        issue.kind == IssueKind::PatternQuality && pattern_ids(issue).is_ok_and(|ids| !ids.is_empty())
+    }
+    fn repair(&self, issue: &Issue, ctx: &mut RepairContext) -> dag::Result<RepairOutcome> {
+        let ids = pattern_ids(issue)?.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+        ctx.execute(&format!("SELECT ruvector.dag_reset_pattern_quality(ARRAY[{ids}]::bigint[])"))?;
+        Ok(outcome(ctx, format!("reset the quality of pattern(s) {ids}")))
+    }
+}
+
 /// Restores the learned state last kept while pattern quality was not degrading; the worker then loads it.
 struct LearningRollback;
 
@@ -212,6 +243,10 @@ fn make_search_breadth(p: &PluginParams) -> dag::Result<Box<dyn RepairStrategy>>
     p.deny_unknown(&[])?;
     Ok(Box::new(SearchBreadth))
 }
+fn make_pattern_reset(p: &PluginParams) -> dag::Result<Box<dyn RepairStrategy>> {
+    p.deny_unknown(&[])?;
+    Ok(Box::new(PatternReset))
+}
 fn make_learning_rollback(p: &PluginParams) -> dag::Result<Box<dyn RepairStrategy>> {
     p.deny_unknown(&[])?;
     Ok(Box::new(LearningRollback))
@@ -242,6 +277,13 @@ submit_plugin!(PluginRegistration {
     version: VERSION,
     description: "per-database hnsw.ef_search / iterative_scan / ivfflat.probes for a target recall (PostgreSQL host)",
     factory: Factory::Repair(make_search_breadth),
+});
+submit_plugin!(PluginRegistration {
+    name: "pattern_reset",
+    version: VERSION,
+    description: "forgets the measured settings of the pattern behind a class whose steered plan regressed \
+                  (PostgreSQL host)",
+    factory: Factory::Repair(make_pattern_reset),
 });
 submit_plugin!(PluginRegistration {
     name: "learning_rollback",
@@ -321,17 +363,29 @@ pub(crate) fn facts_json(issue: &Issue) -> pgrx::JsonB {
     ))
 }
 
-/// The issue a `ruvector.dag_repairs` row was recorded for.
-pub(crate) fn stored_issue(id: i64, kind: IssueKind, target: &str, reason: &str, facts: Option<pgrx::JsonB>) -> Issue {
-    let mut issue = Issue::new(id as u64, kind, target, Severity::Warning, reason);
+/// The issue a `ruvector.dag_repairs` row was recorded for: an index issue unless its facts say `issue =
+/// pattern_quality`.
+pub(crate) fn stored_issue(id: i64, target: &str, reason: &str, facts: Option<pgrx::JsonB>) -> Issue {
+    let mut issue = Issue::new(id as u64, IssueKind::IndexDegraded, target, Severity::Warning, reason);
     if let Some(serde_json::Value::Object(map)) = facts.map(|j| j.0) {
         for (k, v) in map {
             if let serde_json::Value::String(v) = v {
+                if k == "issue" && v == "pattern_quality" {
+                    issue.kind = IssueKind::PatternQuality;
+                }
                 issue = issue.with_fact(k, v);
             }
         }
     }
     issue
+}
+
+/// The issue of a class whose steered plan ran slower than native: the patterns that taught it.
+pub(crate) fn pattern_issue(patterns: &[u64], reason: &str) -> Issue {
+    let ids = patterns.iter().map(u64::to_string).collect::<Vec<_>>().join(", ");
+    Issue::new(0, IssueKind::PatternQuality, format!("pattern {ids}"), Severity::Warning, reason)
+        .with_fact("issue", "pattern_quality")
+        .with_fact("patterns", ids)
 }
 
 #[cfg(test)]
@@ -399,6 +453,21 @@ mod tests {
             assert!(!SearchBreadth.can_repair(&issue), "{bad}");
         }
         assert!(!SearchBreadth.can_repair(&index("reindex")));
+    }
+
+    #[test]
+    fn pattern_reset_forgets_the_patterns_named() {
+        let issue = pattern_issue(&[12, 15], "class 7 ran slower steered");
+        assert_eq!(issue.target, "pattern 12, 15");
+        assert!(PatternReset.can_repair(&issue));
+        assert_eq!(
+            planned(&PatternReset, &issue),
+            ["SELECT ruvector.dag_reset_pattern_quality(ARRAY[12, 15]::bigint[])"]
+        );
+        let bad = issue.clone().with_fact("x", "y");
+        let bad = Issue { facts: vec![("patterns".into(), "12; DROP".into())], ..bad };
+        assert!(!PatternReset.can_repair(&bad));
+        assert!(!PatternReset.can_repair(&index("vacuum")));
     }
 
     #[test]

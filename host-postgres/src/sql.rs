@@ -452,7 +452,8 @@ fn plan_json(r: &Record) -> Option<JsonB> {
     serde_json::from_str(&json).ok().map(JsonB)
 }
 
-/// Counters of the trajectory ring and latency statistics over the records it holds.
+/// Counters of the trajectory ring (and of captured executions whose transaction aborted while they ran: errors,
+/// cancels, timeouts) and latency statistics over the records it holds.
 #[pg_extern]
 fn dag_trajectory_stats() -> TableIterator<
     'static,
@@ -463,6 +464,7 @@ fn dag_trajectory_stats() -> TableIterator<
         name!(overwritten, i64),
         name!(dropped, i64),
         name!(plans_too_large, i64),
+        name!(aborted, i64),
         name!(distinct_queries, i64),
         name!(avg_execution_ms, Option<f64>),
         name!(p50_execution_ms, Option<f64>),
@@ -485,6 +487,7 @@ fn dag_trajectory_stats() -> TableIterator<
         s.overwritten as i64,
         s.dropped as i64,
         s.plans_too_large as i64,
+        s.aborted as i64,
         ids.len() as i64,
         (!times.is_empty()).then(|| times.iter().sum::<f64>() / times.len() as f64),
         pct(0.5),

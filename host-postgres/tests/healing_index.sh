@@ -70,6 +70,11 @@ echo "latency anomaly (40 executions at 2 ms, then 5 at 50 ms): recorded $((($(d
 for _ in $(seq 1 40); do echo "SELECT pg_sleep(0.002);"; done | sql >/dev/null
 sleep 1.5
 [[ $(sql -c "SELECT bool_and(resolved) FROM ruvector.dag_anomalies() WHERE anomaly_type = 'latency'") == t ]] || fail "the anomaly did not resolve"
+# Executions that fail while they run are counted for the error-rate signal (at abort, by the hooks).
+aborted() { sql -c "SELECT aborted FROM ruvector.dag_trajectory_stats()"; }
+a0=$(aborted)
+for _ in $(seq 1 5); do sql -c "SELECT 1 / (g - 1) FROM generate_series(1, 1) g" >/dev/null 2>&1 || true; done
+[[ $(aborted) == $((a0 + 5)) ]] || fail "5 failed executions counted as $(($(aborted) - a0)) aborted"
 sql -c "SELECT setseed(0.42); CREATE TABLE items (id int PRIMARY KEY, v vector($D)) WITH (autovacuum_enabled = false);
         INSERT INTO items $(random_vectors 1 "$N" 0);
         CREATE INDEX items_hnsw ON items USING hnsw (v vector_l2_ops); ANALYZE items" >/dev/null

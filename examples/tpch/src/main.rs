@@ -6,7 +6,7 @@
 //! ```text
 //! ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user postgres] [--dbname postgres]
 //!                   [--scale 0.1] [--rounds 5] [--svg tpch-learning-curve.svg] [--compare N]
-//!                   [--advise N [--timeout 120]] [--no-secondary-indexes]
+//!                   [--advise N [--timeout 120]] [--rewrite [--timeout 120]] [--no-secondary-indexes]
 //! ```
 //!
 //! `--compare N` then measures each query N times with steering off (the native plan PostgreSQL picks) and on,
@@ -17,6 +17,10 @@
 //! capped by `--timeout` seconds), then `ruvector.dag_index_advice` over the 22 queries (what-if costing with
 //! HypoPG), the proposed indexes built, and each query N times again (`benches/pg/tpch_advisor.sh`). With
 //! `--no-secondary-indexes` the tables have their primary keys only.
+//!
+//! `--rewrite` asks `ruvector.dag_rewrite_report` about each of the 22 queries (decorrelation of correlated
+//! scalar aggregate subqueries: Q2, Q17, Q20) and reports its verdict, plan costs and both runs (each capped by
+//! `--timeout` seconds) (`benches/pg/tpch_rewrite.sh`).
 //!
 //! `examples/tpch/run.sh` (the README's main command) sets up a throwaway cluster and runs this.
 
@@ -40,8 +44,10 @@ struct Args {
     compare: usize,
     /// Instead of learning: measure, take the index advisor's advice, measure again (runs per query; 0 = off).
     advise: usize,
-    /// Per-query statement timeout in seconds for `--advise`.
+    /// Per-query statement timeout in seconds for `--advise` and `--rewrite`.
     timeout_s: u64,
+    /// Instead of learning: what the decorrelating rewrite makes of each query.
+    rewrite: bool,
     /// Create the usual secondary indexes when loading.
     secondary_indexes: bool,
 }
@@ -58,6 +64,7 @@ fn parse_args() -> Result<Args, String> {
         compare: 0,
         advise: 0,
         timeout_s: 120,
+        rewrite: false,
         secondary_indexes: true,
     };
     let mut it = std::env::args().skip(1);
@@ -74,11 +81,12 @@ fn parse_args() -> Result<Args, String> {
             "--compare" => a.compare = value()?.parse().map_err(|e| format!("--compare: {e}"))?,
             "--advise" => a.advise = value()?.parse().map_err(|e| format!("--advise: {e}"))?,
             "--timeout" => a.timeout_s = value()?.parse().map_err(|e| format!("--timeout: {e}"))?,
+            "--rewrite" => a.rewrite = true,
             "--no-secondary-indexes" => a.secondary_indexes = false,
             "-h" | "--help" => {
                 return Err("usage: ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user U] [--dbname D] \
                             [--scale 0.1] [--rounds 5] [--svg FILE] [--compare N] [--advise N [--timeout S]] \
-                            [--no-secondary-indexes]"
+                            [--rewrite [--timeout S]] [--no-secondary-indexes]"
                     .into());
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -142,6 +150,9 @@ fn run() -> Result<(), String> {
     let queries = queries::queries(args.scale);
     if args.advise > 0 {
         return advise(&mut client, &queries, args.advise, args.timeout_s);
+    }
+    if args.rewrite {
+        return rewrite(&mut client, &queries, args.timeout_s);
     }
     let ids: Vec<i64> = queries.iter().map(|(_, q)| query_id(&mut client, q)).collect::<Result<_, _>>()?;
     // by_round[round][query], in milliseconds.
@@ -325,6 +336,40 @@ fn index_bytes(client: &mut Client) -> Result<i64, String> {
 }
 
 /// What the index advisor brings: measure, advise over the whole workload, build the advice, measure again.
+/// `dag_rewrite_report` for each query: what was rewritten, verdict, plan costs, runs before and after.
+fn rewrite(client: &mut Client, queries: &[(usize, String)], timeout_s: u64) -> Result<(), String> {
+    println!("\ndecorrelating rewrite (dag_rewrite_report, runs capped at {timeout_s} s):\n");
+    println!(
+        "{:>4}  {:<14} {:>12} {:>12} {:>12} {:>12} {:>7}  detail",
+        "", "status", "cost before", "cost after", "ms before", "ms after", "equal"
+    );
+    let show = |t: Option<f64>| t.map_or_else(|| "-".to_owned(), |t| format!("{t:.1}"));
+    for (n, q) in queries {
+        let start = Instant::now();
+        let row = client
+            .query_one(
+                "SELECT status, detail, cost_before, cost_after, ms_before, ms_after, results_equal
+                 FROM ruvector.dag_rewrite_report($1, $2)",
+                &[q, &(timeout_s.saturating_mul(1000).min(3_600_000) as i32)],
+            )
+            .map_err(|e| {
+                format!("Q{n}: {}", e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned()))
+            })?;
+        let (status, detail): (String, String) = (row.get(0), row.get(1));
+        let equal: Option<bool> = row.get(6);
+        println!(
+            "Q{n:<3}  {status:<14} {:>12} {:>12} {:>12} {:>12} {:>7}  {detail} ({:.1} s)",
+            show(row.get(2)),
+            show(row.get(3)),
+            show(row.get(4)),
+            show(row.get(5)),
+            equal.map_or("-", |e| if e { "yes" } else { "NO" }),
+            start.elapsed().as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
 fn advise(client: &mut Client, queries: &[(usize, String)], runs: usize, timeout_s: u64) -> Result<(), String> {
     let sql = |client: &mut Client, s: &str| client.batch_execute(s).map_err(|e| format!("{s}: {e}"));
     sql(client, "CREATE EXTENSION IF NOT EXISTS hypopg")?;

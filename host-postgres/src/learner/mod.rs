@@ -254,7 +254,8 @@ impl Learner {
             return;
         }
         let replayer = self.replayer.get_or_insert_with(|| BackgroundWorker::transaction(Replayer::new));
-        self.healer.step(replayer, &self.database);
+        let bank = &self.engine.reasoning_bank;
+        self.healer.step(replayer, &self.database, &|id| bank.pattern(id).map(|p| p.quality()));
     }
 
     /// Restores the saved state and plan shapes, if the extension is installed.
@@ -377,6 +378,7 @@ impl Learner {
     /// After new executions: texts for recurring classes, the kill switch, the guard, and what backends see.
     fn review(&mut self) {
         let mut changed = false;
+        let mut regressed = Vec::new();
         for (&query_id, class) in &mut self.classes {
             if class.text.is_none() && class.native.n >= 2 {
                 if let Some(t) = steering::fetch_text(query_id) {
@@ -395,12 +397,13 @@ impl Learner {
                 self.dirty.insert(query_id);
             }
             if class.guard() {
-                log!(
-                    "ruvector_dag_learner: class {query_id} ran slower steered ({:.3} ms) than native ({:.3} ms): reverted \
-                     to the native plan",
+                let why = format!(
+                    "class {query_id} ran slower steered ({:.3} ms) than native ({:.3} ms)",
                     class.steered.ms(),
                     class.native.ms()
                 );
+                log!("ruvector_dag_learner: {why}: reverted to the native plan");
+                regressed.push((class.plan_hash, why));
                 self.dirty.insert(query_id);
             }
             let arm = class.effective_arm();
@@ -412,6 +415,14 @@ impl Learner {
         }
         if changed {
             invalidate_plan_caches();
+        }
+        // Self-healing: the learned pattern that the regressed plan matches forgets its measured settings.
+        for (plan_hash, why) in regressed {
+            let Some(dag) = self.plans.get(&plan_hash) else { continue };
+            let embedding = self.engine.embed(dag);
+            if let Some(m) = self.engine.reasoning_bank.query_similar(&embedding, 1).first() {
+                crate::healing::queue_pattern_reset(&[m.id], &why);
+            }
         }
         if let Some(c) = control() {
             let gains: Vec<f64> = self.classes.values().filter_map(Class::improvement).collect();
