@@ -23,6 +23,19 @@ const MAX_ERRORS: u32 = 3;
 /// them, and replay timings of microsecond queries are noise (a 0.02 ms lookup was once "steered" to a bitmap
 /// scan by a cold first replay, costing pgbench -S 13 % of its throughput).
 pub(crate) const MIN_NATIVE_MS: f64 = 1.0;
+/// A decided class is explored again once a table it reads has had this share of its rows changed (inserted,
+/// updated or deleted) since the decision, and at least [`MIN_CHANGED_ROWS`]: what was measured is stale.
+pub(crate) const REEXPLORE_CHURN: f64 = 0.2;
+pub(crate) const MIN_CHANGED_ROWS: f64 = 1000.0;
+
+/// A table as it was when the class was decided: its change counter (`n_tup_ins + n_tup_upd + n_tup_del`) and
+/// its live rows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct TableMark {
+    pub(crate) table: String,
+    pub(crate) changes: f64,
+    pub(crate) rows: f64,
+}
 
 /// A running mean of `ln(1 + ms)`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
@@ -115,6 +128,9 @@ pub(crate) struct Class {
     /// True once the warm-up replay of the native plan ran (not counted: it pays for cold caches).
     #[serde(default)]
     pub(crate) warmed: bool,
+    /// The tables the class reads, as they were when it was decided (empty until the learner marks them).
+    #[serde(default)]
+    pub(crate) marks: Vec<TableMark>,
 }
 
 impl Class {
@@ -135,6 +151,7 @@ impl Class {
             last_error: None,
             forced: false,
             warmed: false,
+            marks: Vec::new(),
         }
     }
 
@@ -246,6 +263,10 @@ impl Class {
             return false;
         }
         let baseline = if self.native.n > 0 { self.native.ms() } else { self.replays[0].stat.ms() };
+        // Nothing native measured yet: nothing to compare with.
+        if baseline <= 0.0 {
+            return false;
+        }
         if self.steered.ms() > baseline * GUARD_TOLERANCE {
             self.state = State::Reverted;
             self.arm = 0;
@@ -273,11 +294,57 @@ impl Class {
     pub(crate) fn effective_arm(&self) -> usize {
         if self.state == State::Steered { self.arm } else { 0 }
     }
+
+    /// True when exploration decided the class (steered, native, or reverted by the guard); an operator's forced
+    /// arm is the operator's.
+    pub(crate) fn decided(&self) -> bool {
+        matches!(self.state, State::Steered | State::Native | State::Reverted) && !self.forced
+    }
+
+    /// The first marked table whose rows changed by [`REEXPLORE_CHURN`] (and [`MIN_CHANGED_ROWS`]) since the
+    /// decision, with the share changed; `now` maps a table to its change counter and live rows.
+    pub(crate) fn stale_table(&self, now: impl Fn(&str) -> Option<(f64, f64)>) -> Option<(&str, f64)> {
+        self.marks.iter().find_map(|m| {
+            let (changes, _) = now(&m.table)?;
+            let changed = changes - m.changes;
+            let churn = changed / m.rows.max(1.0);
+            (changed >= MIN_CHANGED_ROWS && churn >= REEXPLORE_CHURN).then_some((m.table.as_str(), churn))
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_decided_class_goes_stale_when_a_table_it_reads_changed_enough() {
+        let mut c = recurring();
+        c.state = State::Steered;
+        c.arm = 2;
+        assert!(c.decided());
+        c.marks = vec![
+            TableMark { table: "s".into(), changes: 500.0, rows: 300_000.0 },
+            TableMark { table: "tiny".into(), changes: 0.0, rows: 10.0 },
+        ];
+        let now = |s_changes: f64, tiny_changes: f64| {
+            move |t: &str| match t {
+                "s" => Some((s_changes, 300_000.0)),
+                "tiny" => Some((tiny_changes, 10.0)),
+                _ => None,
+            }
+        };
+        assert_eq!(c.stale_table(now(50_000.0, 5.0)), None, "17% of s, and 5 rows of a tiny table");
+        assert_eq!(c.stale_table(now(60_500.0, 0.0)), Some(("s", 0.2)));
+        assert_eq!(c.stale_table(now(500.0, 1500.0)).map(|(t, _)| t), Some("tiny"));
+        // A table that is gone (no statistics) says nothing.
+        c.marks[0].table = "gone".into();
+        assert_eq!(c.stale_table(now(1e9, 0.0)), None);
+        c.forced = true;
+        assert!(!c.decided(), "an operator's arm is not re-explored");
+        c.restart();
+        assert!(c.marks.is_empty() && c.state == State::Learning);
+    }
 
     fn recurring() -> Class {
         let mut c = Class::new(7, 1, 10, 99);

@@ -318,21 +318,20 @@ unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut s
 }
 
 /// The text of the statement `qd` runs, when it can be replayed in the background: a read-only `SELECT` (no
-/// data-modifying CTE, no `FOR UPDATE`/`SHARE`) without parameters, cut out of a multi-statement string by its
-/// location.
+/// data-modifying CTE, no `FOR UPDATE`/`SHARE`), cut out of a multi-statement string by its location. A
+/// parameterised statement (`PREPARE`/`EXECUTE`, the extended protocol) gets its parameters' values written in as
+/// typed literals (`'42'::integer`): replaying it measures the custom plan for the values this execution had.
 ///
 /// # Safety
 /// `qd` must be a valid, started `QueryDesc`.
-unsafe fn replayable_text(qd: &pg_sys::QueryDesc) -> Option<&str> {
+unsafe fn replayable_text(qd: &pg_sys::QueryDesc) -> Option<std::borrow::Cow<'_, str>> {
     // SAFETY: the caller guarantees `qd`; plannedstmt and sourceText are PostgreSQL's.
     unsafe {
         let stmt = &*qd.plannedstmt;
-        let params = qd.params;
         if stmt.commandType != pg_sys::CmdType::CMD_SELECT
             || stmt.hasModifyingCTE
             || !stmt.rowMarks.is_null()
             || !stmt.utilityStmt.is_null()
-            || (!params.is_null() && (*params).numParams > 0)
             || qd.sourceText.is_null()
         {
             return None;
@@ -341,8 +340,81 @@ unsafe fn replayable_text(qd: &pg_sys::QueryDesc) -> Option<&str> {
         let start = usize::try_from(stmt.stmt_location).unwrap_or(0).min(all.len());
         let len = usize::try_from(stmt.stmt_len).unwrap_or(0);
         let end = if len == 0 { all.len() } else { (start + len).min(all.len()) };
-        let text = all.get(start..end)?.trim();
+        let text = without_prepare(all.get(start..end)?.trim());
+        let params = qd.params;
+        let text = if params.is_null() || (*params).numParams == 0 {
+            std::borrow::Cow::Borrowed(text)
+        } else {
+            std::borrow::Cow::Owned(with_parameters(text, params)?)
+        };
         (!text.is_empty() && text.len() <= crate::steering::TEXT_BYTES).then_some(text)
+    }
+}
+
+/// The query of `PREPARE name [(types)] AS query` (the source text of an `EXECUTE`d statement), else `text`.
+fn without_prepare(text: &str) -> &str {
+    let toks = crate::rewrite_text::lex(text);
+    let word = |i: usize, w: &str| toks.get(i).is_some_and(|t| text[t.start..t.end].eq_ignore_ascii_case(w));
+    if !word(0, "prepare") {
+        return text;
+    }
+    // `AS` after the name and the optional parenthesised type list.
+    let mut i = 2;
+    if toks.get(i).is_some_and(|t| t.kind == crate::rewrite_text::Tok::LParen) {
+        let Some(close) = crate::rewrite_text::Text::new(text).matching(i) else { return text };
+        i = close + 1;
+    }
+    match toks.get(i + 1) {
+        Some(next) if word(i, "as") => text[next.start..].trim(),
+        _ => text,
+    }
+}
+
+/// `text` with each `$n` replaced by parameter n's value as a typed literal; `None` when a value cannot be
+/// written (parameters fetched by a hook, as PL/pgSQL's, or an output function that fails: the user's statement
+/// is never disturbed).
+///
+/// # Safety
+/// `params` must be the valid parameter list of the statement being executed.
+unsafe fn with_parameters(text: &str, params: pg_sys::ParamListInfo) -> Option<String> {
+    // SAFETY: the caller guarantees `params`; values are read as their types' output functions read them.
+    unsafe {
+        if (*params).paramFetch.is_some() {
+            return None;
+        }
+        let n = usize::try_from((*params).numParams).ok()?;
+        let list = (*params).params.as_slice(n);
+        let values = PgTryBuilder::new(|| {
+            list.iter()
+                .map(|p| {
+                    if p.ptype == pg_sys::InvalidOid {
+                        return None;
+                    }
+                    let ty = std::ffi::CStr::from_ptr(pg_sys::format_type_be(p.ptype)).to_str().ok()?.to_owned();
+                    if p.isnull {
+                        return Some(format!("NULL::{ty}"));
+                    }
+                    let (mut output, mut varlena) = (pg_sys::InvalidOid, false);
+                    pg_sys::getTypeOutputInfo(p.ptype, &mut output, &mut varlena);
+                    let value =
+                        std::ffi::CStr::from_ptr(pg_sys::OidOutputFunctionCall(output, p.value)).to_str().ok()?;
+                    Some(format!("{}::{ty}", spi::quote_literal(value)))
+                })
+                .collect::<Option<Vec<String>>>()
+        })
+        .catch_others(|_| None)
+        .execute()?;
+        let mut out = String::with_capacity(text.len() + 16 * values.len());
+        let mut at = 0;
+        for t in crate::rewrite_text::lex(text) {
+            let tok = &text[t.start..t.end];
+            let Some(i) = tok.strip_prefix('$').and_then(|d| d.parse::<usize>().ok()) else { continue };
+            out.push_str(&text[at..t.start]);
+            out.push_str(values.get(i.checked_sub(1)?)?);
+            at = t.end;
+        }
+        out.push_str(&text[at..]);
+        Some(out)
     }
 }
 
@@ -399,7 +471,7 @@ unsafe fn record_execution(query_desc: *mut pg_sys::QueryDesc, sampled: bool) {
                         (*stmt).queryId,
                         pg_sys::MyDatabaseId.to_u32(),
                         pg_sys::GetUserId().to_u32(),
-                        text,
+                        &text,
                     );
                 }
                 shape
@@ -441,5 +513,18 @@ unsafe fn record_execution(query_desc: *mut pg_sys::QueryDesc, sampled: bool) {
             record.arm = arm;
             plan_bytes.as_ref().is_none_or(|b| record.set_plan(b))
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_prepare;
+
+    #[test]
+    fn the_query_of_a_prepare_statement_is_replayed_not_the_prepare() {
+        assert_eq!(without_prepare("PREPARE pj(int, text) AS SELECT $1, $2"), "SELECT $1, $2");
+        assert_eq!(without_prepare("prepare q as\n  select 1"), "select 1");
+        assert_eq!(without_prepare("SELECT 'PREPARE x AS'"), "SELECT 'PREPARE x AS'");
+        assert_eq!(without_prepare("PREPARE broken (int"), "PREPARE broken (int");
     }
 }

@@ -36,6 +36,7 @@ mod session;
 mod settings;
 mod shmem;
 mod sql;
+mod statistics_advice;
 mod steering;
 
 // Link the built-in plugin crates so their registrations are kept.

@@ -770,6 +770,7 @@ mod tests {
             "dag_record_trajectory",
             "dag_reset_learning",
             "dag_reset_pattern_quality",
+            "dag_statistics_advice",
             "dag_store_pattern",
         ];
         let rows: Vec<(String, bool)> = Spi::connect(|client| {
@@ -988,6 +989,7 @@ mod tests {
             ("dag_reset_pattern_quality(bigint[])", "SELECT ruvector.dag_reset_pattern_quality(ARRAY[]::bigint[])"),
             ("dag_rebalance_index(text, double precision)", "SELECT * FROM ruvector.dag_rebalance_index('x', 2)"),
             ("dag_anomalies(tstzrange)", "SELECT * FROM ruvector.dag_anomalies()"),
+            ("dag_statistics_advice(text[])", "SELECT * FROM ruvector.dag_statistics_advice(ARRAY[]::text[])"),
             ("dag_class_enable(bigint, boolean)", "SELECT ruvector.dag_class_enable(NULL, true)"),
             ("dag_class_steer(bigint, text)", "SELECT ruvector.dag_class_steer(1, 'no_such_setting')"),
             (
@@ -1646,5 +1648,71 @@ mod tests {
     #[pg_test(error = "syntax error at or near \"SELEC\"")]
     fn rewriting_invalid_sql_is_an_error() {
         Spi::run("SELECT ruvector.dag_rewrite_query('SELEC 1')").unwrap();
+    }
+
+    /// Two columns that are one (a ≡ b): `a = 5 AND b = 5` is estimated at 2 rows of 20 000 and returns 200.
+    fn correlated_columns() -> &'static str {
+        Spi::run(
+            "CREATE TABLE rv_st AS SELECT g AS id, g % 100 AS a, g % 100 AS b FROM generate_series(1, 20000) g;
+             ANALYZE rv_st",
+        )
+        .unwrap();
+        "SELECT count(*) FROM rv_st WHERE a = 5 AND b = 5"
+    }
+
+    /// Statistics advice from actual rows, for an explicit query (run under EXPLAIN ANALYZE): the what-if
+    /// extended statistics move the estimate from 2 toward the 200 rows that ran.
+    #[pg_test]
+    fn statistics_advice_from_actual_rows_of_a_query() {
+        let q = correlated_columns();
+        let (sql, now, with, actual) = Spi::connect(|c| {
+            let r = c
+                .select(
+                    "SELECT implementation_sql, estimated_rows, estimated_rows_with_statistics, actual_rows
+                     FROM ruvector.dag_statistics_advice(ARRAY[$1])",
+                    None,
+                    &[q.into()],
+                )?
+                .first();
+            Ok::<_, spi::SpiError>((r.get::<String>(1)?, r.get::<f64>(2)?, r.get::<f64>(3)?, r.get::<f64>(4)?))
+        })
+        .unwrap();
+        let sql = sql.unwrap();
+        assert!(sql.starts_with("CREATE STATISTICS") && sql.contains("ON a, b FROM rv_st"), "{sql}");
+        assert!(now.unwrap() < 20.0 && with.unwrap() > 100.0, "{now:?} -> {with:?}");
+        assert_eq!(actual, Some(200.0));
+        // Nothing is left behind: the what-if statistics were rolled back.
+        let n = Spi::get_one::<i64>("SELECT count(*) FROM pg_statistic_ext WHERE stxrelid = 'rv_st'::regclass");
+        assert_eq!(n.unwrap(), Some(0));
+        // A well-estimated query asks for nothing.
+        let none = Spi::get_one::<i64>(
+            "SELECT count(*) FROM ruvector.dag_statistics_advice(ARRAY['SELECT count(*) FROM rv_st WHERE a = 5'])",
+        );
+        assert_eq!(none.unwrap(), Some(0));
+    }
+
+    /// Statistics advice from what the hooks captured: an execution with per-node actuals in the ring and the
+    /// class's text as the learner keeps it.
+    #[pg_test]
+    fn statistics_advice_from_captured_executions() {
+        let q = correlated_columns();
+        let json =
+            Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) {q}")).unwrap().unwrap();
+        let json = pgrx::JsonB(json.0);
+        let query_id = 777_000_123i64;
+        Spi::get_one_with_args::<i64>(
+            "SELECT ruvector.dag_record_trajectory($1, $2, 3.0)",
+            &[query_id.into(), json.into()],
+        )
+        .unwrap();
+        // SAFETY: reads this backend's identity, as the hooks do.
+        let (db, user) = unsafe { (pg_sys::MyDatabaseId.to_u32(), pg_sys::GetUserId().to_u32()) };
+        crate::steering::store_text(query_id as u64, db, user, q);
+        let (sql, actual, queries) = Spi::get_three::<String, f64, i32>(
+            "SELECT implementation_sql, actual_rows, queries FROM ruvector.dag_statistics_advice() WHERE table_name = 'rv_st'",
+        )
+        .unwrap();
+        assert!(sql.unwrap().starts_with("CREATE STATISTICS"));
+        assert_eq!((actual, queries), (Some(200.0), Some(1)));
     }
 }

@@ -24,7 +24,7 @@ pub(crate) fn required<T>(name: &str, value: Option<T>) -> T {
     value.unwrap_or_else(|| fail(PgSqlErrorCode::ERRCODE_NULL_VALUE_NOT_ALLOWED, format!("{name} must not be NULL")))
 }
 
-fn notice_if_not_preloaded() {
+pub(crate) fn notice_if_not_preloaded() {
     if !crate::preloaded() {
         notice!("ruvector_dag is not in shared_preload_libraries: plan capture is off (add it and restart to capture)");
     }

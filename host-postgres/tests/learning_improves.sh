@@ -3,7 +3,8 @@
 # (`s.v > s.w` gets the default selectivity 1/3: it expects 100 000 rows of s, 15 arrive, so it hashes s and
 # scans all 2 000 000 rows of b instead of probing b's index), the learner replays the recurring class under
 # setting arms in the background, steers it with the fastest, and the user's next executions use it; an arm an operator forces on a point lookup runs slower than native and the
-# no-regression guard reverts it. Needs root and the extension installed for the system PostgreSQL 15
+# no-regression guard reverts it; and when a third of a table the steered class reads changes, the class is
+# explored again. Needs root and the extension installed for the system PostgreSQL 15
 # (`cargo pgrx install`). Exits non-zero on any failure; prints the measured latencies.
 set -euo pipefail
 PORT=${PORT:-55447}
@@ -63,4 +64,30 @@ state=$(class "$pid" "state || ' native ' || round(native_ms::numeric, 3) || ' m
 echo "learning_improves: forced point lookup: $state"
 [[ $state == reverted* ]] || fail "the guard did not revert the slower forced arm: $state"
 out=$(psql_as "" -c "EXPLAIN $POINT"); grep -q "Index Scan" <<<"$out" || fail "the reverted class is not native again: $out"
+# 4. Data change: a third of s rewritten since the join was decided. The class is explored again (native until
+# decided again: what was measured on the old data may not hold), then steered again. (The kill switch of step 2
+# restarted the class: it is decided again first.)
+for _ in 1 2 3; do workload -c "$JOIN"; done
+sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null
+[[ $(class "$qid" state) == steered ]] || fail "the join class is '$(class "$qid" state)' before the data change"
+psql_as "" -c "UPDATE s SET v = v + 1 WHERE id % 3 = 0" -c "SELECT pg_stat_force_next_flush()" >/dev/null
+sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null
+[[ $(class "$qid" state) == learning ]] || fail "the join class is '$(class "$qid" state)' after a third of s changed"
+grep -q "class $qid is explored again: table s changed by 3[0-9]% of its rows" "$WORK/log" ||
+    fail "the re-exploration is not logged: $(grep "explored again" "$WORK/log")"
+for _ in 1 2 3; do workload -c "$JOIN"; done
+sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null
+[[ $(class "$qid" state) == steered ]] || fail "the join class is '$(class "$qid" state)' after exploring it again"
+echo "learning_improves: after a third of s changed the join was explored again and steered again ($(class "$qid" arm))"
+# 5. A parameterised statement (PREPARE/EXECUTE; the extended protocol alike) is replayed with the values of an
+# execution written in as typed literals, and steered.
+PJOIN='SELECT count(*) FROM s JOIN b ON b.k = s.k WHERE s.v > s.w AND s.id > $1'
+for _ in 1 2 3; do workload -c "PREPARE pj(int) AS $PJOIN" -c "EXECUTE pj(0)" -c "EXECUTE pj(0)"; done
+sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null
+pqid=$(sql -c "PREPARE pj(int) AS $PJOIN; EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE pj(0)" | grep -o '"Query Identifier": -\?[0-9]*' | grep -o -- '-\?[0-9]*$')
+[[ -n $pqid ]] || fail "no query id for the prepared statement"
+[[ $(class "$pqid" "query_text") == *"s.id > '0'::integer"* ]] ||
+    fail "the prepared statement's text is '$(class "$pqid" "query_text")'"
+[[ $(class "$pqid" state) == steered ]] || fail "the prepared join class is '$(class "$pqid" "state || ' ' || replays::text")'"
+echo "learning_improves: prepared statement replayed as '$(class "$pqid" "query_text")' and steered ($(class "$pqid" arm))"
 echo "learning_improves: steering applied, measured faster, and a slower arm reverted"

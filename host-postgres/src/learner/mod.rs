@@ -717,6 +717,7 @@ impl Learner {
     fn cycle(&mut self) {
         let Some(c) = control() else { return };
         let start = Instant::now();
+        self.reexplore_changed();
         let report = match self.engine.run_background_cycle() {
             Ok(r) => r,
             Err(e) => {
@@ -748,6 +749,73 @@ impl Learner {
         // SAFETY: reads the clock.
         c.last_cycle_at.store(unsafe { pg_sys::GetCurrentTimestamp() }, Ordering::Relaxed);
         c.cycles.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Re-exploration on data change: marks the tables each newly decided class of this database reads (their
+    /// change counters and live rows from `pg_stat_user_tables`), and explores a decided class afresh once one of
+    /// them changed by [`REEXPLORE_CHURN`](crate::classes::REEXPLORE_CHURN) of its rows: the arm measured on the old data may no longer win.
+    /// Until it is decided again the class runs natively.
+    fn reexplore_changed(&mut self) {
+        // SAFETY: reads this process's database OID.
+        let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
+        if !self.classes.values().any(|k| k.db_id == db && k.decided()) {
+            return;
+        }
+        let stats = BackgroundWorker::transaction(|| {
+            Spi::connect(|client| {
+                client
+                    .select(
+                        "SELECT relname::text, (n_tup_ins + n_tup_upd + n_tup_del)::float8, greatest(n_live_tup, 0)::float8
+                         FROM pg_stat_user_tables",
+                        None,
+                        &[],
+                    )?
+                    .map(|r| Ok((r.get::<String>(1)?.unwrap_or_default(), (r.get(2)?.unwrap_or(0.0), r.get(3)?.unwrap_or(0.0)))))
+                    .collect::<Result<FxHashMap<String, (f64, f64)>, pgrx::spi::SpiError>>()
+            })
+        });
+        let stats = match stats {
+            Ok(s) => s,
+            Err(e) => {
+                warning!("ruvector_dag_learner: reading table statistics: {e}");
+                return;
+            }
+        };
+        let mut restarted = Vec::new();
+        for (&query_id, class) in self.classes.iter_mut().filter(|(_, k)| k.db_id == db && k.decided()) {
+            if class.marks.is_empty() {
+                let Some(dag) = self.plans.get(&class.plan_hash) else { continue };
+                let mut tables: Vec<&str> = dag.nodes().filter_map(|n| n.op.table()).collect();
+                tables.sort_unstable();
+                tables.dedup();
+                class.marks = tables
+                    .into_iter()
+                    .filter_map(|t| {
+                        let &(changes, rows) = stats.get(t)?;
+                        Some(crate::classes::TableMark { table: t.to_owned(), changes, rows })
+                    })
+                    .collect();
+                self.dirty.insert(query_id);
+            } else if let Some((table, churn)) = class.stale_table(|t| stats.get(t).copied()) {
+                log!(
+                    "ruvector_dag_learner: class {} is explored again: table {table} changed by {:.0}% of its \
+                     rows since the class was decided",
+                    query_id as i64,
+                    churn * 100.0
+                );
+                class.restart();
+                self.dirty.insert(query_id);
+                restarted.push(query_id);
+            }
+        }
+        // Native from now on, at once: an execution still planned under the old arm would read as an operator's.
+        for &query_id in &restarted {
+            steering::publish(query_id, 0, f32::NAN);
+            self.published.insert(query_id, 0);
+        }
+        if !restarted.is_empty() {
+            invalidate_plan_caches();
+        }
     }
 
     /// Saves the state, new plan shapes and drained trajectories in one transaction. Returns the persist status.
