@@ -350,6 +350,20 @@ pub(crate) fn decorrelate(sql: &str) -> Result<(String, Vec<String>), Why> {
     Ok((out, notes))
 }
 
+/// The top-level `AND`-ed conjuncts of a condition (itself when it is not an `AND`).
+unsafe fn and_args(condition: *mut pg_sys::Node) -> Vec<*mut pg_sys::Node> {
+    // SAFETY: a node of the raw parse tree, read as its tag says.
+    unsafe {
+        if tag(condition) == pg_sys::NodeTag::T_BoolExpr
+            && (*(condition as *mut pg_sys::BoolExpr)).boolop == pg_sys::BoolExprType::AND_EXPR
+        {
+            nodes((*(condition as *mut pg_sys::BoolExpr)).args)
+        } else {
+            vec![condition]
+        }
+    }
+}
+
 /// The first supported conjunct of `select`'s `WHERE`: `Ok(None)` when it has no scalar subquery conjunct.
 unsafe fn rewrite_select(select: *mut pg_sys::SelectStmt, text: &Text<'_>, n: usize) -> Result<Option<Plan>, Why> {
     // SAFETY: fields of a SelectStmt and the nodes they hold.
@@ -358,14 +372,7 @@ unsafe fn rewrite_select(select: *mut pg_sys::SelectStmt, text: &Text<'_>, n: us
         if s.op != pg_sys::SetOperation::SETOP_NONE || s.whereClause.is_null() {
             return Ok(None);
         }
-        let where_ = s.whereClause;
-        let conjuncts = if tag(where_) == pg_sys::NodeTag::T_BoolExpr
-            && (*(where_ as *mut pg_sys::BoolExpr)).boolop == pg_sys::BoolExprType::AND_EXPR
-        {
-            nodes((*(where_ as *mut pg_sys::BoolExpr)).args)
-        } else {
-            vec![where_]
-        };
+        let conjuncts = and_args(s.whereClause);
         let mut first_error = None;
         for (i, &conj) in conjuncts.iter().enumerate() {
             if tag(conj) != pg_sys::NodeTag::T_A_Expr {
@@ -466,14 +473,7 @@ unsafe fn decorrelate_conjunct(
             }
         }
         // The subquery's WHERE: local conjuncts, and correlation keys inner = outer.
-        let sub_where = q.whereClause;
-        let sub_conjuncts = if tag(sub_where) == pg_sys::NodeTag::T_BoolExpr
-            && (*(sub_where as *mut pg_sys::BoolExpr)).boolop == pg_sys::BoolExprType::AND_EXPR
-        {
-            nodes((*(sub_where as *mut pg_sys::BoolExpr)).args)
-        } else {
-            vec![sub_where]
-        };
+        let sub_conjuncts = and_args(q.whereClause);
         let mut keys: Vec<(*mut pg_sys::ColumnRef, *mut pg_sys::ColumnRef)> = Vec::new(); // (inner, outer)
         let mut local = Vec::new();
         let mut calls = tc.calls.iter().map(|(_, name)| name.clone()).collect::<Vec<_>>();
