@@ -154,7 +154,7 @@ impl Monitor {
         }
         let seen = self.per_drain.entry(query_id).or_default();
         *seen += 1;
-        let judged = (*seen - 1) % self.stride.get(&query_id).copied().unwrap_or(1) == 0;
+        let judged = (*seen - 1).is_multiple_of(self.stride.get(&query_id).copied().unwrap_or(1));
         if self.classes.len() >= MAX_CLASSES && !self.classes.contains_key(&query_id) {
             return;
         }

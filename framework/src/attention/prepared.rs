@@ -203,7 +203,7 @@ fn incomparable_share(
             let mut sum = 0.0;
             for w in 0..words {
                 let mut free = !related[p * words + w];
-                if w == words - 1 && n % 64 != 0 {
+                if w == words - 1 && !n.is_multiple_of(64) {
                     free &= (1u64 << (n % 64)) - 1;
                 }
                 while free != 0 {

@@ -15,7 +15,7 @@ use std::pin::Pin;
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// A node's identity: the 32-byte hash of its signing public key.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, serde::Serialize, serde::Deserialize)]
 pub struct PeerId(pub [u8; 32]);
 
 impl fmt::Display for PeerId {
@@ -43,9 +43,15 @@ pub struct Envelope {
     pub kind: u16,
     /// The signer.
     pub sender: PeerId,
+    /// The sender's sequence number: each sender numbers its envelopes 1, 2, 3, …, so a receiver can reject
+    /// replays.
+    pub sequence: u64,
+    /// When the sender signed it, in milliseconds since the Unix epoch; receivers reject envelopes outside their
+    /// clock window.
+    pub timestamp_ms: u64,
     /// The message, encoded by the network plugin.
     pub payload: Vec<u8>,
-    /// The sender's signature over version, kind, sender and payload.
+    /// The sender's signature over every field above, with a context string per `kind`.
     pub signature: Vec<u8>,
 }
 
@@ -115,7 +121,15 @@ mod tests {
     #[test]
     fn default_broadcast_sends_to_every_peer() {
         let t = Recorder(Mutex::new(Vec::new()));
-        let env = Envelope { version: 1, kind: 0, sender: t.local_peer(), payload: vec![], signature: vec![] };
+        let env = Envelope {
+            version: 1,
+            kind: 0,
+            sender: t.local_peer(),
+            sequence: 1,
+            timestamp_ms: 0,
+            payload: vec![],
+            signature: vec![],
+        };
         let mut fut = t.broadcast(env);
         // Every send is ready, so one poll completes the broadcast.
         let poll = fut.as_mut().poll(&mut Context::from_waker(Waker::noop()));

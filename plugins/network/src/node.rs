@@ -1,0 +1,373 @@
+//! A node's protocol logic without input/output: envelopes in, envelopes out.
+//!
+//! [`Node::handle`] takes one received envelope and returns what to send; [`Node::tick`] returns the periodic
+//! anti-entropy requests; [`Node::submit`] signs a new item of this node's account. Transports and runtimes
+//! drive it (the in-process loopback in tests, TLS sockets in [`crate::testnet`]), so the protocol is tested
+//! deterministically apart from any socket.
+//!
+//! Dissemination is flooding with de-duplication by content (an item id, a vote digest: a node forwards what
+//! it did not hold before) plus pull-based anti-entropy (each node asks each peer for the decisions after its
+//! cursor and for undecided items), so a node that was down catches up and a validator that was down votes on
+//! what it missed.
+
+use crate::envelope::{EnvelopeSigner, EnvelopeVerifier, MessageKind, RejectionCounts, VerifierPolicy};
+use crate::error::{NetworkError, Result};
+use crate::identity::{NodeIdentity, PublicIdentity};
+use crate::protocol::{Action, ItemId, NetworkParams, SignedItem, Vote};
+use crate::state::{NetworkState, Outcome};
+use ruvector_dag::network::{Envelope, PeerId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+/// Decided items per sync response.
+const SYNC_BATCH: usize = 256;
+/// Undecided items per sync response.
+const SYNC_PENDING: usize = 64;
+
+/// What nodes say to each other (an envelope's payload).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Message {
+    /// Introduces the sender's keys.
+    Hello {
+        /// The sender's public identity.
+        identity: PublicIdentity,
+    },
+    /// An item, first sent or relayed.
+    Item(SignedItem),
+    /// A vote, first sent or relayed.
+    Vote(Vote),
+    /// Asks for decisions from round `since` of the receiver's log, and for its undecided items.
+    SyncRequest {
+        /// The requester's cursor into the receiver's log.
+        since: u64,
+    },
+    /// The answer: items with their votes, and the cursor to ask from next time.
+    SyncResponse {
+        /// Next cursor.
+        next: u64,
+        /// Decided and undecided items.
+        items: Vec<SignedItem>,
+        /// Their votes.
+        votes: Vec<Vote>,
+    },
+}
+
+impl Message {
+    fn kind(&self) -> MessageKind {
+        match self {
+            Self::Hello { .. } => MessageKind::Hello,
+            Self::Item(item) if matches!(item.body.action, Action::ProposePatterns { .. }) => MessageKind::Proposal,
+            Self::Item(_) => MessageKind::Operation,
+            Self::Vote(v) if v.endorse => MessageKind::Endorsement,
+            Self::Vote(_) => MessageKind::Rejection,
+            Self::SyncRequest { .. } => MessageKind::SyncRequest,
+            Self::SyncResponse { .. } => MessageKind::SyncResponse,
+        }
+    }
+}
+
+/// Where an outgoing envelope goes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outgoing {
+    /// To one peer.
+    To(PeerId, Envelope),
+    /// To every connected peer.
+    All(Envelope),
+}
+
+/// Counters of a node.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    /// Envelope checks.
+    pub envelopes: RejectionCounts,
+    /// Items and votes refused for a bad signature or an unknown validator.
+    pub refused: u64,
+    /// Payloads that did not decode or did not match their envelope kind.
+    pub malformed: u64,
+    /// Votes this node cast.
+    pub votes_cast: u64,
+    /// Replies this node failed to sign or encode.
+    pub local_errors: u64,
+}
+
+/// One node's protocol state.
+#[derive(Debug)]
+pub struct Node {
+    identity: Arc<NodeIdentity>,
+    signer: EnvelopeSigner,
+    verifier: EnvelopeVerifier,
+    state: NetworkState,
+    validator: bool,
+    /// This validator's vote per (account, sequence): it never votes on another item for that slot.
+    my_votes: HashMap<(PeerId, u64), Vote>,
+    /// Items waiting for an earlier item of their account to be decided here.
+    deferred: BTreeSet<ItemId>,
+    /// Our cursor into each peer's log.
+    cursors: HashMap<PeerId, u64>,
+    /// Our own last submitted item.
+    own_last: Option<ItemId>,
+    stats: NodeStats,
+}
+
+impl Node {
+    /// A node for `identity` in the network `params`; it validates only if it is one of the validators.
+    pub fn new(identity: Arc<NodeIdentity>, params: Arc<NetworkParams>, policy: VerifierPolicy) -> Self {
+        let mut verifier = EnvelopeVerifier::new(policy);
+        for v in &params.validators {
+            verifier.add_peer(v.identity.clone());
+        }
+        let validator = params.validator(&identity.peer_id()).is_some();
+        Self {
+            signer: EnvelopeSigner::new(identity.clone()),
+            identity,
+            verifier,
+            state: NetworkState::new(params),
+            validator,
+            my_votes: HashMap::new(),
+            deferred: BTreeSet::new(),
+            cursors: HashMap::new(),
+            own_last: None,
+            stats: NodeStats::default(),
+        }
+    }
+
+    /// This node's id.
+    pub fn peer_id(&self) -> PeerId {
+        self.identity.peer_id()
+    }
+
+    /// Its identity.
+    pub fn identity(&self) -> &Arc<NodeIdentity> {
+        &self.identity
+    }
+
+    /// Whether it votes.
+    pub fn is_validator(&self) -> bool {
+        self.validator
+    }
+
+    /// Its view.
+    pub fn state(&self) -> &NetworkState {
+        &self.state
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> NodeStats {
+        NodeStats { envelopes: self.verifier.counts(), ..self.stats }
+    }
+
+    /// Whether `peer`'s keys are known (a validator, or a node that said hello).
+    pub fn knows(&self, peer: &PeerId) -> bool {
+        self.verifier.peer(peer).is_some()
+    }
+
+    fn envelope(&mut self, message: &Message) -> Result<Envelope> {
+        let payload = postcard::to_stdvec(message).map_err(|e| NetworkError::Encoding(e.to_string()))?;
+        self.signer.sign(message.kind(), payload)
+    }
+
+    /// The hello envelope to send when a connection opens.
+    pub fn hello(&mut self) -> Result<Envelope> {
+        self.envelope(&Message::Hello { identity: self.identity.public().clone() })
+    }
+
+    /// Signs `action` as this node's next item, takes it in and returns its id and the envelopes to send.
+    /// Refuses while this node's previous item is undecided (its sequence number would be unknown).
+    pub fn submit(&mut self, action: Action, now_ms: u64) -> Result<(ItemId, Vec<Outgoing>)> {
+        if let Some(last) = self.own_last
+            && self.state.outcome(&last) == Outcome::Pending
+        {
+            return Err(NetworkError::Busy(crate::protocol::hex_id(&last)));
+        }
+        let sequence = self.state.ledger().account(&self.peer_id()).next_sequence;
+        let item = SignedItem::sign(&self.identity, sequence, now_ms, action)?;
+        let id = item.id();
+        self.own_last = Some(id);
+        let mut out = Vec::new();
+        self.take_item(item, now_ms, &mut out)?;
+        Ok((id, out))
+    }
+
+    /// Handles one envelope received from `from` (the transport's authenticated peer) at `now_ms`.
+    pub fn handle(&mut self, from: PeerId, envelope: &Envelope, now_ms: u64) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        if self.handle_inner(from, envelope, now_ms, &mut out).is_err() {
+            // Only our own signing or encoding can fail here; the reply is dropped and counted.
+            self.stats.local_errors += 1;
+        }
+        out
+    }
+
+    fn handle_inner(&mut self, from: PeerId, env: &Envelope, now_ms: u64, out: &mut Vec<Outgoing>) -> Result<()> {
+        if env.sender != from {
+            self.stats.malformed += 1;
+            return Ok(());
+        }
+        let message: Message = match postcard::from_bytes(&env.payload) {
+            Ok(m) => m,
+            Err(_) => {
+                self.stats.malformed += 1;
+                return Ok(());
+            }
+        };
+        if let Message::Hello { identity } = &message
+            && identity.peer_id() == env.sender
+            && self.verifier.peer(&env.sender).is_none()
+        {
+            self.verifier.add_peer(identity.clone());
+        }
+        let kind = match self.verifier.verify_at(env, now_ms) {
+            Ok(kind) => kind,
+            Err(_) => return Ok(()), // counted by the verifier
+        };
+        if kind != message.kind() {
+            self.stats.malformed += 1;
+            return Ok(());
+        }
+        match message {
+            Message::Hello { .. } => {
+                // Answer with our own hello (once: the peer now knows us) and pull its log.
+                if let std::collections::hash_map::Entry::Vacant(e) = self.cursors.entry(from) {
+                    e.insert(0);
+                    let hello = self.hello()?;
+                    out.push(Outgoing::To(from, hello));
+                    let request = self.envelope(&Message::SyncRequest { since: 0 })?;
+                    out.push(Outgoing::To(from, request));
+                }
+            }
+            Message::Item(item) => self.take_item(item, now_ms, out)?,
+            Message::Vote(vote) => self.take_vote(vote, now_ms, out)?,
+            Message::SyncRequest { since } => {
+                let response = self.sync_response(since);
+                let env = self.envelope(&response)?;
+                out.push(Outgoing::To(from, env));
+            }
+            Message::SyncResponse { next, items, votes } => {
+                for item in items {
+                    self.take_item(item, now_ms, out)?;
+                }
+                for vote in votes {
+                    self.take_vote(vote, now_ms, out)?;
+                }
+                let cursor = self.cursors.entry(from).or_insert(0);
+                *cursor = (*cursor).max(next);
+            }
+        }
+        Ok(())
+    }
+
+    fn sync_response(&self, since: u64) -> Message {
+        let mut items = Vec::new();
+        let mut votes = Vec::new();
+        let mut next = since;
+        for (round, id) in self.state.decided_since(since).take(SYNC_BATCH) {
+            if let Some(item) = self.state.item(&id) {
+                items.push(item.clone());
+                votes.extend(self.state.votes(&id));
+            }
+            next = round + 1;
+        }
+        for item in self.state.pending().take(SYNC_PENDING) {
+            votes.extend(self.state.votes(&item.id()));
+            items.push(item.clone());
+        }
+        Message::SyncResponse { next, items, votes }
+    }
+
+    fn take_item(&mut self, item: SignedItem, now_ms: u64, out: &mut Vec<Outgoing>) -> Result<()> {
+        let id = item.id();
+        match self.state.add_item(item.clone()) {
+            Ok(true) => {
+                let env = self.envelope(&Message::Item(item))?;
+                out.push(Outgoing::All(env));
+                self.consider(id, now_ms, out)?;
+                self.reconsider(now_ms, out)
+            }
+            Ok(false) => Ok(()),
+            Err(_) => {
+                self.stats.refused += 1;
+                Ok(())
+            }
+        }
+    }
+
+    fn take_vote(&mut self, vote: Vote, now_ms: u64, out: &mut Vec<Outgoing>) -> Result<()> {
+        match self.state.add_vote(vote.clone()) {
+            Ok(true) => {
+                let env = self.envelope(&Message::Vote(vote))?;
+                out.push(Outgoing::All(env));
+                self.reconsider(now_ms, out)
+            }
+            Ok(false) => Ok(()),
+            Err(_) => {
+                self.stats.refused += 1;
+                Ok(())
+            }
+        }
+    }
+
+    /// A validator votes on `id` if it can judge it now and has not voted on its account's sequence number.
+    fn consider(&mut self, id: ItemId, now_ms: u64, out: &mut Vec<Outgoing>) -> Result<()> {
+        if !self.validator {
+            return Ok(());
+        }
+        let Some(item) = self.state.item(&id).cloned() else { return Ok(()) };
+        let slot = (item.body.account, item.body.sequence);
+        if self.my_votes.contains_key(&slot) || self.state.outcome(&id) != Outcome::Pending {
+            self.deferred.remove(&id);
+            return Ok(());
+        }
+        let Some(verdict) = self.state.judge(&item, now_ms) else {
+            self.deferred.insert(id);
+            return Ok(());
+        };
+        self.deferred.remove(&id);
+        let (endorse, reason) = match verdict {
+            Ok(()) => (true, String::new()),
+            Err(reason) => (false, reason),
+        };
+        let vote = Vote::sign(&self.identity, &item, endorse, reason)?;
+        self.my_votes.insert(slot, vote.clone());
+        self.stats.votes_cast += 1;
+        let _ = self.state.add_vote(vote.clone());
+        let env = self.envelope(&Message::Vote(vote))?;
+        out.push(Outgoing::All(env));
+        Ok(())
+    }
+
+    fn reconsider(&mut self, now_ms: u64, out: &mut Vec<Outgoing>) -> Result<()> {
+        if !self.validator {
+            return Ok(());
+        }
+        // Deciding one item can make the next of its account judgeable; repeat until nothing moves.
+        loop {
+            let before = self.deferred.len();
+            let waiting: Vec<ItemId> = self.deferred.iter().copied().collect();
+            for id in waiting {
+                self.consider(id, now_ms, out)?;
+            }
+            if self.deferred.len() == before {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Anti-entropy: a sync request to every peer whose keys we know, and another look at deferred items.
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Outgoing> {
+        let mut out = Vec::new();
+        let peers: Vec<(PeerId, u64)> = self.cursors.iter().map(|(p, c)| (*p, *c)).collect();
+        for (peer, since) in peers {
+            if let Ok(env) = self.envelope(&Message::SyncRequest { since }) {
+                out.push(Outgoing::To(peer, env));
+            }
+        }
+        let _ = self.reconsider(now_ms, &mut out);
+        out
+    }
+
+    /// Starts pulling from `peer` (a configured or connected peer) at cursor 0.
+    pub fn track_peer(&mut self, peer: PeerId) {
+        self.cursors.entry(peer).or_insert(0);
+    }
+}
