@@ -181,6 +181,26 @@ impl TopK {
     }
 }
 
+/// A pattern from outside this server, for [`DagReasoningBank::import_pattern`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportedPattern {
+    /// Its centroid (any length-`dim` non-zero vector; stored normalised).
+    pub centroid: Vec<f32>,
+    /// `1 − L_best / L_native` as its source measured it.
+    pub quality: f64,
+    /// How sure the source is (for network patterns: the endorsing share of validator stake).
+    pub confidence: f64,
+    /// The settings that made it better, if the source shared them.
+    pub settings: Vec<(String, String)>,
+}
+
+impl Default for DagReasoningBank {
+    /// A bank for the default embedding dimension (`[learning] embedding_dim`, 256).
+    fn default() -> Self {
+        Self::new(ruvector_dag::config::LearningSection::default().embedding_dim)
+    }
+}
+
 fn settings_key(settings: &[(String, String)]) -> Vec<(String, String)> {
     let mut s = settings.to_vec();
     s.sort();
@@ -399,6 +419,31 @@ impl DagReasoningBank {
         });
         self.push_unindexed();
         Ok(id)
+    }
+
+    /// Adds a pattern learned elsewhere (a peer's, finalized by the network), as a weak prior: one execution
+    /// per arm, so this server's own measurements outweigh it after a few runs. Its latencies are unknown, so
+    /// the arms are relative: the native plan at 1 ms, the shared settings (if any) at `1 − quality` of it,
+    /// which reproduces the shared quality. Patterns with confidence below 0.5 are refused.
+    ///
+    /// # Errors
+    /// As [`insert`](Self::insert), and when quality or confidence is outside [0, 1] or confidence is below 0.5.
+    pub fn import_pattern(&mut self, pattern: impl Into<ImportedPattern>) -> ruvector_dag::Result<u64> {
+        let p = pattern.into();
+        let invalid = |message: String| ruvector_dag::Error::Plugin { plugin: "reasoning_bank".into(), message };
+        if !(0.0..=1.0).contains(&p.quality) || !(0.0..=1.0).contains(&p.confidence) {
+            return Err(invalid(format!("quality {} and confidence {} must be in [0, 1]", p.quality, p.confidence)));
+        }
+        if p.confidence < 0.5 {
+            return Err(invalid(format!("consensus confidence {} is below 0.5", p.confidence)));
+        }
+        let native = Arm { settings: Vec::new(), count: 1, mean_log_latency: 1.0f64.ln_1p() };
+        let mut arms = vec![native];
+        if !p.settings.is_empty() {
+            let relative = (1.0 - p.quality).max(0.0);
+            arms.push(Arm { settings: p.settings, count: 1, mean_log_latency: relative.ln_1p() });
+        }
+        self.insert(&p.centroid, arms)
     }
 
     /// The IVF lists of the current index: each list's centroid and the ids of its patterns (patterns added since
@@ -759,6 +804,26 @@ fn merge_into(into: &mut Pattern, other: Pattern) {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn imported_patterns_are_weak_priors_with_the_shared_quality() {
+        let mut bank = DagReasoningBank::default();
+        assert_eq!(bank.dim(), 256);
+        let mut v = vec![0.0f32; 256];
+        v[3] = 2.0;
+        let settings = vec![("enable_nestloop".to_string(), "off".to_string())];
+        let id = bank
+            .import_pattern(ImportedPattern { centroid: v.clone(), quality: 0.4, confidence: 0.75, settings })
+            .unwrap();
+        let p = bank.pattern(id).unwrap();
+        assert!((p.quality() - 0.4).abs() < 1e-9, "{}", p.quality());
+        assert_eq!(p.arms.iter().map(|a| a.count).sum::<u64>(), 2);
+        assert!((p.centroid[3] - 1.0).abs() < 1e-6);
+        let low = ImportedPattern { centroid: v.clone(), quality: 0.4, confidence: 0.4, settings: vec![] };
+        assert!(bank.import_pattern(low).unwrap_err().to_string().contains("confidence"));
+        let short = ImportedPattern { centroid: vec![1.0; 8], quality: 0.4, confidence: 0.9, settings: vec![] };
+        assert!(bank.import_pattern(short).is_err());
+    }
 
     #[test]
     fn reset_quality_keeps_only_native_arms() {

@@ -22,7 +22,7 @@ mod state;
 mod tiers;
 mod trajectory;
 
-pub use bank::{Arm, DagReasoningBank, Pattern, PatternMatch};
+pub use bank::{Arm, DagReasoningBank, ImportedPattern, Pattern, PatternMatch};
 pub use engine::{DagSonaEngine, QueryEnhancement, SonaConfig};
 pub use ewc::EwcPlusPlus;
 pub use lora::{LoRa, MicroLoRa};

@@ -10,11 +10,13 @@ pub mod envelope;
 mod error;
 pub mod identity;
 pub mod keystore;
+pub mod loopback;
 pub mod node;
 pub mod privacy;
 pub mod protocol;
 pub mod seal;
 pub mod state;
+pub mod tls;
 
 pub use envelope::{EnvelopeSigner, EnvelopeVerifier, MessageKind, Rejection, RejectionCounts, VerifierPolicy};
 pub use error::{NetworkError, Result};
