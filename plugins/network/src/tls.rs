@@ -292,12 +292,10 @@ impl TlsTransport {
         self.inner.spawn(async move {
             let mut backoff = inner.config.backoff_min;
             loop {
-                match dial(inner.clone(), addr, expected).await {
-                    Ok(connection) => {
-                        backoff = inner.config.backoff_min;
-                        connection.await.ok();
-                    }
-                    Err(_) => {} // counted by dial
+                // A failed dial is counted by `dial`.
+                if let Ok(connection) = dial(inner.clone(), addr, expected).await {
+                    backoff = inner.config.backoff_min;
+                    connection.await.ok();
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(inner.config.backoff_max);
