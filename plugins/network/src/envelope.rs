@@ -40,11 +40,15 @@ pub enum MessageKind {
     SyncResponse = 6,
     /// A ledger operation (stake, transfer, vote).
     Operation = 7,
+    /// A request for the network's parameters (a client's bootstrap).
+    ParamsRequest = 8,
+    /// The network's parameters.
+    Params = 9,
 }
 
 impl MessageKind {
     /// Every kind.
-    pub const ALL: [MessageKind; 7] = [
+    pub const ALL: [MessageKind; 9] = [
         Self::Hello,
         Self::Proposal,
         Self::Endorsement,
@@ -52,6 +56,8 @@ impl MessageKind {
         Self::SyncRequest,
         Self::SyncResponse,
         Self::Operation,
+        Self::ParamsRequest,
+        Self::Params,
     ];
 
     /// The ML-DSA context string this kind signs under.
@@ -64,6 +70,8 @@ impl MessageKind {
             Self::SyncRequest => b"ruvector-dag/v1/sync-request",
             Self::SyncResponse => b"ruvector-dag/v1/sync-response",
             Self::Operation => b"ruvector-dag/v1/operation",
+            Self::ParamsRequest => b"ruvector-dag/v1/params-request",
+            Self::Params => b"ruvector-dag/v1/params",
         }
     }
 

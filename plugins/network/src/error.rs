@@ -51,6 +51,12 @@ pub enum NetworkError {
     /// A privacy parameter is out of range.
     #[error("invalid privacy parameter: {0}")]
     Privacy(String),
+    /// Validators rejected an operation (stake, transfer, claim).
+    #[error("RV007 INSUFFICIENT_STAKE: rejected by validators: {0}")]
+    Refused(String),
+    /// No connection to the network, or the node stopped.
+    #[error("RV005 QUDAG_DISCONNECTED: {0}")]
+    Disconnected(String),
     /// This node's previous item is still undecided.
     #[error("this node's previous item {0} is not decided yet; wait for it before submitting another")]
     Busy(String),

@@ -46,11 +46,17 @@ pub enum Message {
     SyncResponse {
         /// Next cursor.
         next: u64,
+        /// The responder's log length: the requester is caught up when `next` reaches it.
+        end: u64,
         /// Decided and undecided items.
         items: Vec<SignedItem>,
         /// Their votes.
         votes: Vec<Vote>,
     },
+    /// Asks for the network's parameters.
+    ParamsRequest,
+    /// The network's parameters as the sender holds them.
+    Params(Box<NetworkParams>),
 }
 
 impl Message {
@@ -63,6 +69,8 @@ impl Message {
             Self::Vote(_) => MessageKind::Rejection,
             Self::SyncRequest { .. } => MessageKind::SyncRequest,
             Self::SyncResponse { .. } => MessageKind::SyncResponse,
+            Self::ParamsRequest => MessageKind::ParamsRequest,
+            Self::Params(_) => MessageKind::Params,
         }
     }
 }
@@ -107,6 +115,11 @@ pub struct Node {
     cursors: HashMap<PeerId, u64>,
     /// Our own last submitted item.
     own_last: Option<ItemId>,
+    /// Non-validator peers that introduced themselves since the last [`Node::take_introduced`].
+    introduced: Vec<PeerId>,
+    /// Whether a peer's whole log has been pulled once: a (re)started validator votes only after that, so it
+    /// judges with a current ledger and knows the votes it cast before a restart.
+    synced: bool,
     stats: NodeStats,
 }
 
@@ -118,6 +131,7 @@ impl Node {
             verifier.add_peer(v.identity.clone());
         }
         let validator = params.validator(&identity.peer_id()).is_some();
+        let params_alone = params.validators.len() <= 1;
         Self {
             signer: EnvelopeSigner::new(identity.clone()),
             identity,
@@ -128,6 +142,8 @@ impl Node {
             deferred: BTreeSet::new(),
             cursors: HashMap::new(),
             own_last: None,
+            introduced: Vec::new(),
+            synced: params_alone,
             stats: NodeStats::default(),
         }
     }
@@ -216,6 +232,7 @@ impl Node {
             && self.verifier.peer(&env.sender).is_none()
         {
             self.verifier.add_peer(identity.clone());
+            self.introduced.push(env.sender);
         }
         let kind = match self.verifier.verify_at(env, now_ms) {
             Ok(kind) => kind,
@@ -243,7 +260,14 @@ impl Node {
                 let env = self.envelope(&response)?;
                 out.push(Outgoing::To(from, env));
             }
-            Message::SyncResponse { next, items, votes } => {
+            Message::ParamsRequest => {
+                let params = Message::Params(Box::new((**self.state.params()).clone()));
+                let env = self.envelope(&params)?;
+                out.push(Outgoing::To(from, env));
+            }
+            Message::Params(_) => {} // only a bootstrapping client asks for them
+            Message::SyncResponse { next, end, items, votes } => {
+                let caught_up = next >= end;
                 for item in items {
                     self.take_item(item, now_ms, out)?;
                 }
@@ -252,6 +276,10 @@ impl Node {
                 }
                 let cursor = self.cursors.entry(from).or_insert(0);
                 *cursor = (*cursor).max(next);
+                if caught_up && !self.synced {
+                    self.synced = true;
+                    self.reconsider(now_ms, out)?;
+                }
             }
         }
         Ok(())
@@ -272,7 +300,7 @@ impl Node {
             votes.extend(self.state.votes(&item.id()));
             items.push(item.clone());
         }
-        Message::SyncResponse { next, items, votes }
+        Message::SyncResponse { next, end: self.state.round(), items, votes }
     }
 
     fn take_item(&mut self, item: SignedItem, now_ms: u64, out: &mut Vec<Outgoing>) -> Result<()> {
@@ -313,8 +341,13 @@ impl Node {
             return Ok(());
         }
         let Some(item) = self.state.item(&id).cloned() else { return Ok(()) };
+        if !self.synced {
+            self.deferred.insert(id);
+            return Ok(());
+        }
         let slot = (item.body.account, item.body.sequence);
-        if self.my_votes.contains_key(&slot) || self.state.outcome(&id) != Outcome::Pending {
+        let voted = self.my_votes.contains_key(&slot) || self.state.has_voted(&self.peer_id(), &slot.0, slot.1);
+        if voted || self.state.outcome(&id) != Outcome::Pending {
             self.deferred.remove(&id);
             return Ok(());
         }
@@ -364,6 +397,16 @@ impl Node {
         }
         let _ = self.reconsider(now_ms, &mut out);
         out
+    }
+
+    /// Non-validator peers that introduced themselves since the last call (a faucet funds them).
+    pub fn take_introduced(&mut self) -> Vec<PeerId> {
+        std::mem::take(&mut self.introduced)
+    }
+
+    /// Whether this node's last submitted item is decided (or it submitted none).
+    pub fn idle(&self) -> bool {
+        self.own_last.is_none_or(|last| self.state.outcome(&last) != Outcome::Pending)
     }
 
     /// Starts pulling from `peer` (a configured or connected peer) at cursor 0.

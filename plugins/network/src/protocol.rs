@@ -266,6 +266,9 @@ pub struct ValidationPolicy {
     pub max_patterns: usize,
     /// Largest distance between an item's timestamp and the validator's clock.
     pub clock_window_ms: u64,
+    /// How long after an item's timestamp a validator waits before refusing it for want of funds, stake or
+    /// rewards that its view may not have received yet.
+    pub settle_ms: u64,
 }
 
 impl Default for ValidationPolicy {
@@ -279,6 +282,7 @@ impl Default for ValidationPolicy {
             min_stake: 10 * MICRO,
             max_patterns: 100,
             clock_window_ms: 5 * 60 * 1000,
+            settle_ms: 5000,
         }
     }
 }
@@ -322,6 +326,9 @@ pub struct NetworkParams {
     pub lock_period_ms: u64,
     /// Approving stake a parameter change needs, millionths of rUv.
     pub governance_threshold: u64,
+    /// On a testnet: millionths of rUv a validator's faucet gives each client that connects to it (clients wait
+    /// for it).
+    pub faucet: Option<u64>,
 }
 
 impl NetworkParams {
@@ -335,6 +342,7 @@ impl NetworkParams {
             rewards: RewardStructure::default(),
             lock_period_ms: 24 * 3600 * 1000,
             governance_threshold: 1000 * MICRO,
+            faucet: None,
         }
     }
 

@@ -39,8 +39,8 @@ pub enum Refusal {
 #[derive(Debug, Default)]
 struct Entry {
     item: Option<SignedItem>,
-    /// The first vote of each validator on this item.
-    votes: BTreeMap<PeerId, Vote>,
+    /// Votes on this item, one per validator and verdict (an equivocating validator may have both).
+    votes: BTreeMap<(PeerId, bool), Vote>,
     outcome: Option<Outcome>,
 }
 
@@ -143,8 +143,8 @@ impl NetworkState {
         let item = vote.item;
         let entry = self.entries.entry(item).or_default();
         let equivocation = self.votes_by_slot[&slot].len() > 1;
-        let counted = !entry.votes.contains_key(&vote.validator);
-        entry.votes.entry(vote.validator).or_insert(vote);
+        let counted = !entry.votes.contains_key(&(vote.validator, vote.endorse));
+        entry.votes.entry((vote.validator, vote.endorse)).or_insert(vote);
         if counted && entry.outcome.is_some() {
             // A late vote on a decided item changes rewards: log the item again so sync passes the vote on.
             self.log.push(item);
@@ -171,10 +171,11 @@ impl NetworkState {
     fn compute_outcome(&self, id: ItemId) -> Outcome {
         let Some(entry) = self.entries.get(&id) else { return Outcome::Pending };
         let total = u128::from(self.params.total_stake());
+        // A validator's stake counts for each verdict it signed: a function of the vote set, whatever the order.
         let (mut endorse, mut reject) = (0u128, 0u128);
-        for (validator, vote) in &entry.votes {
+        for (validator, endorsed) in entry.votes.keys() {
             let stake = u128::from(self.params.validator(validator).map_or(0, |v| v.stake));
-            if vote.endorse { endorse += stake } else { reject += stake }
+            if *endorsed { endorse += stake } else { reject += stake }
         }
         if endorse * 3 > total * 2 {
             Outcome::Finalized
@@ -203,6 +204,11 @@ impl NetworkState {
     /// Every vote this node holds, including equivocating ones beyond the first per item and validator.
     pub fn all_votes(&self) -> impl Iterator<Item = &Vote> {
         self.entries.values().flat_map(|e| e.votes.values())
+    }
+
+    /// Whether validator `validator` endorsed item `id` (as far as this node knows).
+    pub fn endorsed_by(&self, id: &ItemId, validator: &PeerId) -> bool {
+        self.entries.get(id).is_some_and(|e| e.votes.contains_key(&(*validator, true)))
     }
 
     /// Fraction of the validator stake that endorsed the item.
@@ -353,30 +359,46 @@ impl NetworkState {
     }
 
     /// An honest validator's verdict on `item` as this view stands at `now_ms`: `Some(Ok(()))` endorse,
-    /// `Some(Err(reason))` reject, `None` not yet (an earlier item of the account is undecided here).
+    /// `Some(Err(reason))` reject, `None` not yet: an earlier item of the account is undecided here, or the
+    /// account lacks funds in this view and the item is younger than `settle_ms` (a credit may not have arrived).
     pub fn judge(&self, item: &SignedItem, now_ms: u64) -> Option<std::result::Result<(), String>> {
         let b = &item.body;
         let account = self.ledger.account(&b.account);
         if b.sequence > account.next_sequence {
             return None;
         }
-        Some(self.judge_now(item, &account, now_ms))
+        let policy = self.policy();
+        match self.judge_rules(item, &account, now_ms, &policy) {
+            Ok(()) => Some(Ok(())),
+            Err(Judged::Shortfall(_)) if now_ms < b.timestamp_ms.saturating_add(policy.settle_ms) => None,
+            Err(Judged::Shortfall(reason) | Judged::Invalid(reason)) => Some(Err(reason)),
+        }
     }
 
-    fn judge_now(&self, item: &SignedItem, account: &Account, now_ms: u64) -> std::result::Result<(), String> {
+    fn judge_rules(
+        &self,
+        item: &SignedItem,
+        account: &Account,
+        now_ms: u64,
+        policy: &ValidationPolicy,
+    ) -> std::result::Result<(), Judged> {
         let b = &item.body;
-        let policy = self.policy();
+        let invalid = |reason: String| Err(Judged::Invalid(reason));
         if b.sequence < account.next_sequence {
-            return Err(format!("sequence {} already used (next is {})", b.sequence, account.next_sequence));
+            return invalid(format!("sequence {} already used (next is {})", b.sequence, account.next_sequence));
         }
         if b.timestamp_ms.abs_diff(now_ms) > policy.clock_window_ms {
-            return Err("timestamp outside the validator's clock window".into());
+            return invalid("timestamp outside the validator's clock window".into());
         }
         let need = |amount: u64, have: i128, what: &str| {
             if amount == 0 {
-                Err(format!("{what} amount must be positive"))
+                Err(Judged::Invalid(format!("{what} amount must be positive")))
             } else if i128::from(amount) > have {
-                Err(format!("{what} of {} rUv exceeds {} rUv", amount as f64 / 1e6, have as f64 / 1e6))
+                Err(Judged::Shortfall(format!(
+                    "{what} of {} rUv exceeds {} rUv",
+                    amount as f64 / 1e6,
+                    have.max(0) as f64 / 1e6
+                )))
             } else {
                 Ok(())
             }
@@ -384,35 +406,35 @@ impl NetworkState {
         match &b.action {
             Action::ProposePatterns { patterns, stake } => {
                 if *stake < policy.min_stake {
-                    return Err(format!("stake below the minimum of {} rUv", policy.min_stake as f64 / 1e6));
+                    return invalid(format!("stake below the minimum of {} rUv", policy.min_stake as f64 / 1e6));
                 }
-                need(*stake, account.balance, "stake")?;
-                self.judge_patterns(patterns, &policy)
+                self.judge_patterns(patterns, policy).map_err(Judged::Invalid)?;
+                need(*stake, account.balance, "stake")
             }
             Action::Transfer { to, amount } => {
                 if *to == b.account {
-                    return Err("transfer to itself".into());
+                    return invalid("transfer to itself".into());
                 }
                 need(*amount, account.balance, "transfer")
             }
             Action::Stake { amount } => need(*amount, account.balance, "stake"),
             Action::Unstake { amount } => {
                 if b.timestamp_ms < account.unlock_ms {
-                    return Err("stake is still locked".into());
+                    return invalid("stake is still locked".into());
                 }
                 need(*amount, account.staked, "unstake")
             }
             Action::ClaimRewards { amount } => need(*amount, account.pending_rewards, "claim"),
             Action::ParamChange { parameter, value } => {
                 if !parameter.accepts(*value) {
-                    return Err(format!("{value} is not a valid {parameter:?}"));
+                    return invalid(format!("{value} is not a valid {parameter:?}"));
                 }
                 need(policy.min_stake.max(1), account.staked, "proposer stake")
             }
             Action::GovernanceVote { change, .. } => {
                 let is_change = self.item(change).is_some_and(|c| matches!(c.body.action, Action::ParamChange { .. }));
                 if !is_change || self.outcome(change) != Outcome::Finalized {
-                    return Err("not a finalized parameter change".into());
+                    return Err(Judged::Shortfall("not a finalized parameter change".into()));
                 }
                 need(1, account.staked, "voter stake")
             }
@@ -470,6 +492,12 @@ impl NetworkState {
             .flatten()
     }
 
+    /// Whether `validator` voted on any item of `account` with `sequence` (its own vote counts as a lock even
+    /// when the node restarted and learned it back from peers).
+    pub fn has_voted(&self, validator: &PeerId, account: &PeerId, sequence: u64) -> bool {
+        self.votes_by_slot.contains_key(&(*validator, *account, sequence))
+    }
+
     /// Evidence counts for diagnostics: how many (validator, account, sequence) slots hold conflicting votes.
     pub fn equivocations(&self) -> usize {
         self.votes_by_slot.values().filter(|s| s.len() > 1).count()
@@ -483,6 +511,12 @@ impl NetworkState {
         }
         out
     }
+}
+
+/// Why a validator would refuse an item: for good, or for want of something its view may still be missing.
+enum Judged {
+    Invalid(String),
+    Shortfall(String),
 }
 
 /// A shared pattern's DP metadata is within policy: ε, lattice spacing, clamp.

@@ -36,6 +36,7 @@ impl Sim {
         );
         params.genesis = ids[validators..].iter().map(|id| (id.peer_id(), 1000 * MICRO)).collect();
         params.lock_period_ms = 0;
+        params.policy.settle_ms = 0;
         params.governance_threshold = 150 * MICRO;
         let params = Arc::new(params);
         let nodes = ids.into_iter().map(|id| Node::new(id, params.clone(), VerifierPolicy::default())).collect();
