@@ -18,6 +18,7 @@ pub mod identity;
 pub mod keystore;
 pub mod loopback;
 pub mod node;
+pub mod plugins;
 pub mod privacy;
 pub mod protocol;
 pub mod seal;

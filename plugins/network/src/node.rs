@@ -82,6 +82,8 @@ pub enum Outgoing {
     To(PeerId, Envelope),
     /// To every connected peer.
     All(Envelope),
+    /// To every connected peer that is not a validator.
+    Clients(Envelope),
 }
 
 /// Counters of a node.
@@ -120,6 +122,8 @@ pub struct Node {
     /// Whether a peer's whole log has been pulled once: a (re)started validator votes only after that, so it
     /// judges with a current ledger and knows the votes it cast before a restart.
     synced: bool,
+    /// Which tracked peer the next anti-entropy tick asks.
+    sync_turn: usize,
     stats: NodeStats,
 }
 
@@ -144,6 +148,7 @@ impl Node {
             own_last: None,
             introduced: Vec::new(),
             synced: params_alone,
+            sync_turn: 0,
             stats: NodeStats::default(),
         }
     }
@@ -323,8 +328,11 @@ impl Node {
     fn take_vote(&mut self, vote: Vote, now_ms: u64, out: &mut Vec<Outgoing>) -> Result<()> {
         match self.state.add_vote(vote.clone()) {
             Ok(true) => {
+                // A vote's author sends it to every peer; validators pass it on only to clients (whose one
+                // validator may be all they hear from), so votes cost O(n) envelopes, not O(n²). Anti-entropy
+                // repairs anything a partial mesh misses.
                 let env = self.envelope(&Message::Vote(vote))?;
-                out.push(Outgoing::All(env));
+                out.push(Outgoing::Clients(env));
                 self.reconsider(now_ms, out)
             }
             Ok(false) => Ok(()),
@@ -386,11 +394,15 @@ impl Node {
         }
     }
 
-    /// Anti-entropy: a sync request to every peer whose keys we know, and another look at deferred items.
+    /// Anti-entropy: a sync request to the next tracked peer in turn (one per tick, so the network's sync cost
+    /// grows with n, not n²), and another look at deferred items.
     pub fn tick(&mut self, now_ms: u64) -> Vec<Outgoing> {
         let mut out = Vec::new();
-        let peers: Vec<(PeerId, u64)> = self.cursors.iter().map(|(p, c)| (*p, *c)).collect();
-        for (peer, since) in peers {
+        let mut peers: Vec<(PeerId, u64)> = self.cursors.iter().map(|(p, c)| (*p, *c)).collect();
+        peers.sort();
+        if !peers.is_empty() {
+            let (peer, since) = peers[self.sync_turn % peers.len()];
+            self.sync_turn = self.sync_turn.wrapping_add(1);
             if let Ok(env) = self.envelope(&Message::SyncRequest { since }) {
                 out.push(Outgoing::To(peer, env));
             }

@@ -8,7 +8,7 @@ use crate::envelope::now_ms;
 use crate::error::{NetworkError, Result};
 use crate::node::{Node, NodeStats, Outgoing};
 use crate::privacy::SampleBucket;
-use crate::protocol::{Action, ItemId, SignedItem, Vote};
+use crate::protocol::{Action, ItemId, NetworkParams, SignedItem, Vote};
 use crate::state::{Account, Outcome};
 use ruvector_dag::network::{NetworkTransport, PeerId};
 use serde::{Deserialize, Serialize};
@@ -199,7 +199,7 @@ impl NodeService {
     }
 }
 
-async fn dispatch(transport: &dyn NetworkTransport, out: Vec<Outgoing>) {
+async fn dispatch(transport: &dyn NetworkTransport, params: &NetworkParams, out: Vec<Outgoing>) {
     for o in out {
         match o {
             Outgoing::To(peer, env) => {
@@ -207,6 +207,11 @@ async fn dispatch(transport: &dyn NetworkTransport, out: Vec<Outgoing>) {
             }
             Outgoing::All(env) => {
                 for peer in transport.peers() {
+                    let _ = transport.send(peer, env.clone()).await;
+                }
+            }
+            Outgoing::Clients(env) => {
+                for peer in transport.peers().into_iter().filter(|p| params.validator(p).is_none()) {
                     let _ = transport.send(peer, env.clone()).await;
                 }
             }
@@ -252,6 +257,7 @@ async fn run(
 ) {
     let mut tick = tokio::time::interval(options.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let params = node.state().params().clone();
     let mut greeted: BTreeSet<PeerId> = BTreeSet::new();
     let mut faucet_queue: VecDeque<PeerId> = VecDeque::new();
     let mut funded: HashSet<PeerId> = HashSet::new();
@@ -324,7 +330,7 @@ async fn run(
                 }
             }
         };
-        dispatch(transport.as_ref(), out).await;
+        dispatch(transport.as_ref(), &params, out).await;
         if let Some(amount) = options.faucet {
             for peer in node.take_introduced() {
                 let known = node.state().ledger().account(&peer);
@@ -337,7 +343,7 @@ async fn run(
                 && let Ok((_, out)) = node.submit(Action::Transfer { to: peer, amount }, now_ms())
             {
                 faucet_queue.pop_front();
-                dispatch(transport.as_ref(), out).await;
+                dispatch(transport.as_ref(), &params, out).await;
             }
         }
     }

@@ -235,6 +235,28 @@ impl Drop for TlsTransport {
 impl TlsTransport {
     /// Listens on `listen` (port 0 picks one) as `identity`. Must run inside a tokio runtime.
     pub async fn bind(identity: Arc<NodeIdentity>, listen: SocketAddr, config: TlsConfig) -> Result<Self> {
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| transport_error(format!("RV005 cannot listen on {listen}: {e}")))?;
+        Self::from_listener(identity, listener, config)
+    }
+
+    /// As [`bind`](Self::bind), from outside async code: the transport's tasks run on `runtime`.
+    pub fn bind_on(
+        runtime: &tokio::runtime::Handle,
+        identity: Arc<NodeIdentity>,
+        listen: SocketAddr,
+        config: TlsConfig,
+    ) -> Result<Self> {
+        let _entered = runtime.enter();
+        let std_listener = std::net::TcpListener::bind(listen)
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .map_err(|e| transport_error(format!("RV005 cannot listen on {listen}: {e}")))?;
+        let listener = TcpListener::from_std(std_listener).map_err(|e| transport_error(e.to_string()))?;
+        Self::from_listener(identity, listener, config)
+    }
+
+    fn from_listener(identity: Arc<NodeIdentity>, listener: TcpListener, config: TlsConfig) -> Result<Self> {
         let provider = post_quantum_provider();
         let certified = rcgen::generate_simple_self_signed(vec![SERVER_NAME.to_string()])
             .map_err(|e| transport_error(format!("self-signed certificate: {e}")))?;
@@ -252,9 +274,6 @@ impl TlsTransport {
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(ChannelBound(provider)))
             .with_no_client_auth();
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|e| transport_error(format!("RV005 cannot listen on {listen}: {e}")))?;
         let local_addr = listener.local_addr().map_err(|e| transport_error(e.to_string()))?;
         let (tx, rx) = mpsc::channel(config.queue * 4);
         let inner = Arc::new(Inner {

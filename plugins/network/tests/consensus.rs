@@ -82,6 +82,13 @@ impl Sim {
                         }
                     }
                 }
+                Outgoing::Clients(env) => {
+                    for j in 0..self.nodes.len() {
+                        if j != from && !self.nodes[j].is_validator() {
+                            self.queue.push((j, from, env.clone()));
+                        }
+                    }
+                }
             }
         }
     }
@@ -104,7 +111,8 @@ impl Sim {
     /// Anti-entropy rounds until nothing changes.
     fn settle(&mut self) {
         self.run();
-        for _ in 0..4 {
+        // Each tick asks one peer: enough rounds for every node to have asked every other.
+        for _ in 0..2 * self.nodes.len() {
             for i in 0..self.nodes.len() {
                 if !self.down.contains(&i) {
                     let out = self.nodes[i].tick(now_ms());
