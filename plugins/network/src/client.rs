@@ -324,11 +324,8 @@ async fn bootstrap(
 ) -> Result<NetworkParams> {
     let mut signer = EnvelopeSigner::new(identity.clone());
     for message in [Message::Hello { identity: identity.public().clone() }, Message::ParamsRequest] {
-        let kind =
-            if matches!(message, Message::Hello { .. }) { MessageKind::Hello } else { MessageKind::ParamsRequest };
-        let payload = postcard::to_stdvec(&message).map_err(|e| NetworkError::Encoding(e.to_string()))?;
         transport
-            .send(peer, signer.sign(kind, payload)?)
+            .send(peer, message.sign(&mut signer)?)
             .await
             .map_err(|e| NetworkError::Disconnected(e.to_string()))?;
     }

@@ -60,6 +60,12 @@ pub enum Message {
 }
 
 impl Message {
+    /// Encodes this message and signs it as its kind.
+    pub(crate) fn sign(&self, signer: &mut EnvelopeSigner) -> Result<Envelope> {
+        let payload = postcard::to_stdvec(self).map_err(|e| NetworkError::Encoding(e.to_string()))?;
+        signer.sign(self.kind(), payload)
+    }
+
     fn kind(&self) -> MessageKind {
         match self {
             Self::Hello { .. } => MessageKind::Hello,
@@ -184,8 +190,7 @@ impl Node {
     }
 
     fn envelope(&mut self, message: &Message) -> Result<Envelope> {
-        let payload = postcard::to_stdvec(message).map_err(|e| NetworkError::Encoding(e.to_string()))?;
-        self.signer.sign(message.kind(), payload)
+        message.sign(&mut self.signer)
     }
 
     /// The hello envelope to send when a connection opens.

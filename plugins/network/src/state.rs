@@ -201,16 +201,6 @@ impl NetworkState {
         self.entries.get(id).map(|e| e.votes.values().cloned().collect()).unwrap_or_default()
     }
 
-    /// Every vote this node holds, including equivocating ones beyond the first per item and validator.
-    pub fn all_votes(&self) -> impl Iterator<Item = &Vote> {
-        self.entries.values().flat_map(|e| e.votes.values())
-    }
-
-    /// Whether validator `validator` endorsed item `id` (as far as this node knows).
-    pub fn endorsed_by(&self, id: &ItemId, validator: &PeerId) -> bool {
-        self.entries.get(id).is_some_and(|e| e.votes.contains_key(&(*validator, true)))
-    }
-
     /// Fraction of the validator stake that endorsed the item.
     pub fn confidence(&self, id: &ItemId) -> f64 {
         let total = self.params.total_stake().max(1) as f64;
@@ -496,11 +486,6 @@ impl NetworkState {
     /// when the node restarted and learned it back from peers).
     pub fn has_voted(&self, validator: &PeerId, account: &PeerId, sequence: u64) -> bool {
         self.votes_by_slot.contains_key(&(*validator, *account, sequence))
-    }
-
-    /// Evidence counts for diagnostics: how many (validator, account, sequence) slots hold conflicting votes.
-    pub fn equivocations(&self) -> usize {
-        self.votes_by_slot.values().filter(|s| s.len() > 1).count()
     }
 
     /// Items per outcome.

@@ -400,11 +400,8 @@ async fn accept(inner: Arc<Inner>, tcp: TcpStream) -> Result<()> {
     tcp.set_nodelay(true).ok();
     let handshake = async {
         let tls = inner.acceptor.accept(tcp).await.map_err(|e| transport_error(format!("TLS accept: {e}")))?;
-        let conn = tls.get_ref().1;
-        let ours = exporter(|out| conn.export_keying_material(out, BINDING_LABEL, Some(b"server")))?;
-        let theirs = exporter(|out| conn.export_keying_material(out, BINDING_LABEL, Some(b"client")))?;
-        let group = conn.negotiated_key_exchange_group().map(|g| format!("{:?}", g.name()));
-        authenticate(&inner, TlsStream::Server(tls), &ours, &theirs, None, group).await
+        let binding = SessionBinding::of(tls.get_ref().1, b"server", b"client")?;
+        authenticate(&inner, TlsStream::Server(tls), binding, None).await
     };
     let (peer, stream) = match tokio::time::timeout(inner.config.handshake_timeout, handshake).await {
         Ok(Ok(done)) => done,
@@ -428,11 +425,8 @@ async fn dial(
         tcp.set_nodelay(true).ok();
         let name = ServerName::try_from(SERVER_NAME).expect("static server name");
         let tls = inner.connector.connect(name, tcp).await.map_err(|e| transport_error(format!("TLS connect: {e}")))?;
-        let conn = tls.get_ref().1;
-        let ours = exporter(|out| conn.export_keying_material(out, BINDING_LABEL, Some(b"client")))?;
-        let theirs = exporter(|out| conn.export_keying_material(out, BINDING_LABEL, Some(b"server")))?;
-        let group = conn.negotiated_key_exchange_group().map(|g| format!("{:?}", g.name()));
-        authenticate(&inner, TlsStream::Client(tls), &ours, &theirs, expected, group).await
+        let binding = SessionBinding::of(tls.get_ref().1, b"client", b"server")?;
+        authenticate(&inner, TlsStream::Client(tls), binding, expected).await
     };
     match tokio::time::timeout(inner.config.handshake_timeout, handshake).await {
         Ok(Ok((peer, stream))) => Ok(Box::pin(async move {
@@ -450,28 +444,45 @@ async fn dial(
     }
 }
 
-fn exporter(export: impl FnOnce([u8; 32]) -> std::result::Result<[u8; 32], rustls::Error>) -> Result<[u8; 32]> {
-    export([0u8; 32]).map_err(|e| transport_error(format!("TLS exporter: {e}")))
+/// What ties an identity to one TLS session: the exporter values each side signs (its role as context), and
+/// the negotiated key exchange group.
+struct SessionBinding {
+    ours: [u8; 32],
+    theirs: [u8; 32],
+    group: Option<String>,
+}
+
+impl SessionBinding {
+    fn of<D>(conn: &rustls::ConnectionCommon<D>, our_role: &[u8], their_role: &[u8]) -> Result<Self> {
+        let export = |role: &[u8]| {
+            conn.export_keying_material([0u8; 32], BINDING_LABEL, Some(role))
+                .map_err(|e| transport_error(format!("TLS exporter: {e}")))
+        };
+        Ok(Self {
+            ours: export(our_role)?,
+            theirs: export(their_role)?,
+            group: conn.negotiated_key_exchange_group().map(|g| format!("{:?}", g.name())),
+        })
+    }
 }
 
 /// Exchanges ML-DSA-signed identities bound to this session; returns the authenticated peer.
 async fn authenticate(
     inner: &Arc<Inner>,
     mut stream: TlsStream<TcpStream>,
-    ours: &[u8; 32],
-    theirs: &[u8; 32],
+    binding: SessionBinding,
     expected: Option<PeerId>,
-    group: Option<String>,
 ) -> Result<(PeerId, TlsStream<TcpStream>)> {
+    let SessionBinding { ours, theirs, group } = binding;
     let auth = Auth {
         identity: inner.identity.public().clone(),
-        signature: inner.identity.sign(BINDING_CONTEXT, ours).map_err(|e| transport_error(e.to_string()))?,
+        signature: inner.identity.sign(BINDING_CONTEXT, &ours).map_err(|e| transport_error(e.to_string()))?,
     };
     let bytes = postcard::to_stdvec(&auth).map_err(|e| transport_error(e.to_string()))?;
     write_frame(&mut stream, &bytes).await.map_err(|e| transport_error(e.to_string()))?;
     let reply = read_frame(&mut stream, 64 << 10).await.map_err(|e| transport_error(e.to_string()))?;
     let peer: Auth = postcard::from_bytes(&reply).map_err(|e| transport_error(format!("RV006 bad auth frame: {e}")))?;
-    if !peer.identity.verify(BINDING_CONTEXT, theirs, &peer.signature) {
+    if !peer.identity.verify(BINDING_CONTEXT, &theirs, &peer.signature) {
         return Err(transport_error("RV006 QUDAG_AUTH_FAILED: peer's identity is not bound to this session"));
     }
     let id = peer.identity.peer_id();
