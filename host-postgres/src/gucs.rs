@@ -89,6 +89,15 @@ pub(crate) static HEALING_PROBE_SAMPLES: GucSetting<i32> = GucSetting::<i32>::ne
 pub(crate) static HEALING_MAX_COST_RATIO: GucSetting<f64> = GucSetting::<f64>::new(4.0);
 pub(crate) static HEALING_PROBE_BUDGET_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 pub(crate) static ADVISOR_VALIDATION_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
+pub(crate) static QUDAG_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(false);
+pub(crate) static QUDAG_ENDPOINT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+pub(crate) static QUDAG_KEYSTORE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"ruvector_qudag/node.keystore"));
+pub(crate) static QUDAG_PASSPHRASE_FILE: GucSetting<Option<CString>> =
+    GucSetting::<Option<CString>>::new(Some(c"ruvector_qudag/passphrase"));
+pub(crate) static QUDAG_DP_EPSILON: GucSetting<f64> = GucSetting::<f64>::new(1.0);
+pub(crate) static QUDAG_DP_BUDGET: GucSetting<f64> = GucSetting::<f64>::new(10.0);
+pub(crate) static QUDAG_SYNC_INTERVAL_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 
 /// Registers the GUCs. Server-start (`PGC_POSTMASTER`) settings can only be defined while the library is
 /// preloaded; loaded later (by `CREATE EXTENSION` in a backend) they are skipped, as pg_stat_statements does, and
@@ -333,6 +342,68 @@ pub(crate) fn init() {
         4,
         GucContext::Userset,
         GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"ruvector.dag_qudag_enabled",
+        c"Share learned patterns with peer servers (the learner worker runs the network client).",
+        c"Off by default: nothing leaves the server and the qudag_* network functions raise RV005.",
+        &QUDAG_ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"ruvector.dag_qudag_endpoint",
+        c"Validator the worker connects to: ruvector://<node id>@host:port or host:port.",
+        c"Empty: the endpoint last given to qudag_connect or dag_set_qudag_endpoint.",
+        &QUDAG_ENDPOINT,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"ruvector.dag_qudag_keystore",
+        c"This server's node identity (ML-DSA-65 and ML-KEM-768 keys, encrypted), created on first use.",
+        c"A relative path is relative to the data directory.",
+        &QUDAG_KEYSTORE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_string_guc(
+        c"ruvector.dag_qudag_passphrase_file",
+        c"File holding the keystore passphrase (mode 0600); a random one is created there if it is missing.",
+        c"Keep it off the data directory's volume (e.g. a mounted secret) for the keys to be protected at rest.",
+        &QUDAG_PASSPHRASE_FILE,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY,
+    );
+    GucRegistry::define_float_guc(
+        c"ruvector.dag_qudag_dp_epsilon",
+        c"Differential privacy of each shared pattern (epsilon of its discrete Laplace release).",
+        c"Smaller is more private and noisier.",
+        &QUDAG_DP_EPSILON,
+        0.01,
+        10.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"ruvector.dag_qudag_dp_budget",
+        c"Total epsilon this server may spend on shared patterns; sharing stops once it is spent.",
+        c"The spent budget is kept next to the keystore and survives restarts.",
+        &QUDAG_DP_BUDGET,
+        0.01,
+        100_000.0,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"ruvector.dag_qudag_sync_interval",
+        c"Seconds between the worker's imports of newly finalized patterns (0: only qudag_sync_patterns).",
+        c"",
+        &QUDAG_SYNC_INTERVAL_S,
+        0,
+        86_400,
+        GucContext::Sighup,
+        GucFlags::UNIT_S,
     );
     GucRegistry::define_int_guc(
         c"ruvector.dag_base_lora_rank",

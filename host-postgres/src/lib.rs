@@ -27,6 +27,7 @@ mod index_health;
 mod learner;
 mod learning_sql;
 mod plugins;
+mod qudag;
 mod repairs;
 mod replay;
 mod rewrite;
@@ -129,6 +130,8 @@ pub mod pg_test {
             "ruvector.dag_max_trajectories = 256",
             // The learner keeps its state in the database the tests run in.
             "ruvector.dag_database = 'pgrx_tests'",
+            // Pattern sharing is off by default; the qudag_* tests connect the worker to a local testnet.
+            "ruvector.dag_qudag_enabled = on",
         ]
     }
 }

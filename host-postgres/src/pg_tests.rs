@@ -1715,4 +1715,255 @@ mod tests {
         assert!(sql.unwrap().starts_with("CREATE STATISTICS"));
         assert_eq!((actual, queries), (Some(200.0), Some(1)));
     }
+
+    // ---- pattern sharing (qudag_*) ----------------------------------------------------------------------------
+
+    /// The SQLSTATE and message of the error `sql` raises (None when it succeeds), caught in a subtransaction.
+    fn error_of(sql: &str) -> Option<String> {
+        Spi::run(
+            "CREATE OR REPLACE FUNCTION pg_temp.rv_error_of(q text) RETURNS text LANGUAGE plpgsql AS $f$
+             BEGIN EXECUTE q; RETURN NULL; EXCEPTION WHEN others THEN RETURN SQLSTATE || ' ' || SQLERRM; END $f$",
+        )
+        .unwrap();
+        Spi::get_one_with_args::<String>("SELECT pg_temp.rv_error_of($1)", &[sql.into()]).unwrap()
+    }
+
+    #[pg_test]
+    fn qudag_crypto_round_trips_and_refuses_bad_keys() {
+        // KEM: a key pair whose secret stays on the server, encryption to its public key, decryption by id.
+        let (public_key, key_id) =
+            Spi::get_two::<Vec<u8>, String>("SELECT * FROM ruvector.qudag_generate_kem_keypair()").unwrap();
+        let (public_key, key_id) = (public_key.unwrap(), key_id.unwrap());
+        assert_eq!(public_key.len(), 1184);
+        Spi::run_with_args(
+            "CREATE TEMP TABLE rv_box AS SELECT * FROM ruvector.qudag_encrypt('attack at dawn'::bytea, $1)",
+            &[public_key.clone().into()],
+        )
+        .unwrap();
+        assert_eq!(Spi::get_one::<i32>("SELECT length(encapsulated_key) FROM rv_box").unwrap(), Some(1088));
+        assert_eq!(Spi::get_one::<i32>("SELECT length(ciphertext) FROM rv_box").unwrap(), Some(14 + 16));
+        let plain = Spi::get_one_with_args::<Vec<u8>>(
+            "SELECT ruvector.qudag_decrypt(ciphertext, encapsulated_key, $1) FROM rv_box",
+            &[key_id.clone().into()],
+        )
+        .unwrap();
+        assert_eq!(plain.as_deref(), Some(&b"attack at dawn"[..]));
+        // The stored secret is encrypted (nonce + 64-byte seed + tag), never the seed or the public key.
+        assert_eq!(
+            Spi::get_one_with_args::<i32>(
+                "SELECT length(sealed_secret) FROM ruvector.dag_qudag_keys WHERE key_id = $1",
+                &[key_id.clone().into()]
+            )
+            .unwrap(),
+            Some(12 + 64 + 16)
+        );
+        // Another key, altered bytes, a short encapsulated key, an unknown id and a bad public key: RV008.
+        let other =
+            Spi::get_one::<String>("SELECT secret_key_id FROM ruvector.qudag_generate_kem_keypair()").unwrap().unwrap();
+        let wrong_key =
+            error_of(&format!("SELECT ruvector.qudag_decrypt(ciphertext, encapsulated_key, '{other}') FROM rv_box"))
+                .unwrap();
+        assert!(wrong_key.starts_with("22000 RV008 CRYPTO_ERROR"), "{wrong_key}");
+        let flipped = error_of(&format!(
+            "SELECT ruvector.qudag_decrypt(set_byte(ciphertext, 3, get_byte(ciphertext, 3) # 1), encapsulated_key, '{key_id}') FROM rv_box"
+        ))
+        .unwrap();
+        assert!(flipped.contains("RV008"), "{flipped}");
+        let flipped_kem = error_of(&format!(
+            "SELECT ruvector.qudag_decrypt(ciphertext, set_byte(encapsulated_key, 100, get_byte(encapsulated_key, 100) # 1), '{key_id}') FROM rv_box"
+        ))
+        .unwrap();
+        assert!(flipped_kem.contains("RV008"), "{flipped_kem}");
+        let short =
+            error_of(&format!("SELECT ruvector.qudag_decrypt(ciphertext, '\\x00'::bytea, '{key_id}') FROM rv_box"))
+                .unwrap();
+        assert!(short.contains("RV008") && short.contains("1088"), "{short}");
+        let unknown =
+            error_of("SELECT ruvector.qudag_decrypt('\\x00'::bytea, decode(repeat('00', 1088), 'hex'), 'kem_nope')")
+                .unwrap();
+        assert!(unknown.contains("RV008") && unknown.contains("kem_nope"), "{unknown}");
+        let bad_key = error_of("SELECT * FROM ruvector.qudag_encrypt('x'::bytea, '\\x0102'::bytea)").unwrap();
+        assert!(bad_key.contains("RV008") && bad_key.contains("1184"), "{bad_key}");
+        // A key of coefficients ≥ q fails the FIPS 203 modulus check.
+        let over_q =
+            error_of("SELECT * FROM ruvector.qudag_encrypt('x'::bytea, decode(repeat('ff', 1184), 'hex'))").unwrap();
+        assert!(over_q.contains("RV008") && over_q.contains("modulus"), "{over_q}");
+
+        // Signatures by the node identity verify under its public key, and nothing else does.
+        let (node_id, signing_key) =
+            Spi::get_two::<String, Vec<u8>>("SELECT node_id, signing_public_key FROM ruvector.qudag_node_identity()")
+                .unwrap();
+        assert_eq!(node_id.unwrap().len(), 64);
+        let signing_key = signing_key.unwrap();
+        let signature = Spi::get_one::<Vec<u8>>("SELECT ruvector.qudag_sign('plan 42'::bytea)").unwrap().unwrap();
+        assert_eq!(signature.len(), 3309);
+        let verify = |data: &str, sig: &[u8], key: &[u8]| {
+            Spi::get_one_with_args::<bool>(
+                "SELECT ruvector.qudag_verify($1::bytea, $2, $3)",
+                &[data.into(), sig.to_vec().into(), key.to_vec().into()],
+            )
+            .unwrap()
+            .unwrap()
+        };
+        assert!(verify("plan 42", &signature, &signing_key));
+        assert!(!verify("plan 43", &signature, &signing_key));
+        let mut forged = signature.clone();
+        forged[100] ^= 1;
+        assert!(!verify("plan 42", &forged, &signing_key));
+        assert!(!verify("plan 42", &signature[..100], &signing_key));
+        let short_key = error_of("SELECT ruvector.qudag_verify('a'::bytea, '\\x00'::bytea, '\\x00'::bytea)").unwrap();
+        assert!(short_key.contains("RV008") && short_key.contains("1952"), "{short_key}");
+    }
+
+    #[pg_test]
+    fn qudag_kem_keys_belong_to_their_role() {
+        let key_id =
+            Spi::get_one::<String>("SELECT secret_key_id FROM ruvector.qudag_generate_kem_keypair()").unwrap().unwrap();
+        Spi::run(
+            "CREATE ROLE rv_other; GRANT USAGE ON SCHEMA ruvector TO rv_other;
+             CREATE TEMP TABLE rv_box2 AS SELECT * FROM ruvector.qudag_encrypt('x'::bytea,
+                 (SELECT public_key FROM ruvector.dag_qudag_keys ORDER BY created_at DESC LIMIT 1));
+             GRANT SELECT ON rv_box2 TO rv_other; SET ROLE rv_other",
+        )
+        .unwrap();
+        let denied =
+            error_of(&format!("SELECT ruvector.qudag_decrypt(ciphertext, encapsulated_key, '{key_id}') FROM rv_box2"))
+                .unwrap();
+        assert!(denied.starts_with("42501") && denied.contains("belongs to another role"), "{denied}");
+        // Signing as the node is for the DBA.
+        let sign = error_of("SELECT ruvector.qudag_sign('x'::bytea)").unwrap();
+        assert!(sign.starts_with("42501"), "{sign}");
+        Spi::run("RESET ROLE").unwrap();
+    }
+
+    #[pg_test]
+    fn qudag_identity_key_never_passes_through_sql() {
+        let refused = error_of("SELECT * FROM ruvector.qudag_connect('127.0.0.1:1', '\\x00'::bytea)").unwrap();
+        assert!(refused.contains("RV006") && refused.contains("never pass through SQL"), "{refused}");
+        let bad = error_of("SELECT * FROM ruvector.qudag_connect('no port here')").unwrap();
+        assert!(bad.contains("RV005"), "{bad}");
+    }
+
+    /// Runs a LocalTestnet of `n` validators on a thread of its own (with its own runtime) until the returned
+    /// sender is dropped; its validators' endpoints. Test scaffolding: the extension itself runs the network in
+    /// the learner worker only.
+    fn start_testnet(n: usize) -> (Vec<String>, std::sync::mpsc::Sender<()>) {
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            crate::replay::block_signals_in_this_thread();
+            let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            runtime.block_on(async move {
+                let testnet = ruvector_dag_network::LocalTestnet::start(n).await.unwrap();
+                tx.send((0..n).map(|i| testnet.endpoint(i)).collect::<Vec<_>>()).unwrap();
+                // Until the test drops its sender.
+                let _ = tokio::task::spawn_blocking(move || stopped.recv()).await;
+                drop(testnet);
+            });
+        });
+        (rx.recv().unwrap(), stop)
+    }
+
+    /// Polls `sql` (one boolean) until it is true or `seconds` pass.
+    fn eventually(sql: &str, seconds: u64) -> bool {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        loop {
+            if Spi::get_one::<bool>(sql).unwrap() == Some(true) {
+                return true;
+            }
+            if std::time::Instant::now() > deadline {
+                return false;
+            }
+            Spi::run("SELECT pg_sleep(0.1)").unwrap();
+        }
+    }
+
+    #[pg_test]
+    fn qudag_network_functions_against_a_local_testnet() {
+        let (endpoints, _stop) = start_testnet(4);
+        // Connect through validator 1: the worker's client learns the validator set from it.
+        let (connected, node_id, version) = Spi::get_three_with_args::<bool, String, String>(
+            "SELECT * FROM ruvector.qudag_connect($1)",
+            &[endpoints[1].clone().into()],
+        )
+        .unwrap();
+        assert_eq!(connected, Some(true));
+        assert_eq!(
+            node_id,
+            Spi::get_one::<String>("SELECT node_id FROM ruvector.qudag_node_identity()").unwrap(),
+            "the worker uses the server's node identity"
+        );
+        let version = version.unwrap();
+        assert!(version.contains("4 validators") && version.contains("X25519MLKEM768"), "{version}");
+        assert!(eventually("SELECT connected AND peers >= 1 FROM ruvector.qudag_status()", 10));
+        assert_eq!(Spi::get_one::<bool>("SELECT qudag_connected FROM ruvector.dag_status()").unwrap(), Some(true));
+
+        // The testnet's faucet funded this node; stake, then propose a pattern bonded by the minimum.
+        assert_eq!(Spi::get_one::<f64>("SELECT ruvector.qudag_balance()").unwrap(), Some(1000.0));
+        let (stake, tx) = Spi::get_two::<f64, String>("SELECT * FROM ruvector.qudag_stake(100)").unwrap();
+        assert_eq!(stake, Some(100.0));
+        assert_eq!(tx.unwrap().len(), 64);
+        assert_eq!(Spi::get_one::<f64>("SELECT ruvector.qudag_balance()").unwrap(), Some(900.0));
+        assert_eq!(
+            Spi::get_one::<f64>("SELECT staked_amount FROM ruvector.qudag_staking_info()").unwrap(),
+            Some(100.0)
+        );
+
+        let vector = Spi::get_one::<Vec<f32>>("SELECT ruvector.dag_embedding('SELECT * FROM pg_class WHERE oid = 1')")
+            .unwrap()
+            .unwrap();
+        let (proposal, submitted_at, status) = Spi::get_three_with_args::<String, TimestampWithTimeZone, String>(
+            "SELECT * FROM ruvector.qudag_propose_pattern($1, '{\"quality\": 0.8, \"samples\": 40}'::jsonb)",
+            &[vector.clone().into()],
+        )
+        .unwrap();
+        let proposal = proposal.unwrap();
+        assert!(submitted_at.is_some());
+        assert!(matches!(status.as_deref(), Some("pending" | "finalized")), "{status:?}");
+        let finalized = format!(
+            "SELECT finalized AND votes_for >= 3 AND finalized_at IS NOT NULL FROM ruvector.qudag_proposal_status('{proposal}')"
+        );
+        assert!(eventually(&finalized, 20), "the proposal finalizes on the 4-validator testnet");
+        assert_eq!(
+            Spi::get_one_with_args::<String>(
+                "SELECT status FROM ruvector.dag_qudag_proposals WHERE proposal_id = $1",
+                &[proposal.clone().into()]
+            )
+            .unwrap()
+            .as_deref(),
+            Some("finalized")
+        );
+
+        // Sync imports it into the ReasoningBank once; a second sync finds it already there.
+        let patterns_before =
+            Spi::get_one::<i64>("SELECT active_patterns FROM ruvector.dag_status()").unwrap().unwrap();
+        assert!(eventually("SELECT patterns_received >= 1 FROM ruvector.qudag_sync_patterns(0)", 10));
+        let imported = Spi::get_one_with_args::<i64>(
+            "SELECT count(*) FROM ruvector.dag_qudag_imports WHERE proposal_id = $1 AND pattern_id IS NOT NULL",
+            &[proposal.clone().into()],
+        )
+        .unwrap();
+        assert_eq!(imported, Some(1));
+        let (received, applied, conflicts) =
+            Spi::get_three::<i32, i32, i32>("SELECT * FROM ruvector.qudag_sync_patterns(0)").unwrap();
+        assert!(received.unwrap() >= 1);
+        assert_eq!(applied, Some(0));
+        assert_eq!(conflicts, received);
+        let patterns_after = Spi::get_one::<i64>("SELECT active_patterns FROM ruvector.dag_status()").unwrap().unwrap();
+        assert!(patterns_after > patterns_before, "{patterns_before} → {patterns_after}");
+
+        // The accepted proposal earned a reward; claiming moves it to the balance.
+        let claimed = Spi::get_one::<f64>("SELECT amount FROM ruvector.qudag_claim_rewards()").unwrap();
+        assert!(claimed.is_some_and(|a| a > 0.0), "{claimed:?}");
+        assert_eq!(
+            Spi::get_one::<f64>("SELECT pending_rewards FROM ruvector.qudag_staking_info()").unwrap(),
+            Some(0.0)
+        );
+
+        // An unknown proposal id is an error, a malformed one too.
+        let unknown = error_of(&format!("SELECT * FROM ruvector.qudag_proposal_status('{}')", "ab".repeat(32)));
+        assert!(unknown.as_deref().is_none_or(|e| e.contains("RV00")), "{unknown:?}");
+        let malformed = error_of("SELECT * FROM ruvector.qudag_proposal_status('xyz')").unwrap();
+        assert!(malformed.contains("64-hex-digit"), "{malformed}");
+    }
 }

@@ -164,13 +164,7 @@ impl Replayer {
     ) -> std::thread::JoinHandle<Result<T, String>> {
         let (socket_dir, port, user, db) = (self.socket_dir.clone(), self.port, self.user.clone(), db.to_owned());
         std::thread::spawn(move || {
-            // SAFETY: changes this thread's signal mask only: every signal stays with the worker's main thread,
-            // where PostgreSQL's handlers expect to run.
-            unsafe {
-                let mut all: libc::sigset_t = std::mem::zeroed();
-                libc::sigfillset(&mut all);
-                libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
-            }
+            block_signals_in_this_thread();
             let client = Config::new()
                 .host_path(&socket_dir)
                 .port(port)
@@ -234,5 +228,16 @@ impl std::fmt::Display for Failure {
             Failure::Timeout => f.write_str("statement timeout"),
             Failure::Other(e) => f.write_str(e),
         }
+    }
+}
+
+/// Blocks every signal in the calling thread (and the threads it starts), so that they all stay with the
+/// process's main thread, where PostgreSQL's handlers expect to run. Call first thing on a helper thread.
+pub(crate) fn block_signals_in_this_thread() {
+    // SAFETY: changes this thread's signal mask only.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
     }
 }

@@ -131,7 +131,12 @@ fn dag_config() -> TableIterator<
     ),
 > {
     let loaded = crate::settings::loaded();
-    let endpoint = loaded.config.network.enabled.then(|| loaded.config.network.listen.clone());
+    // The validator the learner worker connects to (when pattern sharing is on).
+    let endpoint = gucs::QUDAG_ENABLED
+        .get()
+        .then(|| gucs::QUDAG_ENDPOINT.get().map(|e| e.to_string_lossy().into_owned()))
+        .flatten()
+        .filter(|e| !e.is_empty());
     TableIterator::once((
         gucs::ENABLED.get(),
         gucs::LEARNING_RATE.get(),
@@ -176,7 +181,7 @@ fn dag_status() -> TableIterator<
         avg,
         0,
         gucs::LEARNING_RATE.get(),
-        false,
+        crate::learner::qudag_connected(),
         crate::preloaded() && gucs::ENABLED.get(),
     ))
 }

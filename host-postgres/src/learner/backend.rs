@@ -160,6 +160,25 @@ fn wait_a_little() {
 
 /// Submits `command` to the worker and waits for its results (or its error, raised as RV004).
 pub(crate) fn submit(command: Command, args: [u64; 3], payload: &[u8]) -> [u64; 4] {
+    match submit_raw(command, args, payload) {
+        Ok((results, _)) => results,
+        Err(error) => fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("RV004 LEARNING_FAILED: {error}")),
+    }
+}
+
+/// Submits a `qudag_*` request (JSON) to the worker; its JSON reply, or its error message (with its RV code).
+pub(crate) fn submit_network(request: &[u8]) -> Result<Vec<u8>, String> {
+    submit_raw(Command::Network, [0; 3], request).map(|(_, reply)| reply)
+}
+
+/// Whether the worker's network client is connected.
+pub(crate) fn qudag_connected() -> bool {
+    control().is_some_and(|c| c.qudag_connected.load(Ordering::Relaxed) == 1)
+}
+
+/// Submits `command` and waits: its results and the payload the worker left (its reply, for commands that
+/// have one), or the worker's error message.
+fn submit_raw(command: Command, args: [u64; 3], payload: &[u8]) -> Result<([u64; 4], Vec<u8>), String> {
     let c = running_worker();
     if payload.len() > MAILBOX_BYTES {
         fail(
@@ -202,14 +221,11 @@ pub(crate) fn submit(command: Command, args: [u64; 3], payload: &[u8]) -> [u64; 
     wake(c);
     wait_for_worker(c, "request", || m.state.load(Ordering::Acquire) == DONE);
     let results: [u64; 4] = std::array::from_fn(|i| m.results[i].load(Ordering::Acquire));
-    let error =
-        (m.error_len.load(Ordering::Acquire) > 0).then(|| String::from_utf8_lossy(&m.read_payload()).into_owned());
+    let failed = m.error_len.load(Ordering::Acquire) > 0;
+    let reply = m.read_payload();
     waiting.1 = true;
     m.state.store(IDLE, Ordering::Release);
-    if let Some(error) = error {
-        fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("RV004 LEARNING_FAILED: {error}"));
-    }
-    results
+    if failed { Err(String::from_utf8_lossy(&reply).into_owned()) } else { Ok((results, reply)) }
 }
 
 /// Waits until `done()`, or raises RV004 naming `what` when the worker stops or [`LEARN_TIMEOUT`] passes.

@@ -31,6 +31,8 @@ pub(super) struct Control {
     /// Latency anomaly detection: query classes warming up, normal, in an incident, blacked out; observations
     /// skipped as known-benign.
     pub(super) anomaly_states: [AtomicU64; 5],
+    /// Whether the worker's network client is connected (1) or not (0).
+    pub(super) qudag_connected: AtomicU32,
     /// One command at a time for the worker (see [`Mailbox`]).
     pub(super) mailbox: Mailbox,
     /// Seqlock of the snapshot: odd while the worker writes; the generation is `seq / 2`.
@@ -85,6 +87,8 @@ pub(crate) enum Command {
     /// Re-cluster the pattern index (k-means++) into its configured number of lists; results: lists before,
     /// after, the silhouette as f64 bits (NaN: none), microseconds.
     Recluster = 6,
+    /// A `qudag_*` request (payload: a JSON [`super::network::Request`]); the reply is JSON in the payload.
+    Network = 7,
 }
 
 impl Mailbox {
@@ -161,6 +165,7 @@ pub(crate) unsafe fn attach() {
                 report: Default::default(),
                 persist_status: AtomicU64::new(0),
                 anomaly_states: Default::default(),
+                qudag_connected: AtomicU32::new(0),
                 mailbox: Mailbox::new(),
                 snapshot_seq: AtomicU64::new(0),
                 snapshot_len: AtomicU64::new(0),

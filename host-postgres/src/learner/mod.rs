@@ -50,8 +50,11 @@ const WORKER_START_TIMEOUT: Duration = Duration::from_secs(30);
 
 mod backend;
 mod control;
+pub(crate) mod network;
 
-pub(crate) use backend::{Origin, learn_now, request_cycle, status, submit, wake_worker, with_engine};
+pub(crate) use backend::{
+    Origin, learn_now, qudag_connected, request_cycle, status, submit, submit_network, wake_worker, with_engine,
+};
 pub(crate) use control::{Command, attach, shmem_size};
 use control::{Control, DONE, EXECUTING, IDLE, MAILBOX_BYTES, SUBMITTED, control, snapshot_area};
 
@@ -143,6 +146,7 @@ pub extern "C-unwind" fn ruvector_dag_learner_main(_arg: pg_sys::Datum) {
         }
         if alive {
             learner.heal();
+            learner.share();
         }
         if !alive || asked || Instant::now() >= next_cycle {
             learner.cycle();
@@ -158,6 +162,7 @@ pub extern "C-unwind" fn ruvector_dag_learner_main(_arg: pg_sys::Datum) {
             break;
         }
     }
+    learner.sharing.stop();
     c.worker_pid.store(0, Ordering::Release);
     c.worker_latch.store(ptr::null_mut(), Ordering::Release);
     log!("ruvector_dag_learner: saved and stopping");
@@ -212,6 +217,8 @@ struct Learner {
     healer: crate::healing::Healer,
     /// Latency anomaly detection.
     monitor: crate::anomalies::Monitor,
+    /// Pattern sharing: the network thread and what was imported.
+    sharing: network::Sharing,
 }
 
 impl Learner {
@@ -233,6 +240,7 @@ impl Learner {
             advisor: crate::advisor_auto::AutoAdvisor::default(),
             healer: crate::healing::Healer::default(),
             monitor: crate::anomalies::Monitor::default(),
+            sharing: network::Sharing::default(),
         }
     }
 
@@ -577,7 +585,14 @@ impl Learner {
             return;
         }
         let arg = |i: usize| m.args[i].load(Ordering::Acquire);
+        // A network request's reply, and whether the learned state changed (everything else changes it).
+        let (mut reply, mut changed) = (None, true);
         let result = match m.kind.load(Ordering::Acquire) {
+            k if k == Command::Network as u32 => self.network_request(&m.read_payload()).map(|(bytes, ch)| {
+                reply = Some(bytes);
+                changed = ch;
+                [0; 4]
+            }),
             k if k == Command::StorePattern as u32 => self.store_pattern(&m.read_payload()).map(|id| [id, 0, 0, 0]),
             k if k == Command::Consolidate as u32 => Ok(self.consolidate(arg(0) as usize)),
             k if k == Command::Reset as u32 => Ok(self.reset(arg(0) != 0, arg(1) != 0)),
@@ -598,9 +613,14 @@ impl Learner {
                     slot.store(v, Ordering::Release);
                 }
                 m.error_len.store(0, Ordering::Release);
-                let status = self.save();
-                c.persist_status.store(status, Ordering::Relaxed);
-                self.publish();
+                if let Some(reply) = reply {
+                    m.write_payload(&reply);
+                }
+                if changed {
+                    let status = self.save();
+                    c.persist_status.store(status, Ordering::Relaxed);
+                    self.publish();
+                }
             }
             Err(message) => {
                 m.write_payload(message.as_bytes());

@@ -218,6 +218,12 @@ impl QuDagClient {
     /// Releases the pattern privately (once per distinct vector: a repeat re-sends the first release and spends
     /// nothing) and proposes it, backed by the configured stake.
     pub async fn propose_pattern(&self, proposal: PatternProposal) -> Result<ProposalId> {
+        self.propose_pattern_bonded(proposal, self.options.proposal_stake).await
+    }
+
+    /// As [`propose_pattern`](Self::propose_pattern), with a bond of `stake` rUv behind the proposal (at least the
+    /// network's minimum, [`ValidationPolicy::min_stake`](crate::protocol::ValidationPolicy::min_stake)).
+    pub async fn propose_pattern_bonded(&self, proposal: PatternProposal, stake: f64) -> Result<ProposalId> {
         let quality = proposal.metadata.get("quality").and_then(serde_json::Value::as_f64).unwrap_or(0.5);
         let samples = proposal.metadata.get("samples").and_then(serde_json::Value::as_u64).unwrap_or(1);
         let key = {
@@ -237,7 +243,7 @@ impl QuDagClient {
         )?;
         let action = Action::ProposePatterns {
             patterns: vec![SharedPattern { pattern, metadata: proposal.metadata.to_string() }],
-            stake: to_micro(self.options.proposal_stake)?,
+            stake: to_micro(stake)?,
         };
         self.service.submit(action, self.options.timeout).await.map(ProposalId)
     }
@@ -284,12 +290,18 @@ impl QuDagClient {
 
     /// Moves all pending rewards to the balance; returns the rUv claimed (0 when there was nothing to claim).
     pub async fn claim_rewards(&self) -> Result<f64> {
+        Ok(self.claim_rewards_item().await?.map_or(0.0, |(amount, _)| amount))
+    }
+
+    /// As [`claim_rewards`](Self::claim_rewards), with the id of the finalized claim (`None` when there was
+    /// nothing to claim).
+    pub async fn claim_rewards_item(&self) -> Result<Option<(f64, ProposalId)>> {
         let pending = self.service.account(None).await?.pending_rewards;
         if pending <= 0 {
-            return Ok(0.0);
+            return Ok(None);
         }
-        self.spend(Action::ClaimRewards { amount: pending as u64 }).await?;
-        Ok(to_ruv(pending))
+        let id = self.spend(Action::ClaimRewards { amount: pending as u64 }).await?;
+        Ok(Some((to_ruv(pending), id)))
     }
 
     async fn spend(&self, action: Action) -> Result<ProposalId> {

@@ -45,6 +45,69 @@ pub fn verify_signature(verifying_key: &[u8], context: &[u8], message: &[u8], si
     VerifyingKey::<MlDsa65>::decode(&vk).verify_with_context(message, context, &sig)
 }
 
+/// Decodes an ML-KEM-768 encapsulation key (1184 bytes), with the FIPS 203 §7.2 modulus check.
+pub(crate) fn parse_kem_key(bytes: &[u8]) -> Result<EncapsulationKey<MlKem768>> {
+    let ek = Array::try_from(bytes).map_err(|_| NetworkError::InvalidKey {
+        what: "ML-KEM-768 encapsulation key",
+        reason: format!("{} bytes, expected {KEM_PUBLIC_KEY_LEN}", bytes.len()),
+    })?;
+    EncapsulationKey::<MlKem768>::new(&ek).map_err(|_| NetworkError::InvalidKey {
+        what: "ML-KEM-768 encapsulation key",
+        reason: "coefficients out of range (FIPS 203 modulus check)".into(),
+    })
+}
+
+/// The 32-byte shared secret in `ciphertext` for decapsulation key `key`. A ciphertext of the right length always
+/// decapsulates (FIPS 203 implicit rejection): a forged one yields an unrelated secret, which the AEAD above it then
+/// refuses.
+fn decapsulate_with(key: &DecapsulationKey<MlKem768>, ciphertext: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+    let ct = ml_kem::Ciphertext::<MlKem768>::try_from(ciphertext)
+        .map_err(|_| NetworkError::Decrypt("ML-KEM-768 ciphertext has the wrong length"))?;
+    Ok(Zeroizing::new(key.decapsulate(&ct).into()))
+}
+
+/// A stand-alone ML-KEM-768 key pair, held as its 64-byte seed (d ‖ z): what `qudag_generate_kem_keypair` makes.
+/// The seed is zeroized on drop and leaves this type only through [`KemSecretKey::seed`], for encrypted storage.
+pub struct KemSecretKey {
+    seed: Zeroizing<[u8; KEM_SEED_LEN]>,
+    key: DecapsulationKey<MlKem768>,
+}
+
+impl fmt::Debug for KemSecretKey {
+    /// Never shows the secret.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KemSecretKey").finish_non_exhaustive()
+    }
+}
+
+impl KemSecretKey {
+    /// A fresh key pair from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        let mut seed = Zeroizing::new([0u8; KEM_SEED_LEN]);
+        os_random(&mut seed[..]);
+        Self::from_seed(&seed)
+    }
+
+    /// The key pair this seed determines (FIPS 203 `ML-KEM.KeyGen_internal(d, z)`).
+    pub fn from_seed(seed: &[u8; KEM_SEED_LEN]) -> Self {
+        Self { seed: Zeroizing::new(*seed), key: DecapsulationKey::<MlKem768>::from_seed(Array::from(*seed)) }
+    }
+
+    /// The seed, to store encrypted.
+    pub fn seed(&self) -> &[u8; KEM_SEED_LEN] {
+        &self.seed
+    }
+
+    /// The encapsulation (public) key, 1184 bytes.
+    pub fn public_key_bytes(&self) -> Vec<u8> {
+        self.key.encapsulation_key().to_bytes().to_vec()
+    }
+
+    pub(crate) fn decapsulate(&self, ciphertext: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
+        decapsulate_with(&self.key, ciphertext)
+    }
+}
+
 /// Fills `buf` from the operating system's CSPRNG.
 pub(crate) fn os_random(buf: &mut [u8]) {
     // The OS generator failing is not recoverable: no key or nonce may be made without it.
@@ -115,14 +178,18 @@ impl NodeIdentity {
         Ok(signature.encode().to_vec())
     }
 
-    /// The 32-byte shared secret in an ML-KEM-768 ciphertext addressed to this node. A ciphertext of the right
-    /// length always decapsulates (FIPS 203 implicit rejection): a forged one yields an unrelated secret, which
-    /// the AEAD above it then refuses.
+    /// The 32-byte shared secret in an ML-KEM-768 ciphertext addressed to this node (see [`decapsulate_with`]).
     pub(crate) fn decapsulate(&self, ciphertext: &[u8]) -> Result<Zeroizing<[u8; 32]>> {
-        let ct = ml_kem::Ciphertext::<MlKem768>::try_from(ciphertext)
-            .map_err(|_| NetworkError::Decrypt("ML-KEM-768 ciphertext has the wrong length"))?;
-        let shared = self.kem.decapsulate(&ct);
-        Ok(Zeroizing::new(shared.into()))
+        decapsulate_with(&self.kem, ciphertext)
+    }
+
+    /// A 32-byte key for `context`, derived from this identity's secret seeds (BLAKE3 derive-key mode): for
+    /// encrypting what the node stores under its own identity. Each context gets an independent key.
+    pub fn derive_key(&self, context: &str) -> Zeroizing<[u8; 32]> {
+        let mut hasher = blake3::Hasher::new_derive_key(context);
+        hasher.update(&self.signing_seed[..]);
+        hasher.update(&self.kem_seed[..]);
+        Zeroizing::new(*hasher.finalize().as_bytes())
     }
 }
 
@@ -183,15 +250,7 @@ impl PublicIdentity {
             what: "ML-DSA-65 verifying key",
             reason: format!("{} bytes, expected {SIGNING_PUBLIC_KEY_LEN}", verifying_key.len()),
         })?;
-        let ek = Array::try_from(kem_key).map_err(|_| NetworkError::InvalidKey {
-            what: "ML-KEM-768 encapsulation key",
-            reason: format!("{} bytes, expected {KEM_PUBLIC_KEY_LEN}", kem_key.len()),
-        })?;
-        let kem_key = EncapsulationKey::<MlKem768>::new(&ek).map_err(|_| NetworkError::InvalidKey {
-            what: "ML-KEM-768 encapsulation key",
-            reason: "coefficients out of range (FIPS 203 modulus check)".into(),
-        })?;
-        Ok(Self::from_keys(VerifyingKey::<MlDsa65>::decode(&vk), kem_key))
+        Ok(Self::from_keys(VerifyingKey::<MlDsa65>::decode(&vk), parse_kem_key(kem_key)?))
     }
 
     /// The node id.
@@ -225,6 +284,25 @@ impl PublicIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ml_kem_agrees_with_aws_lc() {
+        use aws_lc_rs::kem::{Ciphertext, DecapsulationKey as AwsDk, EncapsulationKey as AwsEk, ML_KEM_768};
+        use ml_kem::Encapsulate;
+        for _ in 0..5 {
+            // AWS-LC encapsulates to our key; we decapsulate the same secret.
+            let ours = KemSecretKey::generate();
+            let ek = AwsEk::new(&ML_KEM_768, &ours.public_key_bytes()).unwrap();
+            let (ct, theirs) = ek.encapsulate().unwrap();
+            assert_eq!(&ours.decapsulate(ct.as_ref()).unwrap()[..], theirs.as_ref());
+            // We encapsulate to AWS-LC's key; it decapsulates the same secret.
+            let dk = AwsDk::generate(&ML_KEM_768).unwrap();
+            let ek_bytes = dk.encapsulation_key().unwrap().key_bytes().unwrap();
+            let (ct, shared) = parse_kem_key(ek_bytes.as_ref()).unwrap().encapsulate_with_rng(&mut os_rng());
+            let theirs = dk.decapsulate(Ciphertext::from(&ct[..])).unwrap();
+            assert_eq!(theirs.as_ref(), &shared[..]);
+        }
+    }
 
     #[test]
     fn keys_have_the_standard_sizes() {
