@@ -1960,6 +1960,10 @@ mod tests {
             Some(0.0)
         );
 
+        // Improvement reports go to the validators, who refuse one on one's own pattern.
+        let own = error_of(&format!("SELECT ruvector.qudag_report_improvement('{proposal}', 0, 0.4)")).unwrap();
+        assert!(own.contains("RV007") && own.contains("own pattern"), "{own}");
+
         // An unknown proposal id is an error, a malformed one too.
         let unknown = error_of(&format!("SELECT * FROM ruvector.qudag_proposal_status('{}')", "ab".repeat(32)));
         assert!(unknown.as_deref().is_none_or(|e| e.contains("RV00")), "{unknown:?}");

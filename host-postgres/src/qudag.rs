@@ -93,6 +93,7 @@ REVOKE EXECUTE ON FUNCTION qudag_propose_pattern(real[], jsonb, double precision
 REVOKE EXECUTE ON FUNCTION qudag_sync_patterns(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION qudag_stake(double precision) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION qudag_claim_rewards() FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION qudag_report_improvement(text, integer, double precision) FROM PUBLIC;
 "#,
     name = "qudag_privileges",
     requires = [
@@ -102,7 +103,8 @@ REVOKE EXECUTE ON FUNCTION qudag_claim_rewards() FROM PUBLIC;
         qudag_propose_pattern,
         qudag_sync_patterns,
         qudag_stake,
-        qudag_claim_rewards
+        qudag_claim_rewards,
+        qudag_report_improvement
     ]
 );
 
@@ -582,6 +584,27 @@ fn qudag_claim_rewards() -> TableIterator<'static, (name!(amount, f64), name!(tx
     let reply = network(&Request::ClaimRewards);
     let claimed: Option<(f64, String)> = field(&reply, "claimed");
     TableIterator::new(claimed.map(|(amount, tx)| (amount, tx, "validation and accepted proposals".to_owned())))
+}
+
+/// Reports the latency improvement (`1 − after / before`, 0–1) this server measured with pattern `pattern_index`
+/// of a finalized proposal on its own workload; needs stake. The median of the reports of staked servers pays
+/// the proposer the accuracy bonus (10 rUv per 1 %). Returns the report's id once finalized.
+#[pg_extern]
+fn qudag_report_improvement(proposal_id: Option<&str>, pattern_index: Option<i32>, improvement: Option<f64>) -> String {
+    let id = required("proposal_id", proposal_id);
+    let index = required("pattern_index", pattern_index);
+    let improvement = required("improvement", improvement);
+    if index < 0 {
+        fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "pattern_index must be ≥ 0");
+    }
+    if !(0.0..=1.0).contains(&improvement) {
+        fail(
+            PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+            format!("improvement {improvement} must be within 0..=1"),
+        );
+    }
+    let reply = network(&Request::ReportImprovement { id: id.to_owned(), index: index as u32, improvement });
+    field(&reply, "tx_hash")
 }
 
 /// This server's stake, unclaimed rewards and stake lock. `apr_estimate` is NULL: rewards pay for accepted

@@ -54,6 +54,8 @@ pub(crate) enum Request {
     Stake { amount: f64 },
     /// Move pending rewards to the balance.
     ClaimRewards,
+    /// Report the improvement measured with pattern `index` of proposal `id` (0–1).
+    ReportImprovement { id: String, index: u32, improvement: f64 },
     /// The account's stake, rewards and lock.
     StakingInfo,
 }
@@ -69,6 +71,7 @@ pub(crate) enum Reply {
     Balance(f64),
     Staked { new_stake: f64, tx: String },
     Claimed(Option<(f64, String)>),
+    Reported { tx: String },
     StakingInfo { staked: f64, pending_rewards: f64, unlock_ms: u64 },
 }
 
@@ -257,6 +260,11 @@ async fn serve(
             .await
             .map(|claimed| Reply::Claimed(claimed.map(|(amount, id)| (amount, id.to_string()))))
             .map_err(text),
+        Request::ReportImprovement { id, index, improvement } => {
+            let id: ProposalId = id.parse().map_err(text)?;
+            let tx = c.report_improvement(&id, index, improvement).await.map_err(text)?;
+            Ok(Reply::Reported { tx: tx.to_string() })
+        }
         Request::StakingInfo => {
             let a = c.staking_info().await.map_err(text)?;
             Ok(Reply::StakingInfo {
@@ -525,6 +533,10 @@ impl Learner {
             },
             Request::ClaimRewards => match self.sharing.call(request)? {
                 Reply::Claimed(claimed) => json!({ "claimed": claimed }),
+                other => return Err(unexpected(other)),
+            },
+            Request::ReportImprovement { .. } => match self.sharing.call(request)? {
+                Reply::Reported { tx } => json!({ "tx_hash": tx }),
                 other => return Err(unexpected(other)),
             },
             Request::StakingInfo => match self.sharing.call(request)? {

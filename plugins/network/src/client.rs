@@ -283,6 +283,17 @@ impl QuDagClient {
         self.spend(Action::Unstake { amount: to_micro(amount)? }).await
     }
 
+    /// Reports the latency improvement (`1 − after / before`, 0–1) this node measured with pattern `index` of the
+    /// finalized proposal `proposal`; needs stake; returns once finalized. The median of the reports pays the
+    /// proposer the accuracy bonus.
+    pub async fn report_improvement(&self, proposal: &ProposalId, index: u32, improvement: f64) -> Result<ProposalId> {
+        if !(0.0..=1.0).contains(&improvement) {
+            return Err(NetworkError::Encoding(format!("improvement {improvement} must be within 0..=1")));
+        }
+        let improvement_bp = (improvement * 10_000.0).round() as u32;
+        self.spend(Action::ReportImprovement { proposal: proposal.0, index, improvement_bp }).await
+    }
+
     /// Moves `amount` rUv to `to`; returns once finalized.
     pub async fn transfer(&self, to: PeerId, amount: f64) -> Result<ProposalId> {
         self.spend(Action::Transfer { to, amount: to_micro(amount)? }).await

@@ -15,6 +15,7 @@ pub mod client;
 pub mod envelope;
 mod error;
 pub mod identity;
+pub mod journal;
 pub mod keystore;
 pub mod loopback;
 pub mod node;

@@ -13,11 +13,13 @@
 use crate::envelope::{EnvelopeSigner, EnvelopeVerifier, MessageKind, RejectionCounts, VerifierPolicy};
 use crate::error::{NetworkError, Result};
 use crate::identity::{NodeIdentity, PublicIdentity};
+use crate::journal::{Entry, Journal};
 use crate::protocol::{Action, ItemId, NetworkParams, SignedItem, Vote};
 use crate::state::{NetworkState, Outcome};
 use ruvector_dag::network::{Envelope, PeerId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 
 /// Decided items per sync response.
@@ -117,6 +119,8 @@ pub struct Node {
     validator: bool,
     /// This validator's vote per (account, sequence): it never votes on another item for that slot.
     my_votes: HashMap<(PeerId, u64), Vote>,
+    /// Where what it takes in is written, own votes before they are sent (none: memory only).
+    journal: Option<Journal>,
     /// Items waiting for an earlier item of their account to be decided here.
     deferred: BTreeSet<ItemId>,
     /// Our cursor into each peer's log.
@@ -149,6 +153,7 @@ impl Node {
             state: NetworkState::new(params),
             validator,
             my_votes: HashMap::new(),
+            journal: None,
             deferred: BTreeSet::new(),
             cursors: HashMap::new(),
             own_last: None,
@@ -156,6 +161,43 @@ impl Node {
             synced: params_alone,
             sync_turn: 0,
             stats: NodeStats::default(),
+        }
+    }
+
+    /// Keeps this node's items and votes in the journal at `path` (own votes flushed before they are sent), after
+    /// replaying what it holds: a restarted node has the state it had (its peers serve it the rest), a validator
+    /// never votes on another item for a slot it voted on, and its journaled votes reach peers by anti-entropy.
+    pub fn with_journal(mut self, path: &Path) -> Result<Self> {
+        let (journal, entries) = Journal::open(path)?;
+        let me = self.peer_id();
+        for entry in entries {
+            match entry {
+                Entry::Item(item) => {
+                    let _ = self.state.add_item(item);
+                }
+                Entry::Vote(vote) => {
+                    if vote.validator == me {
+                        self.my_votes.insert((vote.account, vote.sequence), vote.clone());
+                    }
+                    let _ = self.state.add_vote(vote);
+                }
+            }
+        }
+        self.journal = Some(journal);
+        Ok(self)
+    }
+
+    /// Appends to the journal, if any. Only an own vote must reach the disk before anything else happens; a
+    /// failure to record anything else costs a replay from peers after a restart, and is counted.
+    fn record(&mut self, entry: Entry, durable: bool) -> Result<()> {
+        let Some(journal) = &mut self.journal else { return Ok(()) };
+        match journal.append(&entry, durable) {
+            Err(e) if durable => Err(e),
+            Err(_) => {
+                self.stats.local_errors += 1;
+                Ok(())
+            }
+            Ok(()) => Ok(()),
         }
     }
 
@@ -317,6 +359,7 @@ impl Node {
         let id = item.id();
         match self.state.add_item(item.clone()) {
             Ok(true) => {
+                self.record(Entry::Item(item.clone()), false)?;
                 let env = self.envelope(&Message::Item(item))?;
                 out.push(Outgoing::All(env));
                 self.consider(id, now_ms, out)?;
@@ -333,6 +376,7 @@ impl Node {
     fn take_vote(&mut self, vote: Vote, now_ms: u64, out: &mut Vec<Outgoing>) -> Result<()> {
         match self.state.add_vote(vote.clone()) {
             Ok(true) => {
+                self.record(Entry::Vote(vote.clone()), false)?;
                 // A vote's author sends it to every peer; validators pass it on only to clients (whose one
                 // validator may be all they hear from), so votes cost O(n) envelopes, not O(n²). Anti-entropy
                 // repairs anything a partial mesh misses.
@@ -374,6 +418,8 @@ impl Node {
             Err(reason) => (false, reason),
         };
         let vote = Vote::sign(&self.identity, &item, endorse, reason)?;
+        // Written before it is sent: a vote that cannot be made durable is not cast.
+        self.record(Entry::Vote(vote.clone()), true)?;
         self.my_votes.insert(slot, vote.clone());
         self.stats.votes_cast += 1;
         let _ = self.state.add_vote(vote.clone());
@@ -429,5 +475,137 @@ impl Node {
     /// Starts pulling from `peer` (a configured or connected peer) at cursor 0.
     pub fn track_peer(&mut self, peer: PeerId) {
         self.cursors.entry(peer).or_insert(0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{MICRO, ValidatorInfo};
+
+    fn votes_in(out: &[Outgoing]) -> usize {
+        out.iter()
+            .filter(|o| match o {
+                Outgoing::To(_, e) | Outgoing::All(e) | Outgoing::Clients(e) => {
+                    matches!(postcard::from_bytes::<Message>(&e.payload), Ok(Message::Vote(_)))
+                }
+            })
+            .count()
+    }
+
+    struct Setup {
+        validator: Arc<NodeIdentity>,
+        client: Arc<NodeIdentity>,
+        params: Arc<NetworkParams>,
+        signer: EnvelopeSigner,
+        t: u64,
+        /// A double spend: two items with one account and sequence number.
+        a: SignedItem,
+        b: SignedItem,
+    }
+
+    impl Setup {
+        /// One validator (so it votes without syncing first) and a client with 1000 rUv.
+        fn new() -> Self {
+            let validator = Arc::new(NodeIdentity::generate());
+            let client = Arc::new(NodeIdentity::generate());
+            let mut params =
+                NetworkParams::new(vec![ValidatorInfo { identity: validator.public().clone(), stake: 100 * MICRO }]);
+            params.genesis = vec![(client.peer_id(), 1000 * MICRO)];
+            params.policy.settle_ms = 0;
+            let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+            let spend = |to| SignedItem::sign(&client, 1, t, Action::Transfer { to, amount: 800 * MICRO }).unwrap();
+            let (a, b) = (spend(validator.peer_id()), spend(PeerId([7; 32])));
+            let signer = EnvelopeSigner::new(client.clone());
+            Self { validator, params: Arc::new(params), signer, t, a, b, client }
+        }
+
+        /// A node of the validator that has heard the client's hello.
+        fn node(&mut self, journal: Option<&Path>) -> Node {
+            let mut node = Node::new(self.validator.clone(), self.params.clone(), VerifierPolicy::default());
+            if let Some(path) = journal {
+                node = node.with_journal(path).unwrap();
+            }
+            self.send(&mut node, Message::Hello { identity: self.client.public().clone() });
+            node
+        }
+
+        fn send(&mut self, node: &mut Node, message: Message) -> Vec<Outgoing> {
+            let env = message.sign(&mut self.signer).unwrap();
+            node.handle(self.client.peer_id(), &env, self.t)
+        }
+    }
+
+    #[test]
+    fn a_restarted_validator_has_its_state_and_never_votes_twice_on_a_slot() {
+        let mut s = Setup::new();
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("journal");
+        let mut node = s.node(Some(&journal));
+        assert_eq!(votes_in(&s.send(&mut node, Message::Item(s.a.clone()))), 1);
+        assert_eq!(node.state().outcome(&s.a.id()), Outcome::Finalized);
+        let ledger = node.state().ledger().clone();
+        drop(node);
+
+        // Restarted: the same state, and no vote on the other half of the double spend.
+        let mut node = s.node(Some(&journal));
+        assert_eq!(node.state().outcome(&s.a.id()), Outcome::Finalized);
+        assert_eq!(*node.state().ledger(), ledger);
+        assert_eq!(votes_in(&s.send(&mut node, Message::Item(s.b.clone()))), 0);
+        assert_eq!(node.state().outcome(&s.b.id()), Outcome::Pending);
+
+        // What the journal prevents: a validator that forgot everything would certify the other half.
+        let mut amnesiac = s.node(None);
+        s.send(&mut amnesiac, Message::Item(s.b.clone()));
+        assert_eq!(amnesiac.state().outcome(&s.b.id()), Outcome::Finalized);
+    }
+
+    #[test]
+    fn a_vote_journaled_before_its_item_counts_and_reaches_peers_by_anti_entropy() {
+        let mut s = Setup::new();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        // The journal of a validator that flushed its vote on A, then crashed before sending it.
+        let vote = Vote::sign(&s.validator, &s.a, true, String::new()).unwrap();
+        let (mut journal, _) = Journal::open(&path).unwrap();
+        journal.append(&Entry::Vote(vote.clone()), true).unwrap();
+        drop(journal);
+
+        let mut node = s.node(Some(&path));
+        assert_eq!(votes_in(&s.send(&mut node, Message::Item(s.b.clone()))), 0, "the slot is taken");
+        s.send(&mut node, Message::Item(s.a.clone()));
+        assert_eq!(node.state().outcome(&s.a.id()), Outcome::Finalized);
+        assert_eq!(node.stats().votes_cast, 0, "not cast again");
+        // A peer pulling from it receives the vote.
+        let out = s.send(&mut node, Message::SyncRequest { since: 0 });
+        let served = out.iter().any(|o| match o {
+            Outgoing::To(_, e) => matches!(
+                postcard::from_bytes::<Message>(&e.payload),
+                Ok(Message::SyncResponse { votes, .. }) if votes.contains(&vote)
+            ),
+            _ => false,
+        });
+        assert!(served, "the journaled vote is served to peers");
+    }
+
+    #[test]
+    fn a_torn_last_record_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal");
+        let s = Setup::new();
+        let (mut journal, entries) = Journal::open(&path).unwrap();
+        assert!(entries.is_empty());
+        journal.append(&Entry::Item(s.a.clone()), false).unwrap();
+        let whole = std::fs::metadata(&path).unwrap().len();
+        journal.append(&Entry::Item(s.b.clone()), true).unwrap();
+        drop(journal);
+        let len = std::fs::metadata(&path).unwrap().len();
+        // A crash in the middle of the second append.
+        std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 5).unwrap();
+        let (_, entries) = Journal::open(&path).unwrap();
+        assert_eq!(entries, vec![Entry::Item(s.a.clone())]);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), whole, "truncated to the whole record");
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
     }
 }

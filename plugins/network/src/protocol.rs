@@ -124,6 +124,17 @@ pub enum Action {
         /// For or against.
         approve: bool,
     },
+    /// The latency improvement the reporter measured with a shared pattern (pattern `index` of finalized
+    /// proposal `proposal`) on its own workload: `1 − after / before`, in basis points (0–10 000). The median of
+    /// the reports of staked accounts pays the proposer the accuracy bonus.
+    ReportImprovement {
+        /// The proposal's item id.
+        proposal: ItemId,
+        /// The pattern's position in it.
+        index: u32,
+        /// Measured improvement, basis points.
+        improvement_bp: u32,
+    },
 }
 
 /// The signed part of an item.
@@ -287,8 +298,9 @@ impl Default for ValidationPolicy {
     }
 }
 
-/// Rewards and penalties (spec §9.1), millionths of rUv.
+/// Rewards and penalties (spec §9.1), millionths of rUv. Fields missing from a network file take their defaults.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RewardStructure {
     /// To the proposer of an accepted proposal (10).
     pub pattern_accepted: u64,
@@ -298,6 +310,11 @@ pub struct RewardStructure {
     pub rejection_penalty: u64,
     /// From a validator proven to have voted twice on one account and sequence number (1000).
     pub byzantine_penalty: u64,
+    /// To the proposer per 1 % of measured improvement of a shared pattern (10), the median of the improvement
+    /// reports once there are `accuracy_min_reports`.
+    pub accuracy_bonus: u64,
+    /// Reports a pattern needs before its accuracy bonus is paid (3).
+    pub accuracy_min_reports: u32,
 }
 
 impl Default for RewardStructure {
@@ -307,6 +324,8 @@ impl Default for RewardStructure {
             validation: 2 * MICRO,
             rejection_penalty: 5 * MICRO,
             byzantine_penalty: 1000 * MICRO,
+            accuracy_bonus: 10 * MICRO,
+            accuracy_min_reports: 3,
         }
     }
 }

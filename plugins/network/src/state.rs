@@ -74,6 +74,8 @@ pub struct Ledger {
     pub passed_changes: Vec<(ItemId, Parameter, f64, i128)>,
     /// Validators proven to have voted twice for one account and sequence number.
     pub byzantine: BTreeSet<PeerId>,
+    /// Improvement reports per shared pattern (proposal, index): basis points by reporter (its first report).
+    pub reports: BTreeMap<(ItemId, u32), BTreeMap<PeerId, u32>>,
 }
 
 impl Ledger {
@@ -262,6 +264,7 @@ impl NetworkState {
         }
         let mut changes: Vec<(ItemId, Parameter, f64)> = Vec::new();
         let mut gov_votes: BTreeMap<(ItemId, PeerId), bool> = BTreeMap::new();
+        let mut reports: BTreeMap<(ItemId, u32), BTreeMap<PeerId, u32>> = BTreeMap::new();
         for (id, e) in &self.entries {
             let (Some(item), Some(outcome)) = (&e.item, e.outcome) else { continue };
             let b = &item.body;
@@ -313,7 +316,21 @@ impl NetworkState {
                 Action::GovernanceVote { change, approve } => {
                     gov_votes.entry((*change, b.account)).or_insert(*approve);
                 }
+                Action::ReportImprovement { proposal, index, improvement_bp } => {
+                    reports.entry((*proposal, *index)).or_default().entry(b.account).or_insert(*improvement_bp);
+                }
             }
+        }
+        // Accuracy bonus: per 1 % of the median reported improvement, once enough staked accounts reported.
+        for ((proposal, _), by) in &reports {
+            let Some(proposer) = self.item(proposal).map(|i| i.body.account) else { continue };
+            if by.len() < r.accuracy_min_reports.max(1) as usize {
+                continue;
+            }
+            let mut bp: Vec<u32> = by.values().copied().collect();
+            bp.sort_unstable();
+            let median = bp[(bp.len() - 1) / 2];
+            entry(&mut accounts, proposer).pending_rewards += i128::from(r.accuracy_bonus) * i128::from(median) / 100;
         }
         let mut byzantine = BTreeSet::new();
         for ((validator, _, _), verdicts) in &self.votes_by_slot {
@@ -345,7 +362,7 @@ impl NetworkState {
                 Parameter::MinStake => policy.min_stake = (*value * crate::protocol::MICRO as f64) as u64,
             }
         }
-        Ledger { accounts, policy: Some(policy), passed_changes: passed, byzantine }
+        Ledger { accounts, policy: Some(policy), passed_changes: passed, byzantine, reports }
     }
 
     /// An honest validator's verdict on `item` as this view stands at `now_ms`: `Some(Ok(()))` endorse,
@@ -427,6 +444,28 @@ impl NetworkState {
                     return Err(Judged::Shortfall("not a finalized parameter change".into()));
                 }
                 need(1, account.staked, "voter stake")
+            }
+            Action::ReportImprovement { proposal, index, improvement_bp } => {
+                if *improvement_bp > 10_000 {
+                    return invalid(format!("improvement of {improvement_bp} basis points is above 100 %"));
+                }
+                let Some(Action::ProposePatterns { patterns, .. }) = self.item(proposal).map(|p| &p.body.action) else {
+                    return Err(Judged::Shortfall("not a known pattern proposal".into()));
+                };
+                if self.outcome(proposal) != Outcome::Finalized {
+                    return Err(Judged::Shortfall("the proposal is not finalized".into()));
+                }
+                if *index as usize >= patterns.len() {
+                    return invalid(format!("the proposal has {} patterns, not {}", patterns.len(), index + 1));
+                }
+                if self.item(proposal).is_some_and(|p| p.body.account == b.account) {
+                    return invalid("a proposer cannot report on its own pattern".into());
+                }
+                if self.ledger.reports.get(&(*proposal, *index)).is_some_and(|by| by.contains_key(&b.account)) {
+                    return invalid("this account already reported on the pattern".into());
+                }
+                // Reports move rewards: each costs a staked account, so made-up accounts cannot outvote measurements.
+                need(policy.min_stake.max(1), account.staked, "reporter stake")
             }
         }
     }

@@ -303,6 +303,48 @@ fn stake_rewards_and_governance_follow_the_finalized_set() {
     assert!(ledger.account(&sim.id(0)).pending_rewards >= 2 * 2 * i128::from(MICRO));
 }
 
+#[test]
+fn measured_improvements_pay_the_accuracy_bonus_at_their_median() {
+    // Client 4 proposes; clients 5–7 stake and report what they measured; client 8 has no stake.
+    let mut sim = Sim::new(4, 5, 11);
+    sim.run();
+    let p = sim.submit(4, proposal(0.9));
+    sim.settle();
+    assert_eq!(sim.outcomes(&p)[0], Outcome::Finalized);
+    let report = |bp| Action::ReportImprovement { proposal: p, index: 0, improvement_bp: bp };
+    for c in 5..8 {
+        sim.submit(c, Action::Stake { amount: 20 * MICRO });
+    }
+    sim.settle();
+    let bonus = |sim: &Sim| sim.nodes[0].state().ledger().account(&sim.id(4)).pending_rewards;
+    let before = bonus(&sim);
+    let first = sim.submit(5, report(3000));
+    let second = sim.submit(6, report(7000));
+    sim.settle();
+    assert!([first, second].iter().all(|r| sim.outcomes(r)[0] == Outcome::Finalized));
+    assert_eq!(bonus(&sim), before, "no bonus before three reports");
+    // Refused: a report without stake, a second report, a report on one's own pattern, a pattern index that
+    // does not exist, more than 100 %.
+    let unstaked = sim.submit(8, report(9000));
+    let again = sim.submit(5, report(9000));
+    let own = sim.submit(4, report(9000));
+    sim.settle();
+    let missing = sim.submit(6, Action::ReportImprovement { proposal: p, index: 3, improvement_bp: 100 });
+    sim.settle();
+    let over = sim.submit(6, report(10_001));
+    sim.settle();
+    for r in [unstaked, again, own, missing, over] {
+        assert_eq!(sim.outcomes(&r)[0], Outcome::Rejected);
+    }
+    let third = sim.submit(7, report(5000));
+    sim.settle();
+    assert_eq!(sim.outcomes(&third)[0], Outcome::Finalized);
+    // Median of 30 %, 50 %, 70 %: 50 % → 10 rUv per 1 % = 500 rUv, on every node.
+    assert_eq!(bonus(&sim) - before, 500 * i128::from(MICRO));
+    let ledger = sim.nodes[0].state().ledger().clone();
+    assert!(sim.nodes.iter().all(|n| *n.state().ledger() == ledger));
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
 

@@ -8,8 +8,9 @@
 //! ```
 //!
 //! `run` reads `ruvector.toml`: `[network] enabled = true`, `transport = "tls"`, and in `[network.tls]` the
-//! `keystore`, `listen`, `peers`, plus `network_file` (the JSON `network` printed) and `faucet` (rUv per new
-//! client, 0 = none). Whether the node votes follows from the network file: validators are listed there.
+//! `keystore`, `listen`, `peers`, plus `network_file` (the JSON `network` printed), `faucet` (rUv per new
+//! client, 0 = none) and `journal` (the items and votes the node took in, its own votes written before they are
+//! sent; default the keystore's path + `.journal`). Whether the node votes follows from the network file: validators are listed there.
 
 use ruvector_dag::Config;
 use ruvector_dag::network::NetworkTransport;
@@ -114,6 +115,7 @@ fn run(args: &[String]) -> Fallible<()> {
     let mut map = params.as_map().clone();
     let network_file = map.remove("network_file").and_then(|v| v.as_str().map(str::to_string));
     let faucet = map.remove("faucet").and_then(|v| v.as_f64()).unwrap_or(0.0);
+    let journal = map.remove("journal").and_then(|v| v.as_str().map(|p| base.join(p)));
     if let Some(k) = map.get("keystore").and_then(|v| v.as_str()) {
         map.insert("keystore".into(), base.join(k).to_string_lossy().into_owned().into());
     }
@@ -122,6 +124,8 @@ fn run(args: &[String]) -> Fallible<()> {
     let net: NetworkParams = serde_json::from_str(&std::fs::read_to_string(&network_file)?)?;
     let keystore = params.get::<String>("keystore", "a path")?.ok_or("[network.tls] keystore is required")?;
     let identity = Arc::new(Keystore::open(Path::new(&keystore), passphrase()?.as_bytes())?);
+    // What the node takes in, own votes before they are sent (see `journal`), next to its keystore by default.
+    let journal = journal.unwrap_or_else(|| PathBuf::from(format!("{keystore}.journal")));
 
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
@@ -133,7 +137,7 @@ fn run(args: &[String]) -> Fallible<()> {
             );
         }
         let validator = net.validator(&identity.peer_id()).is_some();
-        let node = Node::new(identity.clone(), Arc::new(net), VerifierPolicy::default());
+        let node = Node::new(identity.clone(), Arc::new(net), VerifierPolicy::default()).with_journal(&journal)?;
         let options = ServiceOptions {
             faucet: (faucet > 0.0).then(|| to_micro(faucet)).transpose()?,
             ..ServiceOptions::default()
