@@ -687,9 +687,16 @@ pub(crate) struct StatisticsAdvice {
     pub(crate) table: String,
     pub(crate) columns: Vec<String>,
     pub(crate) sql: String,
+    /// The statistics kinds clause (empty: every kind).
+    pub(crate) kinds: &'static str,
     /// The scan's estimated rows with fresh per-column statistics, and with extended statistics too.
     pub(crate) rows_now: f64,
     pub(crate) rows_with: f64,
+}
+
+/// The planner's row estimate now for `query`'s scan of table `table` (its OID as text) filtering on `columns`.
+pub(crate) fn scan_rows(query: &str, table: &str, columns: &[String]) -> Option<f64> {
+    walk_plan(query, 0, 1.0).multi_column.into_iter().find(|(t, c, _)| t == table && c == columns).map(|s| s.2)
 }
 
 /// Estimates that change by at least this factor with extended statistics are worth reporting.
@@ -705,9 +712,7 @@ pub(crate) fn statistics_advice(query: &str) -> Vec<StatisticsAdvice> {
     scans.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
     let tables: Vec<String> = scans.iter().map(|s| s.0.clone()).collect();
     let names = table_names(&tables);
-    let rows_of = |table: &str, columns: &[String]| -> Option<f64> {
-        walk_plan(query, 0, 1.0).multi_column.into_iter().find(|(t, c, _)| t == table && c == columns).map(|s| s.2)
-    };
+    let rows_of = |table: &str, columns: &[String]| scan_rows(query, table, columns);
     let mut out = Vec::new();
     for (table, columns, _) in scans {
         let Some(name) = names.get(&table) else { continue };
@@ -721,30 +726,36 @@ pub(crate) fn statistics_advice(query: &str) -> Vec<StatisticsAdvice> {
             continue;
         }
         let cols = columns.iter().map(spi::quote_identifier).collect::<Vec<_>>().join(", ");
-        let measured = in_rolled_back_subtransaction(|| {
-            Spi::run(&format!("ANALYZE {name} ({cols})")).ok()?;
-            let now = rows_of(&table, &columns)?;
-            Spi::run(&format!("CREATE STATISTICS ruvector_whatif_statistics ON {cols} FROM {name}")).ok()?;
-            Spi::run(&format!("ANALYZE {name} ({cols})")).ok()?;
-            Some((now, rows_of(&table, &columns)?))
-        });
-        if let Ok(Some((now, with))) = measured {
-            if now.max(with) >= STATISTICS_FACTOR * now.min(with).max(1.0) {
-                // PostgreSQL 15 needs a name: <table>_<columns>_stats, within the 63-byte identifier limit.
-                let base = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
-                let mut stat = format!("{base}_{}_stats", columns.join("_"));
-                while stat.len() > 63 {
-                    stat.pop();
-                }
-                let stat = spi::quote_identifier(&stat);
-                out.push(StatisticsAdvice {
-                    table: name.clone(),
-                    sql: format!("CREATE STATISTICS {stat} ON {cols} FROM {name}; ANALYZE {name}"),
-                    columns,
-                    rows_now: now,
-                    rows_with: with,
-                });
+        // Every kind first; where the multivariate MCV list holds too few of the combinations (high-cardinality
+        // columns), PostgreSQL prefers it to the dependencies and the estimate barely moves: then dependencies alone.
+        for kinds in ["", " (dependencies)"] {
+            let measured = in_rolled_back_subtransaction(|| {
+                Spi::run(&format!("ANALYZE {name} ({cols})")).ok()?;
+                let now = rows_of(&table, &columns)?;
+                Spi::run(&format!("CREATE STATISTICS ruvector_whatif_statistics{kinds} ON {cols} FROM {name}")).ok()?;
+                Spi::run(&format!("ANALYZE {name} ({cols})")).ok()?;
+                Some((now, rows_of(&table, &columns)?))
+            });
+            let Ok(Some((now, with))) = measured else { continue };
+            if now.max(with) < STATISTICS_FACTOR * now.min(with).max(1.0) {
+                continue;
             }
+            // PostgreSQL 15 needs a name: <table>_<columns>_stats, within the 63-byte identifier limit.
+            let base = name.rsplit('.').next().unwrap_or(name).trim_matches('"');
+            let mut stat = format!("{base}_{}_stats", columns.join("_"));
+            while stat.len() > 63 {
+                stat.pop();
+            }
+            let stat = spi::quote_identifier(&stat);
+            out.push(StatisticsAdvice {
+                table: name.clone(),
+                sql: format!("CREATE STATISTICS {stat}{kinds} ON {cols} FROM {name}; ANALYZE {name}"),
+                columns,
+                kinds,
+                rows_now: now,
+                rows_with: with,
+            });
+            break;
         }
     }
     out
@@ -835,9 +846,11 @@ fn dag_index_advice(
 
 extension_sql!(
     r#"
--- What the advisor did in auto mode: every index it built, how it was validated, kept or reverted.
+-- What the advisor did in auto mode: every index and extended-statistics object it created, how it was validated,
+-- kept or reverted.
 CREATE TABLE dag_advisor_log (
     action_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind text NOT NULL DEFAULT 'index' CHECK (kind IN ('index', 'statistics')),
     table_name text NOT NULL,
     columns text[] NOT NULL,
     index_name text,
@@ -856,15 +869,21 @@ CREATE TABLE dag_advisor_log (
     after_ms float8,
     index_scans bigint,
     p_value float8,
-    reason text
+    reason text,
+    -- Statistics: the scan's row estimate before, with the statistics (at advice, then at the decision), and the
+    -- rows the captured executions returned.
+    estimated_rows_before float8,
+    estimated_rows_after float8,
+    actual_rows float8
 );
 -- Created, validated, kept or reverted, with the figures each decision rested on (geometric-mean latencies of the
--- queries the index was built for, before and after).
+-- queries the index or statistics were made for, before and after; for statistics, the row estimates).
 CREATE VIEW dag_advisor_actions AS
 SELECT action_id, state, table_name, columns, index_name, implementation_sql, created_at, built_at, decided_at,
        executions_before, executions_after, before_ms, after_ms,
        CASE WHEN after_ms > 0 THEN before_ms / after_ms END AS speedup, index_scans, p_value, size_bytes,
-       expected_cost_before, expected_cost_after, query_ids, reason
+       expected_cost_before, expected_cost_after, query_ids, reason,
+       kind, estimated_rows_before, estimated_rows_after, actual_rows
 FROM dag_advisor_log;
 REVOKE ALL ON dag_advisor_log, dag_advisor_actions FROM PUBLIC;
 SELECT pg_catalog.pg_extension_config_dump('dag_advisor_log', '');

@@ -14,6 +14,14 @@
 //! once; at the end of `ruvector.advisor_validation_s`, no significant gain, no scan using it, or too few
 //! executions → reverted. A reverted index is dropped (`DROP INDEX CONCURRENTLY`) and the candidate never returns. The worker only ever drops indexes it
 //! built (their names are in the log).
+//!
+//! When a round has no index to build, it applies the best extended-statistics advice from the executions captured
+//! with actual rows (`statistics_advice::workload_advice`: a conjunctive filter misestimated by 10× or more, and
+//! what-if statistics that bring the estimate closer): `CREATE STATISTICS ruvector_advisor_stats_<id> …; ANALYZE`.
+//! Statistics are validated like an index — a significant latency regression (> 1.2×) reverts them at once — and by
+//! estimating again: if the planner's estimate is no longer at least 2× closer to the actual rows, they are
+//! reverted; significantly faster, kept; at the end of the window with the estimate fixed and no regression,
+//! kept too (they cost an `ANALYZE`, not writes or space). Reverted statistics are dropped (`DROP STATISTICS`).
 
 use crate::replay::Replayer;
 use dag::advisor::{Judgement, geometric_mean, judge};
@@ -27,6 +35,8 @@ use std::time::{Duration, Instant};
 const MAX_ACTIVE_BACKENDS: i64 = 2;
 /// Latencies read per side for validation.
 const SAMPLES: i64 = 500;
+/// A significant slowdown of statistics' queries beyond this ratio (after/before) reverts them.
+const REGRESSION: f64 = 1.2;
 
 /// The auto mode's memory between cycles (everything else is in `ruvector.dag_advisor_log`).
 #[derive(Debug, Default)]
@@ -40,11 +50,12 @@ pub(crate) struct AutoAdvisor {
     job: Option<Job>,
 }
 
-/// A `CREATE INDEX CONCURRENTLY` or `DROP INDEX CONCURRENTLY` in progress.
+/// A `CREATE INDEX CONCURRENTLY` or `DROP INDEX CONCURRENTLY` (or the statistics equivalents) in progress.
 #[derive(Debug)]
 struct Job {
     action: i64,
     index: String,
+    kind: String,
     build: bool,
     started: Instant,
     handle: std::thread::JoinHandle<Result<(), String>>,
@@ -56,6 +67,14 @@ struct InFlight {
     index: String,
     elapsed_s: f64,
     state: String,
+    /// `index` or `statistics`.
+    kind: String,
+    table: String,
+    columns: Vec<String>,
+    query_ids: Vec<i64>,
+    /// Statistics: the scan's estimate before them, and the rows the executions returned.
+    estimated_before: Option<f64>,
+    actual: Option<f64>,
 }
 
 fn log_error<T>(what: &str, r: Result<T, spi::SpiError>) -> Option<T> {
@@ -85,15 +104,18 @@ impl AutoAdvisor {
         }
         // Reverted or failed actions whose index still exists (a drop that failed or was interrupted).
         let leftover = BackgroundWorker::transaction(|| {
-            Spi::get_two::<i64, String>(
-                "SELECT action_id, index_name FROM ruvector.dag_advisor_log
-                 WHERE state IN ('reverted', 'failed') AND index_name IS NOT NULL AND to_regclass(index_name) IS NOT NULL
+            Spi::get_three::<i64, String, String>(
+                "SELECT action_id, index_name, kind FROM ruvector.dag_advisor_log
+                 WHERE state IN ('reverted', 'failed') AND index_name IS NOT NULL
+                   AND CASE kind WHEN 'index' THEN to_regclass(index_name) IS NOT NULL
+                       ELSE EXISTS (SELECT FROM pg_statistic_ext s JOIN pg_namespace n ON n.oid = s.stxnamespace
+                                    WHERE quote_ident(n.nspname) || '.' || quote_ident(s.stxname) = index_name) END
                  ORDER BY action_id LIMIT 1",
             )
             .ok()
         });
-        if let Some((Some(action), Some(index))) = leftover {
-            self.spawn(replayer, db, action, &index, false);
+        if let Some((Some(action), Some(index), Some(kind))) = leftover {
+            self.spawn(replayer, db, action, &index, &kind, false);
             return;
         }
         let in_flight = BackgroundWorker::transaction(|| {
@@ -103,7 +125,7 @@ impl AutoAdvisor {
                     let row = c
                         .select(
                             "SELECT action_id, index_name, extract(epoch FROM now() - coalesce(built_at, created_at))::float8,
-                                    state
+                                    state, kind, table_name, columns, query_ids, estimated_rows_before, actual_rows
                              FROM ruvector.dag_advisor_log WHERE state IN ('building', 'validating')
                              ORDER BY action_id LIMIT 1",
                             None,
@@ -118,6 +140,12 @@ impl AutoAdvisor {
                         index: row.get::<String>(2)?.unwrap_or_default(),
                         elapsed_s: row.get::<f64>(3)?.unwrap_or_default(),
                         state: row.get::<String>(4)?.unwrap_or_default(),
+                        kind: row.get::<String>(5)?.unwrap_or_default(),
+                        table: row.get::<String>(6)?.unwrap_or_default(),
+                        columns: row.get::<Vec<String>>(7)?.unwrap_or_default(),
+                        query_ids: row.get::<Vec<i64>>(8)?.unwrap_or_default(),
+                        estimated_before: row.get::<f64>(9)?,
+                        actual: row.get::<f64>(10)?,
                     }))
                 }),
             )
@@ -157,6 +185,9 @@ impl AutoAdvisor {
             })
         };
         let (before, after) = (samples(false), samples(true));
+        if f.kind == "statistics" {
+            return self.validate_statistics(replayer, db, f, before, after);
+        }
         let scans = BackgroundWorker::transaction(|| {
             Spi::get_one_with_args::<i64>(
                 "SELECT coalesce(sum(idx_scan), 0)::int8 FROM pg_stat_user_indexes WHERE indexrelid = to_regclass($1)",
@@ -198,7 +229,53 @@ impl AutoAdvisor {
                 None,
             ),
         };
-        self.finish(replayer, db, f, state, &reason, Some(Figures { before, after, scans, p }));
+        self.finish(replayer, db, f, state, &reason, Some(Figures { before, after, scans, p, estimated_after: None }));
+    }
+
+    /// Statistics: a latency regression reverts them; so does an estimate that is no longer at least 2× closer to
+    /// the actual rows; significantly faster keeps them, and so does a fixed estimate at the end of the window.
+    fn validate_statistics(
+        &mut self,
+        replayer: &mut Replayer,
+        db: &str,
+        f: &InFlight,
+        before: Vec<f64>,
+        after: Vec<f64>,
+    ) {
+        let estimate = BackgroundWorker::transaction(|| estimate_now(f));
+        let (before_rows, actual) = (f.estimated_before.unwrap_or(f64::NAN), f.actual.unwrap_or(f64::NAN));
+        let off = |rows: f64| ((rows.max(0.0) + 1.0) / (actual.max(0.0) + 1.0)).ln().abs();
+        // NaN (figures missing) compares false: not fixed.
+        let fixed = estimate.is_some_and(|now| off(now) + 2f64.ln() <= off(before_rows));
+        let estimates = match estimate {
+            Some(now) => format!("estimate {before_rows:.0} → {now:.0} rows for {actual:.0} actual"),
+            None => "its queries no longer plan a scan it applies to".to_owned(),
+        };
+        let window = f64::from(crate::gucs::ADVISOR_VALIDATION_S.get());
+        let expired = f.elapsed_s >= window;
+        let (state, reason, p) = match judge(&before, &after) {
+            // Kept on a fixed estimate alone, statistics must not cost a real regression (not a 5 % drift).
+            Judgement::Slower { ratio, p } if ratio > REGRESSION => (
+                "reverted",
+                format!("regression: its queries ran {ratio:.2}x slower (rank test p = {p:.1e}); {estimates}"),
+                Some(p),
+            ),
+            _ if !fixed => ("reverted", format!("no longer improves the estimate: {estimates}"), None),
+            Judgement::Faster { ratio, p } => (
+                "kept",
+                format!("its queries ran {:.1}x faster (rank test p = {p:.1e}); {estimates}", 1.0 / ratio.max(1e-12)),
+                Some(p),
+            ),
+            _ if !expired => return,
+            Judgement::NoChange { ratio, p } => (
+                "kept",
+                format!("{estimates}; latency unchanged in {window:.0} s (ratio {ratio:.2}, rank test p = {p:.2})"),
+                Some(p),
+            ),
+            _ => ("kept", format!("{estimates}; too few executions to time in {window:.0} s"), None),
+        };
+        let figures = Figures { before, after, scans: 0, p, estimated_after: estimate };
+        self.finish(replayer, db, f, state, &reason, Some(figures));
     }
 
     /// Records the decision; drops the index unless it is kept.
@@ -211,7 +288,13 @@ impl AutoAdvisor {
         reason: &str,
         figures: Option<Figures>,
     ) {
-        let fig = figures.unwrap_or(Figures { before: Vec::new(), after: Vec::new(), scans: 0, p: None });
+        let fig = figures.unwrap_or(Figures {
+            before: Vec::new(),
+            after: Vec::new(),
+            scans: 0,
+            p: None,
+            estimated_after: None,
+        });
         let (b, a) = (geometric_mean(&fig.before), geometric_mean(&fig.after));
         BackgroundWorker::transaction(|| {
             log_error(
@@ -219,7 +302,8 @@ impl AutoAdvisor {
                 Spi::run_with_args(
                     "UPDATE ruvector.dag_advisor_log SET state = $2, reason = $3, decided_at = now(),
                          executions_before = $4, executions_after = $5, before_ms = $6, after_ms = $7,
-                         index_scans = $8, p_value = $9
+                         index_scans = CASE kind WHEN 'index' THEN $8 END, p_value = $9,
+                         estimated_rows_after = coalesce($10, estimated_rows_after)
                      WHERE action_id = $1",
                     &[
                         f.id.into(),
@@ -231,18 +315,20 @@ impl AutoAdvisor {
                         a.into(),
                         fig.scans.into(),
                         fig.p.into(),
+                        fig.estimated_after.into(),
                     ],
                 ),
             );
         });
         log!("ruvector_dag_learner: index advisor {state} {} (action {}): {reason}", f.index, f.id);
         if state != "kept" && !f.index.is_empty() {
-            self.spawn(replayer, db, f.id, &f.index, false);
+            self.spawn(replayer, db, f.id, &f.index, &f.kind, false);
         }
     }
 
-    /// Starts building (or dropping) `index` for action `action` on the maintenance thread.
-    fn spawn(&mut self, replayer: &mut Replayer, db: &str, action: i64, index: &str, build: bool) {
+    /// Starts building (or dropping) `index` (an index or, for kind `statistics`, a statistics object) for action
+    /// `action` on the maintenance thread.
+    fn spawn(&mut self, replayer: &mut Replayer, db: &str, action: i64, index: &str, kind: &str, build: bool) {
         let sql = if build {
             match BackgroundWorker::transaction(|| {
                 Spi::get_one_with_args::<String>(
@@ -255,11 +341,14 @@ impl AutoAdvisor {
                 Some(sql) => sql,
                 None => return,
             }
+        } else if kind == "statistics" {
+            format!("DROP STATISTICS IF EXISTS {index}")
         } else {
             format!("DROP INDEX CONCURRENTLY IF EXISTS {index}")
         };
         let handle = replayer.spawn_maintenance(db, &sql);
-        self.job = Some(Job { action, index: index.to_owned(), build, started: Instant::now(), handle });
+        let kind = kind.to_owned();
+        self.job = Some(Job { action, index: index.to_owned(), kind, build, started: Instant::now(), handle });
     }
 
     /// Records how a finished maintenance statement went.
@@ -284,7 +373,18 @@ impl AutoAdvisor {
                 );
             }
             (true, Err(e)) => {
-                let f = InFlight { id: job.action, index: job.index.clone(), elapsed_s: 0.0, state: "building".into() };
+                let f = InFlight {
+                    id: job.action,
+                    index: job.index.clone(),
+                    elapsed_s: 0.0,
+                    state: "building".into(),
+                    kind: job.kind.clone(),
+                    table: String::new(),
+                    columns: Vec::new(),
+                    query_ids: Vec::new(),
+                    estimated_before: None,
+                    actual: None,
+                };
                 self.finish(replayer, db, &f, "failed", &format!("building it failed: {e}"), None);
             }
             (false, Ok(())) => {
@@ -310,7 +410,7 @@ impl AutoAdvisor {
         let warned = &mut self.warned;
         let baseline = &mut self.baseline;
         let planned = BackgroundWorker::transaction(std::panic::AssertUnwindSafe(
-            || -> Option<(i64, String, String)> {
+            || -> Option<(i64, String, &'static str)> {
                 let busy = Spi::get_one::<i64>(
                     "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND state = 'active'",
                 )
@@ -350,30 +450,39 @@ impl AutoAdvisor {
                     Err(e) => {
                         if !*warned {
                             log!(
-                                "ruvector_dag_learner: index advisor in auto mode is idle: {e} (in database \"{db}\")"
+                                "ruvector_dag_learner: index advisor in auto mode builds no index: {e} (in database \"{db}\")"
                             );
                             *warned = true;
                         }
-                        return None;
+                        Vec::new()
                     }
                 };
-                let tried: Vec<(String, Vec<String>)> = log_error(
+                let tried: Vec<(String, Vec<String>, String)> = log_error(
                     "reading dag_advisor_log",
                     Spi::connect(|c| {
                         // A failed build (a lock timeout behind a long transaction) may be tried again next round.
                         c.select(
-                            "SELECT table_name, columns FROM ruvector.dag_advisor_log WHERE state <> 'failed'",
+                            "SELECT table_name, columns, kind FROM ruvector.dag_advisor_log WHERE state <> 'failed'",
                             None,
                             &[],
                         )?
                         .map(|r| {
-                            Ok((r.get::<String>(1)?.unwrap_or_default(), r.get::<Vec<String>>(2)?.unwrap_or_default()))
+                            Ok((
+                                r.get::<String>(1)?.unwrap_or_default(),
+                                r.get::<Vec<String>>(2)?.unwrap_or_default(),
+                                r.get::<String>(3)?.unwrap_or_default(),
+                            ))
                         })
                         .collect::<Result<Vec<_>, spi::SpiError>>()
                     }),
                 )
                 .unwrap_or_default();
-                let pick = advice.into_iter().find(|a| !tried.iter().any(|(t, c)| *t == a.table && *c == a.columns))?;
+                let was_tried = |kind: &str, table: &str, columns: &[String]| {
+                    tried.iter().any(|(t, c, k)| k == kind && t == table && c == columns)
+                };
+                let Some(pick) = advice.into_iter().find(|a| !was_tried("index", &a.table, &a.columns)) else {
+                    return plan_statistics(&was_tried).map(|(id, name)| (id, name, "statistics"));
+                };
                 let id = log_error(
                 "recording an action",
                 Spi::get_one_with_args::<i64>(
@@ -409,12 +518,74 @@ impl AutoAdvisor {
                         &[id.into(), index.as_str().into(), sql.as_str().into()],
                     ),
                 )?;
-                Some((id, index, sql))
+                Some((id, index, "index"))
             },
         ));
-        let Some((id, index, _)) = planned else { return };
-        self.spawn(replayer, db, id, &index, true);
+        let Some((id, index, kind)) = planned else { return };
+        self.spawn(replayer, db, id, &index, kind, true);
     }
+}
+
+/// The planner's estimate now for the scan the statistics were made for, in the first of their queries that
+/// still plans one (inside a transaction).
+fn estimate_now(f: &InFlight) -> Option<f64> {
+    let oid = Spi::get_one_with_args::<i64>("SELECT to_regclass($1)::oid::int8", &[f.table.as_str().into()])
+        .ok()
+        .flatten()?
+        .to_string();
+    f.query_ids.iter().find_map(|&q| {
+        let text = crate::steering::fetch_text(q as u64)?.text;
+        crate::advisor::in_subtransaction(|| crate::advisor::scan_rows(&text, &oid, &f.columns)).ok().flatten()
+    })
+}
+
+/// Records the best extended-statistics advice from the captured executions that was never applied before, named
+/// `ruvector_advisor_stats_<id>` in its table's schema; its action id and qualified name (inside a transaction).
+fn plan_statistics(was_tried: &dyn Fn(&str, &str, &[String]) -> bool) -> Option<(i64, String)> {
+    let mut advice = crate::statistics_advice::workload_advice();
+    // The misestimate seen in the most query classes first.
+    advice.sort_by_key(|a| std::cmp::Reverse(a.queries));
+    let pick =
+        advice.into_iter().find(|a| !a.query_ids.is_empty() && !was_tried("statistics", &a.table, &a.columns))?;
+    let id = log_error(
+        "recording an action",
+        Spi::get_one_with_args::<i64>(
+            "INSERT INTO ruvector.dag_advisor_log (kind, table_name, columns, implementation_sql, query_ids, state,
+                 estimated_rows_before, estimated_rows_after, actual_rows)
+             VALUES ('statistics', $1, $2, $3, $4, 'building', $5, $6, $7) RETURNING action_id",
+            &[
+                pick.table.as_str().into(),
+                pick.columns.clone().into(),
+                pick.sql.as_str().into(),
+                pick.query_ids.clone().into(),
+                pick.estimated.into(),
+                pick.estimated_with.into(),
+                pick.actual.into(),
+            ],
+        ),
+    )
+    .flatten()?;
+    let name = Spi::get_one_with_args::<String>(
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident('ruvector_advisor_stats_' || $2::text)
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass",
+        &[pick.table.as_str().into(), id.into()],
+    )
+    .ok()
+    .flatten()?;
+    let columns = pick.columns.iter().map(spi::quote_identifier).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "CREATE STATISTICS {name}{kinds} ON {columns} FROM {table}; ANALYZE {table}",
+        kinds = pick.kinds,
+        table = pick.table
+    );
+    log_error(
+        "recording an action",
+        Spi::run_with_args(
+            "UPDATE ruvector.dag_advisor_log SET index_name = $2, implementation_sql = $3 WHERE action_id = $1",
+            &[id.into(), name.as_str().into(), sql.as_str().into()],
+        ),
+    )?;
+    Some((id, name))
 }
 
 /// What a decision rested on.
@@ -423,4 +594,6 @@ struct Figures {
     after: Vec<f64>,
     scans: i64,
     p: Option<f64>,
+    /// Statistics: the scan's estimate at the decision.
+    estimated_after: Option<f64>,
 }

@@ -48,20 +48,27 @@ fn bare(name: &str) -> &str {
 }
 
 /// One piece of advice: the statement, what it does to the estimate, and the queries that asked for it.
-struct Advice {
-    table: String,
-    columns: Vec<String>,
-    sql: String,
-    estimated: f64,
-    estimated_with: f64,
-    actual: f64,
-    queries: i32,
+pub(crate) struct Advice {
+    /// The table (as `regclass` text) and its columns.
+    pub(crate) table: String,
+    pub(crate) columns: Vec<String>,
+    pub(crate) sql: String,
+    /// The statistics kinds clause (empty: every kind).
+    pub(crate) kinds: &'static str,
+    /// Rows the planner estimates now, with the statistics, and that the executions returned.
+    pub(crate) estimated: f64,
+    pub(crate) estimated_with: f64,
+    pub(crate) actual: f64,
+    pub(crate) queries: i32,
+    /// The query classes that showed the misestimate (none for explicit queries).
+    pub(crate) query_ids: Vec<i64>,
 }
 
 /// Advice for `queries` (text and the misestimated scans observed for it), closest-to-actual only.
-fn advise(queries: Vec<(String, Vec<Misestimate>)>) -> Vec<Advice> {
+fn advise(queries: Vec<(Option<u64>, String, Vec<Misestimate>)>) -> Vec<Advice> {
     let mut by_sql: BTreeMap<String, Advice> = BTreeMap::new();
-    for (text, seen) in queries {
+    for (query_id, text, seen) in queries {
+        let ids: Vec<i64> = query_id.map(|q| q as i64).into_iter().collect();
         let advice = match crate::advisor::in_subtransaction(|| crate::advisor::statistics_advice(&text)) {
             Ok(a) => a,
             Err(e) => {
@@ -75,15 +82,23 @@ fn advise(queries: Vec<(String, Vec<Misestimate>)>) -> Vec<Advice> {
             if off(a.rows_with) >= off(a.rows_now) {
                 continue;
             }
-            by_sql.entry(a.sql.clone()).and_modify(|x| x.queries += 1).or_insert(Advice {
-                table: a.table,
-                columns: a.columns,
-                sql: a.sql,
-                estimated: a.rows_now,
-                estimated_with: a.rows_with,
-                actual: m.actual,
-                queries: 1,
-            });
+            by_sql
+                .entry(a.sql.clone())
+                .and_modify(|x| {
+                    x.queries += 1;
+                    x.query_ids.extend(&ids);
+                })
+                .or_insert(Advice {
+                    table: a.table,
+                    columns: a.columns,
+                    sql: a.sql,
+                    kinds: a.kinds,
+                    estimated: a.rows_now,
+                    estimated_with: a.rows_with,
+                    actual: m.actual,
+                    queries: 1,
+                    query_ids: ids.clone(),
+                });
         }
     }
     by_sql.into_values().collect()
@@ -105,7 +120,12 @@ fn measured(query: &str) -> Result<QueryDag, String> {
 }
 
 /// The query classes of this database whose captured executions show misestimated scans, with their texts.
-fn captured() -> Vec<(String, Vec<Misestimate>)> {
+/// Advice from the executions captured with actuals in this database (what the advisor's auto mode applies).
+pub(crate) fn workload_advice() -> Vec<Advice> {
+    advise(captured())
+}
+
+fn captured() -> Vec<(Option<u64>, String, Vec<Misestimate>)> {
     // SAFETY: reads this backend's database OID.
     let db = unsafe { pg_sys::MyDatabaseId }.to_u32();
     let mut by_class: BTreeMap<u64, Vec<Misestimate>> = BTreeMap::new();
@@ -118,7 +138,7 @@ fn captured() -> Vec<(String, Vec<Misestimate>)> {
     }
     by_class
         .into_iter()
-        .filter_map(|(query_id, seen)| Some((crate::steering::fetch_text(query_id)?.text, seen)))
+        .filter_map(|(query_id, seen)| Some((Some(query_id), crate::steering::fetch_text(query_id)?.text, seen)))
         .collect()
 }
 
@@ -159,9 +179,9 @@ fn dag_statistics_advice(
             .map(|q| {
                 let dag = measured(&q)
                     .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("{q}: {e}")));
-                (q, misestimates(&dag))
+                (None, q, misestimates(&dag))
             })
-            .filter(|(_, seen)| !seen.is_empty())
+            .filter(|(_, _, seen)| !seen.is_empty())
             .collect(),
     };
     TableIterator::new(

@@ -2,7 +2,9 @@
 # The index advisor in auto mode: on a Q20-like correlated subquery that scans 100 000 rows once per outer row,
 # the learner worker advises (what-if costing with HypoPG), builds the index CONCURRENTLY, validates it on the
 # workload's next executions and keeps it; an index whose table then only sees writes is never used and is
-# dropped again at the end of its validation window. Both decisions are in ruvector.dag_advisor_actions. Needs
+# dropped again at the end of its validation window; extended statistics for a misestimated conjunctive filter are
+# created from sampled actual rows and kept once the estimate is fixed. The decisions are in
+# ruvector.dag_advisor_actions. Needs
 # root, HypoPG and the extension installed for the system PostgreSQL 15. Exits non-zero on any failure; prints
 # the figures.
 set -euo pipefail
@@ -82,4 +84,26 @@ learn
     || fail "the reverted candidate was built again"
 [[ $(sql -c "SELECT string_agg(state, ',' ORDER BY action_id) FROM ruvector.dag_advisor_actions WHERE state IN ('kept', 'reverted')") == kept,reverted ]] \
     || fail "expected one kept and one reverted action"
+
+# 4. Extended statistics: a conjunctive filter on two correlated columns, estimated 20 rows for 2000. With actual rows
+#    sampled and no index to build (budget 0), a round creates the statistics the captured misestimate calls for,
+#    ANALYZEs, checks the estimate is fixed and keeps them.
+sql -c "ALTER SYSTEM SET ruvector.advisor_budget_mb = 0" -c "SELECT pg_reload_conf()" >/dev/null
+sql -c "CREATE TABLE c AS SELECT g AS id, g % 100 AS a, g % 100 AS b FROM generate_series(1, 200000) g; ANALYZE c" >/dev/null
+CORR="SELECT count(*) FROM c WHERE a = 5 AND b = 5"
+sampled() { for _ in $(seq 1 "$1"); do psql_as "-c ruvector.dag_actuals_sample_rate=1" -c "$CORR" >/dev/null; done; }
+[[ $(sql -c "EXPLAIN (FORMAT JSON) $CORR" | grep -o '"Plan Rows": [0-9]*' | tail -1 | grep -o '[0-9]*$') -lt 200 ]] ||
+    fail "expected the planner to misestimate $CORR"
+sampled 10
+learn
+await "kind = 'statistics'" validating
+stats=$(action "kind = 'statistics'" index_name)
+echo "advisor_auto: created $stats: $(action "kind = 'statistics'" implementation_sql)"
+[[ $(sql -c "SELECT count(*) FROM pg_statistic_ext WHERE stxname = '${stats#*.}'") == 1 ]] || fail "$stats does not exist"
+sampled 10
+await "kind = 'statistics'" kept
+echo "advisor_auto: kept: $(action "kind = 'statistics'" reason)"
+rows=$(sql -c "EXPLAIN (FORMAT JSON) $CORR" | grep -o '"Plan Rows": [0-9]*' | tail -1 | grep -o '[0-9]*$')
+[[ $rows -ge 500 ]] || fail "with $stats the planner still estimates $rows rows for 2000"
+[[ $(action "kind = 'statistics'" "estimated_rows_after >= 500 AND actual_rows = 2000") == t ]] || fail "figures not recorded"
 echo "advisor_auto: ok"
