@@ -765,9 +765,8 @@ impl Healer {
         );
         log!("ruvector_dag_learner: self-healing: running repair {id} ({kind}) of {}", issue.target);
         let index = issue.target.clone();
-        let patterns = (issue.kind == IssueKind::PatternQuality).then(|| {
-            issue.fact("patterns").unwrap_or_default().split(',').filter_map(|p| p.trim().parse().ok()).collect()
-        });
+        let patterns =
+            (issue.kind == IssueKind::PatternQuality).then(|| crate::repairs::pattern_ids(&issue).unwrap_or_default());
         let handle = replayer.spawn_repair(db, strategy, issue);
         self.job = Some(Job { id, kind: kind.to_owned(), index, settings, patterns, started: Instant::now(), handle });
     }

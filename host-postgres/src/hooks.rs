@@ -353,7 +353,8 @@ unsafe fn replayable_text(qd: &pg_sys::QueryDesc) -> Option<std::borrow::Cow<'_,
 
 /// The query of `PREPARE name [(types)] AS query` (the source text of an `EXECUTE`d statement), else `text`.
 fn without_prepare(text: &str) -> &str {
-    let toks = crate::rewrite_text::lex(text);
+    let lexed = crate::rewrite_text::Text::new(text);
+    let toks = &lexed.toks;
     let word = |i: usize, w: &str| toks.get(i).is_some_and(|t| text[t.start..t.end].eq_ignore_ascii_case(w));
     if !word(0, "prepare") {
         return text;
@@ -361,7 +362,7 @@ fn without_prepare(text: &str) -> &str {
     // `AS` after the name and the optional parenthesised type list.
     let mut i = 2;
     if toks.get(i).is_some_and(|t| t.kind == crate::rewrite_text::Tok::LParen) {
-        let Some(close) = crate::rewrite_text::Text::new(text).matching(i) else { return text };
+        let Some(close) = lexed.matching(i) else { return text };
         i = close + 1;
     }
     match toks.get(i + 1) {

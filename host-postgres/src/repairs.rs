@@ -179,7 +179,7 @@ impl RepairStrategy for SearchBreadth {
 }
 
 /// The ids of fact `patterns` (`12, 15`).
-fn pattern_ids(issue: &Issue) -> dag::Result<Vec<u64>> {
+pub(crate) fn pattern_ids(issue: &Issue) -> dag::Result<Vec<u64>> {
     fact(issue, "patterns")?
         .split(',')
         .map(|id| {
