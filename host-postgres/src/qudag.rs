@@ -47,7 +47,8 @@ CREATE TABLE dag_qudag_keys (
     owner oid NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
--- Patterns this server proposed to the network (kept current by qudag_proposal_status and the worker).
+-- Patterns this server proposed to the network (the worker follows the undecided ones every 2 s; so does
+-- qudag_proposal_status). finalized_at: when this server saw the proposal finalized.
 CREATE TABLE dag_qudag_proposals (
     proposal_id text PRIMARY KEY,
     submitted_at timestamptz NOT NULL DEFAULT now(),

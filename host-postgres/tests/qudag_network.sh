@@ -58,7 +58,9 @@ id=$(sql -c "SELECT proposal_id FROM ruvector.qudag_propose_pattern(
                  ruvector.dag_embedding('SELECT relname FROM pg_class WHERE relpages > 10'),
                  '{\"quality\": 0.7, \"samples\": 25, \"settings\": {\"enable_nestloop\": \"off\"}}')")
 [[ ${#id} == 64 ]] || fail "proposal id: $id"
-until_true 30 "SELECT finalized FROM ruvector.qudag_proposal_status('$id')"
+# The worker follows its proposals: the row turns finalized without anyone asking.
+until_true 30 "SELECT status = 'finalized' AND votes_for >= 3 FROM ruvector.dag_qudag_proposals WHERE proposal_id = '$id'"
+[[ $(sql -c "SELECT finalized FROM ruvector.qudag_proposal_status('$id')") == t ]] || fail "proposal status"
 until_true 30 "SELECT patterns_received >= 1 FROM ruvector.qudag_sync_patterns(0)"
 [[ $(sql -c "SELECT count(*) FROM ruvector.dag_qudag_imports WHERE proposal_id = '$id' AND pattern_id IS NOT NULL") == 1 ]] ||
     fail "imports: $(sql -c "SELECT * FROM ruvector.dag_qudag_imports")"

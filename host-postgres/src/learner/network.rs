@@ -30,6 +30,8 @@ use tokio::sync::mpsc;
 
 /// How long the worker waits before trying the configured endpoint again.
 const RECONNECT_AFTER: Duration = Duration::from_secs(60);
+/// How often the worker follows this server's undecided proposals.
+const REFRESH_PROPOSALS: Duration = Duration::from_secs(2);
 
 /// How long the client waits for the network (connecting, submitting, a spend's finality).
 pub(crate) const NETWORK_TIMEOUT: Duration = Duration::from_secs(15);
@@ -332,6 +334,7 @@ pub(crate) struct Sharing {
     /// A connection the worker started on its own (to the configured endpoint), not waited for.
     connecting: Option<(String, Pending)>,
     next_sync: Option<Instant>,
+    next_refresh: Option<Instant>,
     /// The round after the newest pattern the periodic import saw (the client's node counts from 0 again after a
     /// restart; the imports table keeps a pattern from being imported twice).
     cursor: u64,
@@ -490,39 +493,7 @@ impl Learner {
                 });
                 json!({ "proposal_id": id, "status": status, "submitted_at_us": submitted_at_us })
             }
-            Request::ProposalStatus { ref id } => {
-                let id = id.clone();
-                let (status, votes_for, votes_against) = match self.sharing.call(request)? {
-                    Reply::ProposalStatus { status, votes_for, votes_against } => (status, votes_for, votes_against),
-                    other => return Err(unexpected(other)),
-                };
-                let status = status_name(status);
-                let recorded: Option<Option<i64>> = BackgroundWorker::transaction(move || {
-                    if !super::extension_installed() {
-                        return None;
-                    }
-                    Spi::get_one_with_args::<i64>(
-                        "UPDATE ruvector.dag_qudag_proposals
-                         SET status = $2, votes_for = $3, votes_against = $4, updated_at = now(),
-                             finalized_at = CASE WHEN $2 = 'finalized' THEN coalesce(finalized_at, now()) END
-                         WHERE proposal_id = $1
-                         RETURNING (extract(epoch FROM finalized_at) * 1e6)::int8",
-                        &[id.into(), status.into(), (votes_for as i32).into(), (votes_against as i32).into()],
-                    )
-                    .ok()
-                });
-                // A proposal made elsewhere (not in the table): finalized as of now.
-                let finalized_at_us = match recorded {
-                    Some(at) => at,
-                    None => (status == "finalized").then(now_unix_us),
-                };
-                json!({
-                    "status": status,
-                    "votes_for": votes_for,
-                    "votes_against": votes_against,
-                    "finalized_at_us": finalized_at_us,
-                })
-            }
+            Request::ProposalStatus { id } => self.proposal_status(id)?,
             Request::Balance => match self.sharing.call(request)? {
                 Reply::Balance(balance) => json!({ "balance": balance }),
                 other => return Err(unexpected(other)),
@@ -547,6 +518,66 @@ impl Learner {
             },
         };
         Ok((reply.to_string().into_bytes(), false))
+    }
+
+    /// Where a proposal stands, with its row in `ruvector.dag_qudag_proposals` brought up to date.
+    fn proposal_status(&mut self, id: String) -> Result<serde_json::Value, String> {
+        let (status, votes_for, votes_against) = match self.sharing.call(Request::ProposalStatus { id: id.clone() })? {
+            Reply::ProposalStatus { status, votes_for, votes_against } => (status, votes_for, votes_against),
+            other => return Err(unexpected(other)),
+        };
+        let status = status_name(status);
+        let recorded: Option<Option<i64>> = BackgroundWorker::transaction(move || {
+            if !super::extension_installed() {
+                return None;
+            }
+            Spi::get_one_with_args::<i64>(
+                "UPDATE ruvector.dag_qudag_proposals
+                 SET status = $2, votes_for = $3, votes_against = $4, updated_at = now(),
+                     finalized_at = CASE WHEN $2 = 'finalized' THEN coalesce(finalized_at, now()) END
+                 WHERE proposal_id = $1
+                 RETURNING (extract(epoch FROM finalized_at) * 1e6)::int8",
+                &[id.into(), status.into(), (votes_for as i32).into(), (votes_against as i32).into()],
+            )
+            .ok()
+        });
+        // A proposal made elsewhere (not in the table): finalized as of now.
+        let finalized_at_us = match recorded {
+            Some(at) => at,
+            None => (status == "finalized").then(now_unix_us),
+        };
+        Ok(json!({
+            "status": status,
+            "votes_for": votes_for,
+            "votes_against": votes_against,
+            "finalized_at_us": finalized_at_us,
+        }))
+    }
+
+    /// Brings the rows of this server's undecided proposals up to date (a few at a time).
+    fn refresh_pending_proposals(&mut self) {
+        let pending: Vec<String> = BackgroundWorker::transaction(|| {
+            if !super::extension_installed() {
+                return Vec::new();
+            }
+            Spi::connect(|c| {
+                c.select(
+                    "SELECT proposal_id FROM ruvector.dag_qudag_proposals WHERE status = 'pending'
+                     ORDER BY updated_at LIMIT 16",
+                    None,
+                    &[],
+                )?
+                .map(|r| r.get::<String>(1).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<_>, spi::SpiError>>()
+            })
+            .unwrap_or_default()
+        });
+        for id in pending {
+            if let Err(e) = self.proposal_status(id) {
+                warning!("ruvector_dag_learner: following a proposal: {e}");
+                return;
+            }
+        }
     }
 
     /// Imports the patterns finalized from `since_round` on that were not imported before: (received, added,
@@ -642,6 +673,10 @@ impl Learner {
                 warning!("ruvector_dag_learner: pattern sharing: {e} (trying again in a minute)");
             }
             return;
+        }
+        if self.sharing.next_refresh.is_none_or(|t| now >= t) {
+            self.sharing.next_refresh = Some(now + REFRESH_PROPOSALS);
+            self.refresh_pending_proposals();
         }
         let interval = gucs::QUDAG_SYNC_INTERVAL_S.get();
         if interval > 0 && self.sharing.next_sync.is_none_or(|t| now >= t) {
