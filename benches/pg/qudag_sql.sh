@@ -35,6 +35,7 @@ CREATE TEMP TABLE pk AS SELECT signing_public_key FROM ruvector.qudag_node_ident
 \\echo qudag_verify x $N
 SELECT count(*) FILTER (WHERE ruvector.qudag_verify(convert_to('plan ' || g, 'UTF8'), sig, pk.signing_public_key)) FROM s, pk;
 \\echo qudag_encrypt 1 KiB x $N
+SELECT count(*) FROM generate_series(1, $N) g, k, ruvector.qudag_encrypt(convert_to(repeat('x', 1024), 'UTF8'), k.public_key) e;
 CREATE TEMP TABLE b AS SELECT e.* FROM generate_series(1, $N) g, k, ruvector.qudag_encrypt(convert_to(repeat('x', 1024), 'UTF8'), k.public_key) e;
 \\echo qudag_decrypt 1 KiB x $N
 SELECT count(ruvector.qudag_decrypt(ciphertext, encapsulated_key, k.secret_key_id)) FROM b, k;
