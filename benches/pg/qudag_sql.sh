@@ -14,7 +14,8 @@ N=${1:-200}
 cargo build --release -q -p ruvector-dag-network --bin ruvector-node
 PORT=${PORT:-55496}
 . host-postgres/tests/throwaway_cluster.sh
-cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres \
+# JIT off: compiling a 200-row query's expressions would cost more than the calls measured.
+cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres -c jit=off \
     -c ruvector.dag_qudag_enabled=on -c ruvector.dag_qudag_dp_budget=100000
 target/release/ruvector-node testnet --validators 4 --seconds 3600 >"$WORK/testnet" 2>&1 &
 TESTNET=$!
@@ -35,8 +36,11 @@ CREATE TEMP TABLE pk AS SELECT signing_public_key FROM ruvector.qudag_node_ident
 \\echo qudag_verify x $N
 SELECT count(*) FILTER (WHERE ruvector.qudag_verify(convert_to('plan ' || g, 'UTF8'), sig, pk.signing_public_key)) FROM s, pk;
 \\echo qudag_encrypt 1 KiB x $N
-SELECT count(*) FROM generate_series(1, $N) g, k, ruvector.qudag_encrypt(convert_to(repeat('x', 1024), 'UTF8'), k.public_key) e;
-CREATE TEMP TABLE b AS SELECT e.* FROM generate_series(1, $N) g, k, ruvector.qudag_encrypt(convert_to(repeat('x', 1024), 'UTF8'), k.public_key) e;
+-- The plaintext depends on g, so the function runs once per row (not once for the one key row).
+SELECT count(*) FROM generate_series(1, $N) g, k,
+    ruvector.qudag_encrypt(convert_to(lpad(g::text, 1024, 'x'), 'UTF8'), k.public_key) e;
+CREATE TEMP TABLE b AS SELECT e.* FROM generate_series(1, $N) g, k,
+    ruvector.qudag_encrypt(convert_to(lpad(g::text, 1024, 'x'), 'UTF8'), k.public_key) e;
 \\echo qudag_decrypt 1 KiB x $N
 SELECT count(ruvector.qudag_decrypt(ciphertext, encapsulated_key, k.secret_key_id)) FROM b, k;
 EOF
