@@ -1876,6 +1876,11 @@ mod tests {
         assert!(refused.contains("RV006") && refused.contains("never pass through SQL"), "{refused}");
         let bad = error_of("SELECT * FROM ruvector.qudag_connect('no port here')").unwrap();
         assert!(bad.contains("RV005"), "{bad}");
+        // The learner's own sessions never wait for the learner (its replays would stall it).
+        Spi::run("SET LOCAL application_name = 'ruvector_dag_learner replay'").unwrap();
+        let own = error_of("SELECT * FROM ruvector.qudag_status()").unwrap();
+        assert!(own.contains("refused in the worker's own sessions"), "{own}");
+        Spi::run("SET LOCAL application_name = 'pgrx tests'").unwrap();
     }
 
     /// Runs a LocalTestnet of `n` validators on a thread of its own (with its own runtime) until the returned

@@ -188,23 +188,11 @@ pub(crate) fn node_identity() -> Result<Arc<NodeIdentity>, String> {
     }
     let pass = passphrase(&guc_path(&crate::gucs::QUDAG_PASSPHRASE_FILE, "ruvector.dag_qudag_passphrase_file")?)?;
     let auth = |e: ruvector_dag_network::NetworkError| format!("RV006 QUDAG_AUTH_FAILED: {e}");
-    let identity = if path.exists() {
-        Keystore::open(&path, &pass).map_err(auth)?
-    } else {
-        if let Some(dir) = path.parent() {
-            private_dir(dir)?;
-        }
-        let fresh = NodeIdentity::generate();
-        match Keystore::create(&path, &pass, &fresh, KdfCost::default()) {
-            Ok(()) => {
-                log!("ruvector_dag: created node identity {} in {}", hex_id(&fresh.peer_id().0), path.display());
-                fresh
-            }
-            // Another process created it meanwhile: use theirs.
-            Err(_) if path.exists() => Keystore::open(&path, &pass).map_err(auth)?,
-            Err(e) => return Err(auth(e)),
-        }
-    };
+    if let Some(dir) = path.parent().filter(|_| !path.exists()) {
+        private_dir(dir)?;
+    }
+    // Opened, or created on first use (another process creating it meanwhile wins: its identity is used).
+    let identity = Keystore::open_or_create(&path, &pass, KdfCost::default()).map_err(auth)?;
     let identity = Arc::new(identity);
     *cached = Some((path, identity.clone()));
     Ok(identity)
@@ -393,6 +381,14 @@ fn qudag_verify(data: Option<&[u8]>, signature: Option<&[u8]>, pubkey: Option<&[
 
 // ---- the network (carried out by the learner worker) -------------------------------------------------------
 
+/// Functions that change something outside the database (the network's ledger, this server's privacy budget and
+/// connection, what it learned) refuse read-only transactions, as writes do: the learner's replays, among others,
+/// run read-only and must never act on the network.
+fn refuse_if_read_only(function: &std::ffi::CStr) {
+    // SAFETY: raises the standard ERROR when the transaction is read-only; the name outlives the call.
+    unsafe { pg_sys::PreventCommandIfReadOnly(function.as_ptr()) }
+}
+
 /// Sends `request` to the worker and returns its JSON reply.
 fn network(request: &Request) -> serde_json::Value {
     let payload = serde_json::to_vec(request).expect("requests serialize");
@@ -426,6 +422,7 @@ fn qudag_connect(
     endpoint: Option<&str>,
     identity_key: default!(Option<&[u8]>, "NULL"),
 ) -> TableIterator<'static, (name!(connected, bool), name!(node_id, String), name!(network_version, String))> {
+    refuse_if_read_only(c"qudag_connect()");
     let endpoint = required("endpoint", endpoint);
     if identity_key.is_some() {
         fail(
@@ -442,6 +439,7 @@ fn qudag_connect(
 /// Connects to `endpoint` as `qudag_connect` does and, when `stake_amount` > 0, stakes that much rUv.
 #[pg_extern]
 fn dag_set_qudag_endpoint(endpoint: Option<&str>, stake_amount: default!(Option<f64>, 0.0)) {
+    refuse_if_read_only(c"dag_set_qudag_endpoint()");
     let endpoint = required("endpoint", endpoint);
     let stake = required("stake_amount", stake_amount);
     if !(stake.is_finite() && stake >= 0.0) {
@@ -489,6 +487,7 @@ fn qudag_propose_pattern(
     'static,
     (name!(proposal_id, String), name!(submitted_at, Option<TimestampWithTimeZone>), name!(status, String)),
 > {
+    refuse_if_read_only(c"qudag_propose_pattern()");
     let vector = required("pattern_vector", pattern_vector);
     let metadata = required("metadata", metadata).0;
     let stake = required("stake_amount", stake_amount);
@@ -553,6 +552,7 @@ fn qudag_sync_patterns(
     since_round: default!(Option<i64>, 0),
 ) -> TableIterator<'static, (name!(patterns_received, i32), name!(patterns_applied, i32), name!(conflicts_resolved, i32))>
 {
+    refuse_if_read_only(c"qudag_sync_patterns()");
     let since = required("since_round", since_round);
     if since < 0 {
         fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, "since_round must be ≥ 0");
@@ -570,6 +570,7 @@ fn qudag_balance() -> f64 {
 /// Locks `amount` rUv as stake (returns once the network finalized it).
 #[pg_extern]
 fn qudag_stake(amount: Option<f64>) -> TableIterator<'static, (name!(new_stake, f64), name!(tx_hash, String))> {
+    refuse_if_read_only(c"qudag_stake()");
     let amount = required("amount", amount);
     if !(amount.is_finite() && amount > 0.0) {
         fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("amount {amount} must be > 0"));
@@ -582,6 +583,7 @@ fn qudag_stake(amount: Option<f64>) -> TableIterator<'static, (name!(new_stake, 
 #[pg_extern]
 fn qudag_claim_rewards() -> TableIterator<'static, (name!(amount, f64), name!(tx_hash, String), name!(source, String))>
 {
+    refuse_if_read_only(c"qudag_claim_rewards()");
     let reply = network(&Request::ClaimRewards);
     let claimed: Option<(f64, String)> = field(&reply, "claimed");
     TableIterator::new(claimed.map(|(amount, tx)| (amount, tx, "validation and accepted proposals".to_owned())))
@@ -592,6 +594,7 @@ fn qudag_claim_rewards() -> TableIterator<'static, (name!(amount, f64), name!(tx
 /// the proposer the accuracy bonus (10 rUv per 1 %). Returns the report's id once finalized.
 #[pg_extern]
 fn qudag_report_improvement(proposal_id: Option<&str>, pattern_index: Option<i32>, improvement: Option<f64>) -> String {
+    refuse_if_read_only(c"qudag_report_improvement()");
     let id = required("proposal_id", proposal_id);
     let index = required("pattern_index", pattern_index);
     let improvement = required("improvement", improvement);

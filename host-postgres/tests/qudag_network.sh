@@ -46,6 +46,12 @@ for _ in $(seq 1 100); do [[ $(wc -l <"$WORK/testnet") -ge 4 ]] && break; sleep 
 [[ $(wc -l <"$WORK/testnet") -ge 4 ]] || fail "testnet did not start: $(cat "$WORK/testnet.err")"
 ENDPOINT=$(sed -n 3p "$WORK/testnet")
 
+# Whatever acts on the network refuses read-only transactions, as writes do (the learner's replays run read-only).
+for f in "qudag_stake(1)" "qudag_claim_rewards()" "qudag_sync_patterns(0)" "qudag_connect('127.0.0.1:1')"; do
+    out=$(sql -c "BEGIN READ ONLY" -c "SELECT * FROM ruvector.$f" || true)
+    [[ $out == *"cannot execute ${f%%(*}() in a read-only transaction"* ]] || fail "read-only $f: $out"
+done
+
 # Turned on and pointed at validator 2 by configuration: the worker connects on its own.
 reload "ruvector.dag_qudag_enabled = on"
 reload "ruvector.dag_qudag_endpoint = '$ENDPOINT'"

@@ -179,6 +179,13 @@ pub(crate) fn qudag_connected() -> bool {
 /// Submits `command` and waits: its results and the payload the worker left (its reply, for commands that
 /// have one), or the worker's error message.
 fn submit_raw(command: Command, args: [u64; 3], payload: &[u8]) -> Result<([u64; 4], Vec<u8>), String> {
+    if in_learner_session() {
+        // The worker waits for its replays: a replay waiting for the worker would stall both until a timeout.
+        fail(
+            PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            "requests to the ruvector_dag_learner worker are refused in the worker's own sessions (replays)",
+        );
+    }
     let c = running_worker();
     if payload.len() > MAILBOX_BYTES {
         fail(
@@ -226,6 +233,15 @@ fn submit_raw(command: Command, args: [u64; 3], payload: &[u8]) -> Result<([u64;
     waiting.1 = true;
     m.state.store(IDLE, Ordering::Release);
     if failed { Err(String::from_utf8_lossy(&reply).into_owned()) } else { Ok((results, reply)) }
+}
+
+/// Whether this backend is one of the learner worker's own client sessions (replays, maintenance).
+fn in_learner_session() -> bool {
+    // SAFETY: reads the application_name GUC's current value (NULL or a C string owned by the GUC machinery).
+    unsafe {
+        let name = pg_sys::application_name;
+        !name.is_null() && std::ffi::CStr::from_ptr(name).to_bytes().starts_with(b"ruvector_dag_learner")
+    }
 }
 
 /// Waits until `done()`, or raises RV004 naming `what` when the worker stops or [`LEARN_TIMEOUT`] passes.

@@ -110,8 +110,12 @@ impl Keystore {
             return Self::open(path, passphrase);
         }
         let identity = NodeIdentity::generate();
-        Self::create(path, passphrase, &identity, cost)?;
-        Ok(identity)
+        match Self::create(path, passphrase, &identity, cost) {
+            Ok(()) => Ok(identity),
+            // Another process created it meanwhile: theirs is the node's identity.
+            Err(_) if path.exists() => Self::open(path, passphrase),
+            Err(e) => Err(e),
+        }
     }
 }
 
@@ -153,7 +157,12 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
     if path.exists() {
         return Err(NetworkError::keystore(path, "already exists; refusing to overwrite a node identity"));
     }
-    let tmp: PathBuf = path.with_extension("tmp-keystore");
+    // A name of its own per writer: concurrent creators (PostgreSQL backends and the worker on first use) and a
+    // file left by a crash never collide with this one.
+    let mut nonce = [0u8; 8];
+    os_random(&mut nonce);
+    let tmp: PathBuf =
+        path.with_extension(format!("tmp-keystore-{}-{:016x}", std::process::id(), u64::from_le_bytes(nonce)));
     let mut f = fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -174,6 +183,21 @@ mod tests {
 
     /// Cheap parameters so tests stay fast; the format stores them.
     const CHEAP: KdfCost = KdfCost { memory_kib: 64, iterations: 1, parallelism: 1 };
+
+    #[test]
+    fn concurrent_creators_agree_on_one_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("node.key");
+        let ids: Vec<_> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| Keystore::open_or_create(&path, b"pass", CHEAP).unwrap().peer_id()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+        // Nothing left behind but the keystore.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
 
     #[test]
     fn round_trip_with_mode_0600() {
