@@ -150,9 +150,21 @@ fn passphrase(path: &Path) -> Result<Zeroizing<Vec<u8>>, String> {
         let mut random = Zeroizing::new([0u8; 32]);
         getrandom::fill(&mut random[..]).map_err(|e| err(format!("no randomness: {e}")))?;
         let text: Zeroizing<String> = Zeroizing::new(random.iter().map(|b| format!("{b:02x}")).collect());
-        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
-            Ok(mut f) => f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| err(e.to_string()))?,
-            // Another process created it meanwhile: read theirs.
+        // Written whole under a name of its own, then linked into place: a concurrent reader never sees it half
+        // written, and a concurrent creator's file is never replaced (theirs is read below).
+        let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| err(e.to_string()))?;
+        f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(|e| err(e.to_string()))?;
+        let linked = std::fs::hard_link(&tmp, path);
+        let _ = std::fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(err(e.to_string())),
         }
