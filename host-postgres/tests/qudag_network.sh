@@ -84,6 +84,13 @@ again=$(sql -c "SELECT patterns_applied || ' ' || conflicts_resolved FROM ruvect
 [[ $(sql -c "SELECT status FROM ruvector.dag_qudag_proposals WHERE proposal_id = '$id'") == finalized ]] ||
     fail "proposal row: $(sql -c "SELECT * FROM ruvector.dag_qudag_proposals")"
 
+# A new endpoint in the configuration (reload): the worker moves there.
+OTHER=$(sed -n 4p "$WORK/testnet")
+reload "ruvector.dag_qudag_endpoint = '$OTHER'"
+for _ in $(seq 1 100); do grep -q "connected to $OTHER" "$WORK/log" && break; sleep 0.1; done
+grep -q "connected to $OTHER" "$WORK/log" || fail "the worker did not move to $OTHER"
+until_true 10 "SELECT connected FROM ruvector.qudag_status()"
+
 # Turned off: the worker stops the network.
 reload "ruvector.dag_qudag_enabled = off"
 until_true 10 "SELECT NOT qudag_connected FROM ruvector.dag_status()"

@@ -340,6 +340,9 @@ pub(crate) struct Sharing {
     cursor: u64,
     /// When the last import ran and how many patterns it added.
     last_sync: Option<(Instant, u32)>,
+    /// `ruvector.dag_qudag_endpoint` as last seen (outer `None`: not yet): a new value after a reload is connected
+    /// to.
+    guc_endpoint: Option<Option<String>>,
 }
 
 impl Sharing {
@@ -657,6 +660,20 @@ impl Learner {
             return;
         }
         let now = Instant::now();
+        let guc = gucs::QUDAG_ENDPOINT.get().map(|s| s.to_string_lossy().trim().to_owned()).filter(|s| !s.is_empty());
+        if self.sharing.guc_endpoint.as_ref() != Some(&guc) {
+            // The configured endpoint changed (SIGHUP): connect there, now (at start the usual path connects).
+            let changed = self.sharing.guc_endpoint.is_some();
+            self.sharing.guc_endpoint = Some(guc.clone());
+            if let Some(endpoint) = guc.filter(|e| changed && self.sharing.endpoint.as_ref() != Some(e)) {
+                self.sharing.endpoint = None;
+                set_connected(false);
+                self.sharing.next_connect = Some(now + RECONNECT_AFTER);
+                if let Err(e) = self.sharing.start_connecting(endpoint) {
+                    warning!("ruvector_dag_learner: pattern sharing: {e} (trying again in a minute)");
+                }
+            }
+        }
         if let Some((endpoint, outcome)) = self.sharing.poll_connecting() {
             match outcome {
                 Ok((node_id, _)) => log!("ruvector_dag_learner: node {node_id} connected to {endpoint}"),
