@@ -501,23 +501,10 @@ impl AutoAdvisor {
                 ),
             )
             .flatten()?;
-                // The index lives in its table's schema, under a name that says who built it.
-                let index = Spi::get_one_with_args::<String>(
-                    "SELECT quote_ident(n.nspname) || '.' || quote_ident('ruvector_advisor_' || $2::text)
-                 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass",
-                    &[pick.table.as_str().into(), id.into()],
-                )
-                .ok()
-                .flatten()?;
+                let index = object_name(&pick.table, "ruvector_advisor_", id)?;
                 let name = index.rsplit('.').next().unwrap_or(&index).to_owned();
                 let sql = pick.sql.replacen("CREATE INDEX ON ", &format!("CREATE INDEX CONCURRENTLY {name} ON "), 1);
-                log_error(
-                    "recording an action",
-                    Spi::run_with_args(
-                        "UPDATE ruvector.dag_advisor_log SET index_name = $2, implementation_sql = $3 WHERE action_id = $1",
-                        &[id.into(), index.as_str().into(), sql.as_str().into()],
-                    ),
-                )?;
+                record_object(id, &index, &sql)?;
                 Some((id, index, "index"))
             },
         ));
@@ -565,27 +552,38 @@ fn plan_statistics(was_tried: &dyn Fn(&str, &str, &[String]) -> bool) -> Option<
         ),
     )
     .flatten()?;
-    let name = Spi::get_one_with_args::<String>(
-        "SELECT quote_ident(n.nspname) || '.' || quote_ident('ruvector_advisor_stats_' || $2::text)
-         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass",
-        &[pick.table.as_str().into(), id.into()],
-    )
-    .ok()
-    .flatten()?;
+    let name = object_name(&pick.table, "ruvector_advisor_stats_", id)?;
     let columns = pick.columns.iter().map(spi::quote_identifier).collect::<Vec<_>>().join(", ");
     let sql = format!(
         "CREATE STATISTICS {name}{kinds} ON {columns} FROM {table}; ANALYZE {table}",
         kinds = pick.kinds,
         table = pick.table
     );
+    record_object(id, &name, &sql)?;
+    Some((id, name))
+}
+
+/// `<schema of table>.<prefix><action id>`, quoted: the advisor's objects live in their table's schema, under a
+/// name that says who made them (inside a transaction).
+fn object_name(table: &str, prefix: &str, id: i64) -> Option<String> {
+    Spi::get_one_with_args::<String>(
+        "SELECT quote_ident(n.nspname) || '.' || quote_ident($2 || $3::text)
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = $1::regclass",
+        &[table.into(), prefix.into(), id.into()],
+    )
+    .ok()
+    .flatten()
+}
+
+/// Records the name and the statement of action `id`'s object (inside a transaction).
+fn record_object(id: i64, name: &str, sql: &str) -> Option<()> {
     log_error(
         "recording an action",
         Spi::run_with_args(
             "UPDATE ruvector.dag_advisor_log SET index_name = $2, implementation_sql = $3 WHERE action_id = $1",
-            &[id.into(), name.as_str().into(), sql.as_str().into()],
+            &[id.into(), name.into(), sql.into()],
         ),
-    )?;
-    Some((id, name))
+    )
 }
 
 /// What a decision rested on.

@@ -91,6 +91,11 @@ pub(crate) static HEALING_PROBE_BUDGET_MS: GucSetting<i32> = GucSetting::<i32>::
 pub(crate) static ADVISOR_VALIDATION_S: GucSetting<i32> = GucSetting::<i32>::new(3600);
 pub(crate) static QUDAG_ENABLED: GucSetting<bool> = GucSetting::<bool>::new(false);
 pub(crate) static QUDAG_ENDPOINT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// `ruvector.dag_qudag_endpoint`, trimmed; `None` when empty.
+pub(crate) fn qudag_endpoint() -> Option<String> {
+    QUDAG_ENDPOINT.get().map(|s| s.to_string_lossy().trim().to_owned()).filter(|s| !s.is_empty())
+}
 pub(crate) static QUDAG_KEYSTORE: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(c"ruvector_qudag/node.keystore"));
 pub(crate) static QUDAG_PASSPHRASE_FILE: GucSetting<Option<CString>> =

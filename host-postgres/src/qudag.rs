@@ -444,7 +444,7 @@ fn qudag_connect(
         );
     }
     check_endpoint(endpoint);
-    let reply = network(&Request::Connect { endpoint: Some(endpoint.to_owned()) });
+    let reply = network(&Request::Connect { endpoint: endpoint.to_owned() });
     TableIterator::once((field(&reply, "connected"), field(&reply, "node_id"), field(&reply, "network_version")))
 }
 
@@ -458,7 +458,7 @@ fn dag_set_qudag_endpoint(endpoint: Option<&str>, stake_amount: default!(Option<
         fail(PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE, format!("stake_amount {stake} must be ≥ 0"));
     }
     check_endpoint(endpoint);
-    network(&Request::Connect { endpoint: Some(endpoint.to_owned()) });
+    network(&Request::Connect { endpoint: endpoint.to_owned() });
     if stake > 0.0 {
         network(&Request::Stake { amount: stake });
     }

@@ -132,11 +132,7 @@ fn dag_config() -> TableIterator<
 > {
     let loaded = crate::settings::loaded();
     // The validator the learner worker connects to (when pattern sharing is on).
-    let endpoint = gucs::QUDAG_ENABLED
-        .get()
-        .then(|| gucs::QUDAG_ENDPOINT.get().map(|e| e.to_string_lossy().into_owned()))
-        .flatten()
-        .filter(|e| !e.is_empty());
+    let endpoint = gucs::QUDAG_ENABLED.get().then(gucs::qudag_endpoint).flatten();
     TableIterator::once((
         gucs::ENABLED.get(),
         gucs::LEARNING_RATE.get(),

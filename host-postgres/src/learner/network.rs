@@ -40,8 +40,8 @@ pub(crate) const NETWORK_TIMEOUT: Duration = Duration::from_secs(15);
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub(crate) enum Request {
-    /// Connect to `endpoint` (the configured one when `None`), replacing any connection.
-    Connect { endpoint: Option<String> },
+    /// Connect to `endpoint`, replacing any connection.
+    Connect { endpoint: String },
     /// The connection and the local node's view.
     Status,
     /// Release a pattern privately and propose it with a bond of `stake` rUv (0: the network's minimum).
@@ -187,10 +187,8 @@ impl NetworkThread {
     }
 }
 
-fn not_connected() -> String {
-    "RV005 QUDAG_DISCONNECTED: not connected; call ruvector.qudag_connect(endpoint) or set ruvector.dag_qudag_endpoint"
-        .to_owned()
-}
+const NOT_CONNECTED: &str =
+    "RV005 QUDAG_DISCONNECTED: not connected; call ruvector.qudag_connect(endpoint) or set ruvector.dag_qudag_endpoint";
 
 /// Carries out one request on the network thread. No PostgreSQL calls here (GUCs included): this is not the
 /// worker's main thread; `budget` is the privacy budget's total ε and file.
@@ -202,7 +200,6 @@ async fn serve(
 ) -> Result<Reply, String> {
     let text = |e: ruvector_dag_network::NetworkError| e.to_string();
     if let Request::Connect { endpoint } = &request {
-        let endpoint = endpoint.clone().ok_or_else(not_connected)?;
         // Replace the old connection first: its node would otherwise keep the budget file's lock and sockets.
         *client = None;
         let options = ClientOptions {
@@ -212,7 +209,7 @@ async fn serve(
             budget_path: Some(budget_path.to_owned()),
             ..ClientOptions::default()
         };
-        let c = QuDagClient::connect_with(&endpoint, options).await.map_err(text)?;
+        let c = QuDagClient::connect_with(endpoint, options).await.map_err(text)?;
         let network_version = format!(
             "ruvector-dag-network {} (protocol {}, {} validators, key exchange {})",
             env!("CARGO_PKG_VERSION"),
@@ -227,7 +224,7 @@ async fn serve(
     let Some(c) = client.as_ref() else {
         return match request {
             Request::Status => Ok(Reply::Status { connected: false, peers: 0, round: 0 }),
-            _ => Err(not_connected()),
+            _ => Err(NOT_CONNECTED.into()),
         };
     };
     match request {
@@ -309,8 +306,7 @@ fn remembered_endpoint_file() -> Option<PathBuf> {
 
 /// The endpoint to connect to: `ruvector.dag_qudag_endpoint`, else the one last connected to from SQL.
 fn configured_endpoint() -> Option<String> {
-    let from_guc = gucs::QUDAG_ENDPOINT.get().map(|s| s.to_string_lossy().trim().to_owned()).filter(|s| !s.is_empty());
-    from_guc.or_else(|| {
+    gucs::qudag_endpoint().or_else(|| {
         let text = std::fs::read_to_string(remembered_endpoint_file()?).ok()?;
         Some(text.trim().to_owned()).filter(|s| !s.is_empty())
     })
@@ -373,7 +369,7 @@ impl Sharing {
         self.endpoint = None;
         self.connecting = None;
         set_connected(false);
-        let reply = self.call(Request::Connect { endpoint: Some(endpoint.to_owned()) });
+        let reply = self.call(Request::Connect { endpoint: endpoint.to_owned() });
         self.connected(endpoint, reply)
     }
 
@@ -391,7 +387,7 @@ impl Sharing {
 
     /// Starts connecting to `endpoint` without waiting; [`Sharing::poll_connecting`] completes it.
     fn start_connecting(&mut self, endpoint: String) -> Result<(), String> {
-        let pending = self.thread()?.send(Request::Connect { endpoint: Some(endpoint.clone()) })?;
+        let pending = self.thread()?.send(Request::Connect { endpoint: endpoint.clone() })?;
         self.connecting = Some((endpoint, pending));
         Ok(())
     }
@@ -409,7 +405,9 @@ impl Sharing {
                 None
             }
             Err(std_mpsc::TryRecvError::Disconnected) => {
-                Some((endpoint, Err("RV005 QUDAG_DISCONNECTED: the network thread stopped".into())))
+                let why =
+                    self.thread.as_ref().map_or_else(|| "RV005 QUDAG_DISCONNECTED".into(), NetworkThread::stopped);
+                Some((endpoint, Err(why)))
             }
         }
     }
@@ -434,7 +432,6 @@ impl Learner {
         let request: Request = serde_json::from_slice(payload).map_err(|e| format!("network request: {e}"))?;
         let reply = match request {
             Request::Connect { endpoint } => {
-                let endpoint = endpoint.or_else(configured_endpoint).ok_or_else(not_connected)?;
                 let (node_id, network_version) = self.sharing.connect(&endpoint)?;
                 if let Some(file) = remembered_endpoint_file() {
                     if let Err(e) = std::fs::write(&file, &endpoint) {
@@ -445,8 +442,9 @@ impl Learner {
             }
             Request::Status => {
                 let node_id = hex_id(&self.sharing.thread()?.identity().peer_id().0);
-                let Reply::Status { connected, peers, round } = self.sharing.call(Request::Status)? else {
-                    return Err("unexpected reply to a status request".into());
+                let (connected, peers, round) = match self.sharing.call(Request::Status)? {
+                    Reply::Status { connected, peers, round } => (connected, peers, round),
+                    other => return Err(unexpected(other)),
                 };
                 set_connected(connected);
                 json!({
@@ -612,17 +610,18 @@ impl Learner {
                 .unwrap_or_default()
             })
         });
+        let received = patterns.len() as u32;
         let (mut applied, mut conflicts) = (0u32, 0u32);
         let mut rows = Vec::new();
-        for p in &patterns {
+        for p in patterns {
             self.sharing.cursor = self.sharing.cursor.max(p.round + 1);
-            let key = import_key(p);
+            let key = import_key(&p);
             if !imported.insert(key.clone()) {
                 conflicts += 1;
                 continue;
             }
             let confidence = p.confidence;
-            match self.engine.reasoning_bank.import_pattern(p.clone()) {
+            match self.engine.reasoning_bank.import_pattern(p) {
                 Ok(id) => {
                     applied += 1;
                     rows.push((key, Some(id as i64), confidence, None));
@@ -646,7 +645,7 @@ impl Learner {
             });
         }
         self.sharing.last_sync = Some((Instant::now(), applied));
-        Ok((patterns.len() as u32, applied, conflicts))
+        Ok((received, applied, conflicts))
     }
 
     /// Between requests: connects to the configured endpoint (retrying every minute), imports newly finalized
@@ -660,7 +659,7 @@ impl Learner {
             return;
         }
         let now = Instant::now();
-        let guc = gucs::QUDAG_ENDPOINT.get().map(|s| s.to_string_lossy().trim().to_owned()).filter(|s| !s.is_empty());
+        let guc = gucs::qudag_endpoint();
         if self.sharing.guc_endpoint.as_ref() != Some(&guc) {
             // The configured endpoint changed (SIGHUP): connect there, now (at start the usual path connects).
             let changed = self.sharing.guc_endpoint.is_some();
