@@ -44,8 +44,8 @@ struct State {
     /// Planning times noted by the planner hook, by `PlannedStmt` address, waiting for the execution. Tiny:
     /// usually one entry; bounded by `MAX_NOTES` (statements planned but never executed are dropped).
     notes: Vec<(usize, (f64, u8))>,
-    /// Executions being tracked, by `QueryDesc` address, with whether per-node actuals were requested.
-    tracked: Vec<(usize, bool)>,
+    /// Executions being tracked, in the order they started (the outermost first).
+    tracked: Vec<Tracked>,
     /// Plan shapes this backend has met, by fingerprint; the first meeting stores the encoded plan in the ring.
     shapes: FxHashMap<u64, Shape>,
     /// Deterministic sampler state (xorshift), seeded from the PID.
@@ -56,6 +56,23 @@ thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
     /// Set while this extension plans or runs statements of its own.
     static SUPPRESS: Cell<u32> = const { Cell::new(0) };
+}
+
+/// An execution between `ExecutorStart` and `ExecutorEnd`: what its record needs, taken at the start so that an
+/// execution that fails (a cancel, a statement timeout, an error) is still recorded at the abort, when its
+/// `QueryDesc` may be gone.
+struct Tracked {
+    /// The `QueryDesc`'s address.
+    query_desc: usize,
+    /// Per-node actuals were requested.
+    sampled: bool,
+    query_id: u64,
+    shape: Shape,
+    /// The encoded plan, when this backend met its shape for the first time with this execution.
+    plan: Option<Vec<u8>>,
+    /// Planning time (NaN for a cached plan) and the arm it was planned under.
+    planning_ms: f64,
+    arm: u8,
 }
 
 const MAX_NOTES: usize = 64;
@@ -272,13 +289,15 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
                     pg_sys::InstrAlloc(1, pg_sys::InstrumentOption::INSTRUMENT_TIMER as i32, false);
                 pg_sys::MemoryContextSwitchTo(old);
             }
-            STATE.with(|s| {
-                let tracked = &mut s.borrow_mut().tracked;
-                if tracked.len() >= MAX_NOTES {
-                    tracked.clear();
-                }
-                tracked.push((query_desc as usize, sampled));
-            });
+            if let Some(t) = start_tracking(query_desc, sampled) {
+                STATE.with(|s| {
+                    let tracked = &mut s.borrow_mut().tracked;
+                    if tracked.len() >= MAX_NOTES {
+                        tracked.clear();
+                    }
+                    tracked.push(t);
+                });
+            }
         }
     }
 }
@@ -286,10 +305,14 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
 #[pg_guard]
 #[allow(ffi_unwind_calls)] // the previous hook is called inside pg_guard_ffi_boundary
 unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
-    let tracked = STATE.with(|s| take(&mut s.borrow_mut().tracked, query_desc as usize));
-    if let Some(sampled) = tracked {
+    let tracked = STATE.with(|s| {
+        let tracked = &mut s.borrow_mut().tracked;
+        let at = tracked.iter().rposition(|t| t.query_desc == query_desc as usize)?;
+        Some(tracked.remove(at))
+    });
+    if let Some(t) = tracked {
         // SAFETY: the QueryDesc is still valid before the standard ExecutorEnd frees the executor state.
-        unsafe { record_execution(query_desc, sampled) };
+        unsafe { record_execution(query_desc, t) };
     }
     // SAFETY: chaining as in executor_start.
     unsafe {
@@ -301,19 +324,92 @@ unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
 }
 
 /// At a top-level abort, the executions still tracked never reach `ExecutorEnd`: they failed (an error, a cancel,
-/// a timeout). They are counted for the learner worker's error-rate signal and forgotten.
+/// a statement timeout). They are counted for the learner worker's error-rate signal, and the outermost is recorded
+/// as a failed execution with the statement's time until the abort — a lower bound of its latency, and the only
+/// trace a query that always hits `statement_timeout` leaves (it is the one most worth an index). The nested ones
+/// are not recorded: their own share of that time is unknown. At a commit, what is still tracked failed inside a
+/// subtransaction that was rolled back: forgotten.
 #[pg_guard]
 unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
-    if event == pg_sys::XactEvent::XACT_EVENT_ABORT {
-        let n = STATE.with(|s| {
-            let tracked = &mut s.borrow_mut().tracked;
-            let n = tracked.len();
-            tracked.clear();
-            n
-        });
-        if n > 0 {
-            ring::count_aborted(n as u64);
+    let failed = event == pg_sys::XactEvent::XACT_EVENT_ABORT;
+    if !failed && event != pg_sys::XactEvent::XACT_EVENT_COMMIT && event != pg_sys::XactEvent::XACT_EVENT_PREPARE {
+        return;
+    }
+    let tracked = STATE.with(|s| {
+        let tracked = &mut s.borrow_mut().tracked;
+        (!tracked.is_empty()).then(|| std::mem::take(tracked))
+    });
+    let Some(tracked) = tracked else { return };
+    if failed {
+        ring::count_aborted(tracked.len() as u64);
+        if let Some(outermost) = tracked.into_iter().next() {
+            // SAFETY: PostgreSQL's clock and this statement's start timestamp.
+            let (now, started) =
+                unsafe { (pg_sys::GetCurrentTimestamp(), pg_sys::GetCurrentStatementStartTimestamp()) };
+            push_record(&outermost, (now - started).max(0) as f64 / 1000.0, 0, None, Source::Failed);
         }
+    }
+}
+
+/// What an execution's record needs, taken when it starts: the plan's fingerprint, its shape (the DAG is built and
+/// the statement's text kept for background replays the first time this backend meets the shape), and the
+/// planning note. `None` when the plan cannot be converted.
+///
+/// # Safety
+/// `query_desc` must be a valid, started `QueryDesc`.
+unsafe fn start_tracking(query_desc: *mut pg_sys::QueryDesc, sampled: bool) -> Option<Tracked> {
+    // SAFETY: the caller guarantees `query_desc`; its plannedstmt lives at least as long.
+    unsafe {
+        let qd = &*query_desc;
+        let stmt = qd.plannedstmt;
+        if stmt.is_null() {
+            return None;
+        }
+        // The DAG is built once per plan shape; afterwards only the cheap fingerprint is computed.
+        let fingerprint = crate::capture::plan_fingerprint(stmt);
+        let (planning, known) = STATE.with(|s| {
+            let mut s = s.borrow_mut();
+            (take(&mut s.notes, stmt as usize), s.shapes.get(&fingerprint).copied())
+        });
+        // A cached plan was not planned this time: its planning time is unknown, and it was made under the arm
+        // the class is steered with now (plan caches are invalidated whenever an arm changes).
+        let (planning_ms, arm) = match planning {
+            Some((ms, arm)) => (ms, arm),
+            None => (f64::NAN, crate::steering::lookup((*stmt).queryId) as u8),
+        };
+        let (shape, plan) = match known {
+            Some(shape) => (shape, None),
+            None => {
+                let built = crate::capture::dag_from_planned_stmt(stmt).ok()?;
+                let shape = Shape { plan_hash: plan_hash(&built), node_count: built.node_count() as u32 };
+                STATE.with(|s| {
+                    let shapes = &mut s.borrow_mut().shapes;
+                    if shapes.len() >= MAX_SHAPES {
+                        shapes.clear();
+                    }
+                    shapes.insert(fingerprint, shape);
+                });
+                // The learner replays classes in the background: keep the text of a replayable statement.
+                if let Some(text) = replayable_text(qd) {
+                    crate::steering::store_text(
+                        (*stmt).queryId,
+                        pg_sys::MyDatabaseId.to_u32(),
+                        pg_sys::GetUserId().to_u32(),
+                        &text,
+                    );
+                }
+                (shape, Some(built.to_bytes()))
+            }
+        };
+        Some(Tracked {
+            query_desc: query_desc as usize,
+            sampled,
+            query_id: (*stmt).queryId,
+            shape,
+            plan,
+            planning_ms,
+            arm,
+        })
     }
 }
 
@@ -426,7 +522,10 @@ fn take<T: Copy>(notes: &mut Vec<(usize, T)>, key: usize) -> Option<T> {
 }
 
 /// Builds and pushes the trajectory record of a finished execution.
-unsafe fn record_execution(query_desc: *mut pg_sys::QueryDesc, sampled: bool) {
+///
+/// # Safety
+/// `query_desc` must be the valid `QueryDesc` `t` was taken for, before the standard `ExecutorEnd`.
+unsafe fn record_execution(query_desc: *mut pg_sys::QueryDesc, t: Tracked) {
     // SAFETY: for the whole function, `query_desc`, its plannedstmt, estate and totaltime are valid until the
     // standard ExecutorEnd runs, which happens after this.
     unsafe {
@@ -437,84 +536,47 @@ unsafe fn record_execution(query_desc: *mut pg_sys::QueryDesc, sampled: bool) {
         pg_sys::InstrEndLoop(qd.totaltime);
         let execution_ms = (*qd.totaltime).total * 1000.0;
         let rows = if qd.estate.is_null() { 0 } else { (*qd.estate).es_processed };
-        let stmt = qd.plannedstmt;
-        // The DAG is built once per plan shape; afterwards only the cheap fingerprint is computed.
-        let fingerprint = crate::capture::plan_fingerprint(stmt);
-        let (planning, known) = STATE.with(|s| {
-            let mut s = s.borrow_mut();
-            // A cached plan was not planned this time: its planning time is unknown.
-            let planning = take(&mut s.notes, stmt as usize);
-            (planning, s.shapes.get(&fingerprint).copied())
-        });
-        // A cached plan was not planned this time: its planning time is unknown, and it was made under the arm
-        // the class is steered with now (plan caches are invalidated whenever an arm changes).
-        let (planning_ms, arm) = match planning {
-            Some((ms, arm)) => (ms, arm),
-            None => (f64::NAN, crate::steering::lookup((*stmt).queryId) as u8),
-        };
-        let mut dag = None;
-        let shape = match known {
-            Some(shape) => shape,
-            None => {
-                let Ok(built) = crate::capture::dag_from_planned_stmt(stmt) else { return };
-                let shape = Shape { plan_hash: plan_hash(&built), node_count: built.node_count() as u32 };
-                STATE.with(|s| {
-                    let shapes = &mut s.borrow_mut().shapes;
-                    if shapes.len() >= MAX_SHAPES {
-                        shapes.clear();
-                    }
-                    shapes.insert(fingerprint, shape);
-                });
-                dag = Some(built);
-                // The learner replays classes in the background: keep the text of a replayable statement.
-                if let Some(text) = replayable_text(qd) {
-                    crate::steering::store_text(
-                        (*stmt).queryId,
-                        pg_sys::MyDatabaseId.to_u32(),
-                        pg_sys::GetUserId().to_u32(),
-                        &text,
-                    );
-                }
-                shape
-            }
-        };
-        let mut has_actuals = false;
-        if sampled {
+        let mut actuals = None;
+        if t.sampled {
             let json = suppressed(|| crate::explain::explain_json(query_desc, true));
-            let options = crate::capture::index_ams(stmt);
+            let options = crate::capture::index_ams(qd.plannedstmt);
             if let Ok(with_actuals) = crate::explain::dag_from_explain_with(&json, &options) {
                 // EXPLAIN numbers nodes as the capture does; keep the actuals only when the shapes agree.
-                if with_actuals.node_count() as u32 == shape.node_count {
-                    dag = Some(with_actuals);
-                    has_actuals = true;
+                if with_actuals.node_count() as u32 == t.shape.node_count {
+                    actuals = Some(with_actuals.to_bytes());
                 }
             }
         }
-
-        // The plan is stored the first time this backend meets its shape, and whenever it carries actuals.
-        let plan_bytes = dag.map(|d| d.to_bytes());
-        let query_id = (*stmt).queryId;
-        let recorded_at = pg_sys::GetCurrentStatementStartTimestamp();
-        let user_id = pg_sys::GetUserId().to_u32();
-        let db_id = pg_sys::MyDatabaseId.to_u32();
-        let mechanism = crate::gucs::ATTENTION.get() as u8;
-        ring::push(|record| {
-            record.query_id = query_id;
-            record.plan_hash = shape.plan_hash;
-            record.recorded_at = recorded_at;
-            record.execution_ms = execution_ms;
-            record.planning_ms = planning_ms;
-            record.rows = rows;
-            record.user_id = user_id;
-            record.db_id = db_id;
-            record.node_count = shape.node_count;
-            record.mechanism = mechanism;
-            record.source = Source::Hook as u8;
-            record.has_actuals = has_actuals;
-            record.arm = arm;
-            plan_bytes.as_ref().is_none_or(|b| record.set_plan(b))
-        });
+        push_record(&t, execution_ms, rows, actuals, Source::Hook);
     }
+}
+
+/// Pushes one execution's record into the shared ring. The plan is stored the first time this backend meets its
+/// shape, and whenever it carries actuals (`actuals`, which replace the plan without them).
+fn push_record(t: &Tracked, execution_ms: f64, rows: u64, actuals: Option<Vec<u8>>, source: Source) {
+    let has_actuals = actuals.is_some();
+    let plan_bytes = actuals.as_ref().or(t.plan.as_ref());
+    // SAFETY: the statement start timestamp, the current user and database are set in every backend.
+    let (recorded_at, user_id, db_id) = unsafe {
+        (pg_sys::GetCurrentStatementStartTimestamp(), pg_sys::GetUserId().to_u32(), pg_sys::MyDatabaseId.to_u32())
+    };
+    let mechanism = crate::gucs::ATTENTION.get() as u8;
+    ring::push(|record| {
+        record.query_id = t.query_id;
+        record.plan_hash = t.shape.plan_hash;
+        record.recorded_at = recorded_at;
+        record.execution_ms = execution_ms;
+        record.planning_ms = t.planning_ms;
+        record.rows = rows;
+        record.user_id = user_id;
+        record.db_id = db_id;
+        record.node_count = t.shape.node_count;
+        record.mechanism = mechanism;
+        record.source = source as u8;
+        record.has_actuals = has_actuals;
+        record.arm = t.arm;
+        plan_bytes.is_none_or(|b| record.set_plan(b))
+    });
 }
 
 #[cfg(test)]

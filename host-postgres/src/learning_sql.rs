@@ -41,7 +41,9 @@ CREATE TABLE dag_trajectories (
     planning_time_ms float8,
     rows bigint NOT NULL,
     user_id oid NOT NULL,
-    db_id oid NOT NULL
+    db_id oid NOT NULL,
+    -- The execution ended in an error (a cancel, statement_timeout): execution_time_ms is a lower bound.
+    failed boolean NOT NULL DEFAULT false
 );
 -- The counterfactual log: per query class, native and steered executions, replays per arm, the decision.
 CREATE TABLE dag_query_classes (

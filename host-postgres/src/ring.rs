@@ -23,6 +23,9 @@ pub(crate) enum Source {
     Hook = 0,
     /// Recorded through `dag_record_trajectory`.
     Manual = 1,
+    /// Captured by the hooks, for an execution that ended in an error (a cancel, a statement timeout): its time is
+    /// the statement's until the abort, a lower bound of its latency; no rows.
+    Failed = 2,
 }
 
 /// One execution. `Copy` and `repr(C)`: it lives in shared memory.

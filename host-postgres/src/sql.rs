@@ -438,7 +438,12 @@ fn dag_get_trajectories(
                 r.node_count as i32,
                 r.improvement_ratio.is_finite().then_some(r.improvement_ratio),
                 ATTENTION_TYPES.get(r.mechanism as usize).copied().unwrap_or("auto").to_owned(),
-                if r.source == Source::Manual as u8 { "manual" } else { "hook" }.to_owned(),
+                match r.source {
+                    s if s == Source::Manual as u8 => "manual",
+                    s if s == Source::Failed as u8 => "failed",
+                    _ => "hook",
+                }
+                .to_owned(),
                 r.has_actuals,
                 plan,
             )

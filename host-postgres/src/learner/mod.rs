@@ -185,6 +185,7 @@ struct Pending {
     rows: i64,
     user_id: i64,
     db_id: i64,
+    failed: bool,
 }
 
 struct Learner {
@@ -340,7 +341,10 @@ impl Learner {
         let healing = crate::gucs::HEALING_MODE.get() != crate::gucs::HealingMode::off;
         let (last, lost) = ring::drain_since(self.after, 1_000_000, |r| {
             self.learn(c, r, &mut per_shape);
-            if r.query_id != 0 && r.source == ring::Source::Hook as u8 {
+            // A failed execution counts with its time until the error (a lower bound): a steered plan that
+            // makes a query hit statement_timeout is a regression, and a query that always does is workload.
+            let captured = r.source == ring::Source::Hook as u8 || r.source == ring::Source::Failed as u8;
+            if r.query_id != 0 && captured {
                 let class = self
                     .classes
                     .entry(r.query_id)
@@ -556,7 +560,12 @@ impl Learner {
             rows: r.rows as i64,
             user_id: i64::from(r.user_id),
             db_id: i64::from(r.db_id),
+            failed: r.source == ring::Source::Failed as u8,
         });
+        if r.source == ring::Source::Failed as u8 {
+            // No result and only a bound on the latency: nothing for the pattern engine.
+            return;
+        }
         let Some(dag) = self.plans.get(&r.plan_hash) else {
             c.unknown_plan.fetch_add(1, Ordering::Relaxed);
             return;
@@ -903,13 +912,15 @@ impl Learner {
                 let col = |f: fn(&Pending) -> i64| pending.iter().map(f).collect::<Vec<i64>>();
                 let execution: Vec<f64> = pending.iter().map(|p| p.execution_ms).collect();
                 let planning: Vec<Option<f64>> = pending.iter().map(|p| p.planning_ms).collect();
+                let failed: Vec<bool> = pending.iter().map(|p| p.failed).collect();
                 Spi::run_with_args(
                     "INSERT INTO ruvector.dag_trajectories
-                         (query_id, plan_hash, recorded_at, execution_time_ms, planning_time_ms, rows, user_id, db_id)
+                         (query_id, plan_hash, recorded_at, execution_time_ms, planning_time_ms, rows, user_id, db_id,
+                          failed)
                      SELECT q, h, timestamptz '2000-01-01 00:00:00+00' + t * interval '1 microsecond', e, p, r,
-                            u::oid, d::oid
+                            u::oid, d::oid, f
                      FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::float8[], $5::float8[],
-                                 $6::bigint[], $7::bigint[], $8::bigint[]) AS x(q, h, t, e, p, r, u, d)",
+                                 $6::bigint[], $7::bigint[], $8::bigint[], $9::bool[]) AS x(q, h, t, e, p, r, u, d, f)",
                     &[
                         col(|p| p.query_id).into(),
                         col(|p| p.plan_hash).into(),
@@ -919,6 +930,7 @@ impl Learner {
                         col(|p| p.rows).into(),
                         col(|p| p.user_id).into(),
                         col(|p| p.db_id).into(),
+                        failed.into(),
                     ],
                 )
                 .unwrap_or_else(|e| fail(PgSqlErrorCode::ERRCODE_INTERNAL_ERROR, format!("saving trajectories: {e}")));
