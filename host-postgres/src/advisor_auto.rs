@@ -1,19 +1,20 @@
 //! The index advisor's `auto` mode, run by the learner worker after each learning cycle.
 //!
-//! At most one index is in flight. A round (every `ruvector.advisor_interval_s`, at low load) advises on the
-//! learner's workload since the previous round (`advisor::advise`: what-if costing with HypoPG; each query class
-//! weighted by its executions since then, each table's write cost by its writes since then; the first round only
-//! takes that snapshot), takes the best
-//! pick that was never built before (a failed build may be retried), records it in `ruvector.dag_advisor_log` and
-//! builds it with `CREATE INDEX CONCURRENTLY ruvector_advisor_<id>` on a thread with its own client connection (the
-//! statement cannot run inside a transaction, and it waits for every older snapshot — among them those of backends
-//! waiting for the worker in `dag_learn_now()` — so the worker goes on serving while it runs; drops run the same
-//! way, and a reverted index whose drop failed is dropped again at a later step). Then the index is validated on the real workload: the latencies of the queries it was
-//! built for, captured before it was created and after it was built (`ruvector.dag_trajectories`), are compared
-//! with a rank test (`advisor::judge`). Significantly faster and used → kept; significantly slower → reverted at
-//! once; at the end of `ruvector.advisor_validation_s`, no significant gain, no scan using it, or too few
-//! executions → reverted. A reverted index is dropped (`DROP INDEX CONCURRENTLY`) and the candidate never returns. The worker only ever drops indexes it
-//! built (their names are in the log).
+//! At most one index is in flight. A round (every `ruvector.advisor_interval_s`, at low load) advises on the learner's
+//! workload since the previous round (`advisor::advise`: what-if costing with HypoPG; each query class weighted by its
+//! executions since then, each table's write cost by its writes since then; the first round only takes that snapshot),
+//! takes the best pick that was never built before (a failed build may be retried) and whose queries have enough
+//! captured latencies to validate it against (else it waits for a later round), records it in
+//! `ruvector.dag_advisor_log` and builds it with `CREATE INDEX CONCURRENTLY ruvector_advisor_<id>` on a thread with its
+//! own client connection (the statement cannot run inside a transaction, and it waits for every older snapshot — among
+//! them those of backends waiting for the worker in `dag_learn_now()` — so the worker goes on serving while it runs;
+//! drops run the same way, and a reverted index whose drop failed is dropped again at a later step). Then the index is
+//! validated on the real workload: the latencies of the queries it was built for, captured before it was created and
+//! after it was built (`ruvector.dag_trajectories`), are compared with a rank test (`advisor::judge`). Significantly
+//! faster and used → kept; significantly slower → reverted at once; at the end of `ruvector.advisor_validation_s`, no
+//! significant gain, no scan using it, or too few executions → reverted. A reverted index is dropped (`DROP INDEX
+//! CONCURRENTLY`) and the candidate never returns. The worker only ever drops indexes it built (their names are in the
+//! log).
 //!
 //! When a round has no index to build, it applies the best extended-statistics advice from the executions captured
 //! with actual rows (`statistics_advice::workload_advice`: a conjunctive filter misestimated by 10× or more, and
@@ -24,7 +25,7 @@
 //! kept too (they cost an `ANALYZE`, not writes or space). Reverted statistics are dropped (`DROP STATISTICS`).
 
 use crate::replay::Replayer;
-use dag::advisor::{Judgement, geometric_mean, judge};
+use dag::advisor::{Judgement, MIN_SAMPLES, geometric_mean, judge};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use pgrx::spi;
@@ -480,7 +481,21 @@ impl AutoAdvisor {
                 let was_tried = |kind: &str, table: &str, columns: &[String]| {
                     tried.iter().any(|(t, c, k)| k == kind && t == table && c == columns)
                 };
-                let Some(pick) = advice.into_iter().find(|a| !was_tried("index", &a.table, &a.columns)) else {
+                // An index is validated against its queries' latencies captured before it: without enough of them
+                // it could only be judged "too few executions" and reverted for good, so it waits for a round
+                // that has them.
+                let captured = |ids: &[i64]| {
+                    Spi::get_one_with_args::<i64>(
+                        "SELECT count(*) FROM ruvector.dag_trajectories WHERE query_id = ANY($1)",
+                        &[ids.to_vec().into()],
+                    )
+                    .ok()
+                    .flatten()
+                    .unwrap_or(0)
+                };
+                let Some(pick) = advice.into_iter().find(|a| {
+                    !was_tried("index", &a.table, &a.columns) && captured(&a.query_ids) >= MIN_SAMPLES as i64
+                }) else {
                     return plan_statistics(&was_tried).map(|(id, name)| (id, name, "statistics"));
                 };
                 let id = log_error(

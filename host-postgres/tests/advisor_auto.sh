@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# The index advisor in auto mode: on a Q20-like correlated subquery that scans 100 000 rows once per outer row,
-# the learner worker advises (what-if costing with HypoPG), builds the index CONCURRENTLY, validates it on the
-# workload's next executions and keeps it; an index whose table then only sees writes is never used and is
-# dropped again at the end of its validation window; extended statistics for a misestimated conjunctive filter are
-# created from sampled actual rows and kept once the estimate is fixed. The decisions are in
-# ruvector.dag_advisor_actions. Needs
-# root, HypoPG and the extension installed for the system PostgreSQL 15. Exits non-zero on any failure; prints
-# the figures.
+# The index advisor in auto mode: on a Q20-like correlated subquery that scans 100 000 rows once per outer row
+# (and hits statement_timeout every time), the learner worker advises (what-if costing with HypoPG), builds the
+# index CONCURRENTLY, validates it on the workload's next executions and keeps it; an index whose table then only
+# sees writes is never used and is dropped again at the end of its validation window; extended statistics for a
+# misestimated conjunctive filter are created from sampled actual rows and kept once the estimate is fixed. The
+# decisions are in ruvector.dag_advisor_actions. Needs root, HypoPG and the extension installed for the system
+# PostgreSQL 15. Exits non-zero on any failure; prints the figures.
 set -euo pipefail
 PORT=${PORT:-55449}
 . "$(dirname "$0")/throwaway_cluster.sh"
@@ -48,9 +47,17 @@ LOOKUP="SELECT v FROM w WHERE k = 4242"
 # The advisor's first round only takes a snapshot of executions and writes; later rounds weigh what ran since.
 learn
 
-# 1. An index that helps is built, validated and kept.
-for _ in $(seq 1 10); do workload -c "$Q20"; done
+# 1. An index that helps is built, validated and kept — for a query that always hits statement_timeout before it
+# (its failed executions are captured with their time until the cancel, a lower bound of their latency).
+for _ in $(seq 1 10); do
+    out=$(psql_as "-c statement_timeout=300" -c "$Q20" || true)
+    [[ $out == *"canceling statement due to statement timeout"* ]] || fail "Q20 did not hit the 300 ms timeout: $out"
+done
 learn
+failed=$(sql -c "SELECT count(*) || ' failed executions, ' || round(min(execution_time_ms)::numeric) || ' ms at least'
+                 FROM ruvector.dag_trajectories WHERE failed AND execution_time_ms >= 290")
+[[ $failed == 10\ * ]] || fail "the timed-out executions were not captured as failed ones: $failed"
+echo "advisor_auto: Q20 under statement_timeout = 300ms: $failed"
 await "table_name = 'li'" validating
 index=$(action "table_name = 'li'" index_name)
 echo "advisor_auto: built $index: $(action "table_name = 'li'" implementation_sql)"
