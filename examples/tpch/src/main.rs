@@ -6,7 +6,8 @@
 //! ```text
 //! ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user postgres] [--dbname postgres]
 //!                   [--scale 0.1] [--rounds 5] [--svg tpch-learning-curve.svg] [--compare N]
-//!                   [--advise N [--timeout 120]] [--rewrite [--timeout 120]] [--no-secondary-indexes]
+//!                   [--advise N [--timeout 120]] [--auto N [--timeout 120] [--max-rounds 60]]
+//!                   [--rewrite [--timeout 120]] [--no-secondary-indexes]
 //! ```
 //!
 //! `--compare N` then measures each query N times with steering off (the native plan PostgreSQL picks) and on,
@@ -18,12 +19,17 @@
 //! HypoPG), the proposed indexes built, and each query N times again (`benches/pg/tpch_advisor.sh`). With
 //! `--no-secondary-indexes` the tables have their primary keys only.
 //!
+//! `--auto N` leaves the choice to the learner worker instead: each query N times as PostgreSQL runs it, then
+//! `ruvector.advisor_mode = auto` and rounds of the 22 queries until the worker has nothing left to build or judge
+//! (at most `--max-rounds`), then each query N times again (`benches/pg/tpch_advisor_auto.sh`).
+//!
 //! `--rewrite` asks `ruvector.dag_rewrite_report` about each of the 22 queries (decorrelation of correlated
 //! scalar aggregate subqueries: Q2, Q17, Q20) and reports its verdict, plan costs and both runs (each capped by
 //! `--timeout` seconds) (`benches/pg/tpch_rewrite.sh`).
 //!
 //! `examples/tpch/run.sh` (the README's main command) sets up a throwaway cluster and runs this.
 
+mod auto;
 mod load;
 mod queries;
 mod svg;
@@ -44,7 +50,11 @@ struct Args {
     compare: usize,
     /// Instead of learning: measure, take the index advisor's advice, measure again (runs per query; 0 = off).
     advise: usize,
-    /// Per-query statement timeout in seconds for `--advise` and `--rewrite`.
+    /// Instead of learning: measure, let the advisor's auto mode converge, measure again (runs per query; 0 = off).
+    auto: usize,
+    /// Most rounds of the 22 queries `--auto` waits for convergence.
+    max_rounds: usize,
+    /// Per-query statement timeout in seconds for `--advise`, `--auto` and `--rewrite`.
     timeout_s: u64,
     /// Instead of learning: what the decorrelating rewrite makes of each query.
     rewrite: bool,
@@ -63,6 +73,8 @@ fn parse_args() -> Result<Args, String> {
         svg: "tpch-learning-curve.svg".into(),
         compare: 0,
         advise: 0,
+        auto: 0,
+        max_rounds: 60,
         timeout_s: 120,
         rewrite: false,
         secondary_indexes: true,
@@ -80,13 +92,15 @@ fn parse_args() -> Result<Args, String> {
             "--svg" => a.svg = value()?,
             "--compare" => a.compare = value()?.parse().map_err(|e| format!("--compare: {e}"))?,
             "--advise" => a.advise = value()?.parse().map_err(|e| format!("--advise: {e}"))?,
+            "--auto" => a.auto = value()?.parse().map_err(|e| format!("--auto: {e}"))?,
+            "--max-rounds" => a.max_rounds = value()?.parse().map_err(|e| format!("--max-rounds: {e}"))?,
             "--timeout" => a.timeout_s = value()?.parse().map_err(|e| format!("--timeout: {e}"))?,
             "--rewrite" => a.rewrite = true,
             "--no-secondary-indexes" => a.secondary_indexes = false,
             "-h" | "--help" => {
                 return Err("usage: ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user U] [--dbname D] \
                             [--scale 0.1] [--rounds 5] [--svg FILE] [--compare N] [--advise N [--timeout S]] \
-                            [--rewrite [--timeout S]] [--no-secondary-indexes]"
+                            [--auto N [--timeout S] [--max-rounds R]] [--rewrite [--timeout S]] [--no-secondary-indexes]"
                     .into());
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -150,6 +164,9 @@ fn run() -> Result<(), String> {
     let queries = queries::queries(args.scale);
     if args.advise > 0 {
         return advise(&mut client, &queries, args.advise, args.timeout_s);
+    }
+    if args.auto > 0 {
+        return auto::auto(&mut client, &queries, args.auto, args.timeout_s, args.max_rounds);
     }
     if args.rewrite {
         return rewrite(&mut client, &queries, args.timeout_s);

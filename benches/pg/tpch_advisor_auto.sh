@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# What the index advisor's auto mode brings on TPC-H on its own (a command, not CI): a throwaway cluster that
+# preloads ruvector_dag, TPC-H at scale factor SF with primary keys only (INDEXES=none, the default) or also the
+# usual secondary indexes (INDEXES=keys); each query RUNS times as PostgreSQL runs it (median, server-side time,
+# TIMEOUT seconds cap), then ruvector.advisor_mode = auto and rounds of the 22 queries until the learner worker has
+# nothing left to build or judge (advisor rounds every INTERVAL seconds, validation windows of VALIDATION seconds,
+# at most MAX_ROUNDS rounds), then each query RUNS times again. Prints what the worker did, the time to converge,
+# the per-query table, totals, regressions > 1.2x and the index storage added. Needs root; release build.
+#   sudo benches/pg/tpch_advisor_auto.sh [SF (0.1)] [RUNS (3)] [TIMEOUT (120)] [INDEXES (none|keys)] \
+#        [INTERVAL (120)] [VALIDATION (900)] [MAX_ROUNDS (60)]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SF=${1:-0.1}
+RUNS=${2:-3}
+TIMEOUT=${3:-120}
+INDEXES=${4:-none}
+INTERVAL=${5:-120}
+VALIDATION=${6:-900}
+MAX_ROUNDS=${7:-60}
+.ci/setup >/dev/null
+(cd host-postgres && cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null)
+cargo build --release -q -p ruvector-dag-tpch
+FLAGS=()
+[[ $INDEXES == none ]] && FLAGS+=(--no-secondary-indexes)
+PORT=${PORT:-55495}
+. host-postgres/tests/throwaway_cluster.sh
+cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres \
+    -c shared_buffers=2GB -c work_mem=64MB -c effective_cache_size=8GB -c max_parallel_workers_per_gather=0 \
+    -c ruvector.advisor_interval_s="$INTERVAL" -c ruvector.advisor_validation_s="$VALIDATION"
+target/release/ruvector-dag-tpch --host "$WORK" --port "$PORT" --user postgres --scale "$SF" \
+    --auto "$RUNS" --timeout "$TIMEOUT" --max-rounds "$MAX_ROUNDS" "${FLAGS[@]}"
+echo "worker log:" >&2
+grep -E 'ruvector_dag_learner: .*(index|statistics|advisor)' "$WORK/log" | tail -40 >&2 || true
