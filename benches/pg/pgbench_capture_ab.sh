@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Capture overhead under pgbench -S on ONE server: runs alternate between sessions with capture off and on
-# (ruvector.neural_dag_enabled via PGOPTIONS), so restarts and drift between clusters do not enter the ratio.
-# Prints each run, the per-round ratios (on/off) and their median.
+# (ruvector.neural_dag_enabled via PGOPTIONS), so restarts and drift between clusters do not enter the ratio;
+# odd rounds run off first, even rounds on first, so a drift within a round does not favour either. Prints each
+# run, the per-round ratios (on/off) and their median.
 # Usage (as root, after `cargo pgrx install --release`): benches/pg/pgbench_capture_ab.sh [SECONDS=15] [ROUNDS=5]
 set -euo pipefail
 SECONDS_PER_RUN=${1:-15}
@@ -16,7 +17,7 @@ tps() {
 }
 ratios=()
 for r in $(seq 1 "$ROUNDS"); do
-    off=$(tps off); on=$(tps on)
+    if ((r % 2)); then off=$(tps off); on=$(tps on); else on=$(tps on); off=$(tps off); fi
     ratios+=("$(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.4f", a/b}')")
     echo "round $r: capture off $off tps, on $on tps, ratio ${ratios[-1]}"
 done

@@ -18,7 +18,8 @@ INTERVAL=${5:-120}
 VALIDATION=${6:-900}
 MAX_ROUNDS=${7:-60}
 .ci/setup >/dev/null
-(cd host-postgres && cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null)
+# PG_BIN: another PostgreSQL 15 installation (a relocated copy of the system one, say) to build and run on.
+(cd host-postgres && cargo pgrx install --release --pg-config "${PG_BIN:-/usr/lib/postgresql/15/bin}/pg_config" >/dev/null)
 cargo build --release -q -p ruvector-dag-tpch
 FLAGS=()
 [[ $INDEXES == none ]] && FLAGS+=(--no-secondary-indexes)

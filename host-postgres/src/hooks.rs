@@ -56,6 +56,9 @@ thread_local! {
     static STATE: RefCell<State> = RefCell::new(State::default());
     /// Set while this extension plans or runs statements of its own.
     static SUPPRESS: Cell<u32> = const { Cell::new(0) };
+    /// True while `State::tracked` may hold executions: the transaction callback, called several times per
+    /// transaction, does nothing else when it is false.
+    static TRACKING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// An execution between `ExecutorStart` and `ExecutorEnd`: what its record needs, taken at the start so that an
@@ -297,6 +300,7 @@ unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, e
                     }
                     tracked.push(t);
                 });
+                TRACKING.with(|t| t.set(true));
             }
         }
     }
@@ -308,7 +312,11 @@ unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
     let tracked = STATE.with(|s| {
         let tracked = &mut s.borrow_mut().tracked;
         let at = tracked.iter().rposition(|t| t.query_desc == query_desc as usize)?;
-        Some(tracked.remove(at))
+        let t = tracked.remove(at);
+        if tracked.is_empty() {
+            TRACKING.with(|t| t.set(false));
+        }
+        Some(t)
     });
     if let Some(t) = tracked {
         // SAFETY: the QueryDesc is still valid before the standard ExecutorEnd frees the executor state.
@@ -329,17 +337,24 @@ unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
 /// trace a query that always hits `statement_timeout` leaves (it is the one most worth an index). The nested ones
 /// are not recorded: their own share of that time is unknown. At a commit, what is still tracked failed inside a
 /// subtransaction that was rolled back: forgotten.
+///
+/// Not guarded itself: it reads one thread-local flag (which cannot panic or raise an error) and returns, which is
+/// all it does in almost every transaction; the work is in the guarded [`on_xact_tracked`].
+unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, arg: *mut std::ffi::c_void) {
+    if TRACKING.with(Cell::get) {
+        // SAFETY: PostgreSQL's arguments, passed on.
+        unsafe { on_xact_tracked(event, arg) };
+    }
+}
+
 #[pg_guard]
-unsafe extern "C-unwind" fn on_xact(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
+unsafe extern "C-unwind" fn on_xact_tracked(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     let failed = event == pg_sys::XactEvent::XACT_EVENT_ABORT;
     if !failed && event != pg_sys::XactEvent::XACT_EVENT_COMMIT && event != pg_sys::XactEvent::XACT_EVENT_PREPARE {
         return;
     }
-    let tracked = STATE.with(|s| {
-        let tracked = &mut s.borrow_mut().tracked;
-        (!tracked.is_empty()).then(|| std::mem::take(tracked))
-    });
-    let Some(tracked) = tracked else { return };
+    let tracked = STATE.with(|s| std::mem::take(&mut s.borrow_mut().tracked));
+    TRACKING.with(|t| t.set(false));
     if failed {
         ring::count_aborted(tracked.len() as u64);
         if let Some(outermost) = tracked.into_iter().next() {
