@@ -4,7 +4,7 @@
 # usual secondary indexes (INDEXES=keys); each query RUNS times as PostgreSQL runs it (median, server-side time,
 # TIMEOUT seconds cap), then ruvector.advisor_mode = auto and rounds of the 22 queries until the learner worker has
 # nothing left to build or judge (advisor rounds every INTERVAL seconds, validation windows of VALIDATION seconds,
-# at most MAX_ROUNDS rounds), then each query RUNS times again. Prints what the worker did, the time to converge,
+# at most MAX_ROUNDS rounds; learning cycles every CYCLE_MS, default 10 s), then each query RUNS times again. Prints what the worker did, the time to converge,
 # the per-query table, totals, regressions > 1.2x and the index storage added. Needs root; release build.
 #   sudo benches/pg/tpch_advisor_auto.sh [SF (0.1)] [RUNS (3)] [TIMEOUT (120)] [INDEXES (none|keys)] \
 #        [INTERVAL (120)] [VALIDATION (900)] [MAX_ROUNDS (60)]
@@ -17,6 +17,8 @@ INDEXES=${4:-none}
 INTERVAL=${5:-120}
 VALIDATION=${6:-900}
 MAX_ROUNDS=${7:-60}
+# The learner's cycle (the advisor takes a step after each; the default is an hour).
+CYCLE_MS=${CYCLE_MS:-10000}
 .ci/setup >/dev/null
 # PG_BIN: another PostgreSQL 15 installation (a relocated copy of the system one, say) to build and run on.
 (cd host-postgres && cargo pgrx install --release --pg-config "${PG_BIN:-/usr/lib/postgresql/15/bin}/pg_config" >/dev/null)
@@ -27,7 +29,8 @@ PORT=${PORT:-55495}
 . host-postgres/tests/throwaway_cluster.sh
 cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres \
     -c shared_buffers=2GB -c work_mem=64MB -c effective_cache_size=8GB -c max_parallel_workers_per_gather=0 \
-    -c ruvector.advisor_interval_s="$INTERVAL" -c ruvector.advisor_validation_s="$VALIDATION"
+    -c ruvector.advisor_interval_s="$INTERVAL" -c ruvector.advisor_validation_s="$VALIDATION" \
+    -c ruvector.dag_background_interval_ms="$CYCLE_MS"
 target/release/ruvector-dag-tpch --host "$WORK" --port "$PORT" --user postgres --scale "$SF" \
     --auto "$RUNS" --timeout "$TIMEOUT" --max-rounds "$MAX_ROUNDS" "${FLAGS[@]}"
 echo "worker log:" >&2

@@ -451,7 +451,7 @@ unsafe fn replayable_text(qd: &pg_sys::QueryDesc) -> Option<std::borrow::Cow<'_,
         let start = usize::try_from(stmt.stmt_location).unwrap_or(0).min(all.len());
         let len = usize::try_from(stmt.stmt_len).unwrap_or(0);
         let end = if len == 0 { all.len() } else { (start + len).min(all.len()) };
-        let text = without_prepare(all.get(start..end)?.trim());
+        let text = without_prepare(without_explain(all.get(start..end)?.trim())?);
         let params = qd.params;
         let text = if params.is_null() || (*params).numParams == 0 {
             std::borrow::Cow::Borrowed(text)
@@ -460,6 +460,28 @@ unsafe fn replayable_text(qd: &pg_sys::QueryDesc) -> Option<std::borrow::Cow<'_,
         };
         (!text.is_empty() && text.len() <= crate::steering::TEXT_BYTES).then_some(text)
     }
+}
+
+/// The statement `EXPLAIN [(options)] statement` (or `EXPLAIN ANALYZE VERBOSE statement`) explains, else `text`:
+/// a query measured through `EXPLAIN ANALYZE` is the same class as the query itself and is replayed without the
+/// wrapper. `None` for `EXPLAIN … EXECUTE`: the prepared statement does not exist on a replay connection.
+fn without_explain(text: &str) -> Option<&str> {
+    let lexed = crate::rewrite_text::Text::new(text);
+    let toks = &lexed.toks;
+    let word = |i: usize, w: &str| toks.get(i).is_some_and(|t| text[t.start..t.end].eq_ignore_ascii_case(w));
+    if !word(0, "explain") {
+        return Some(text);
+    }
+    let mut i = 1;
+    if toks.get(i).is_some_and(|t| t.kind == crate::rewrite_text::Tok::LParen) {
+        i = lexed.matching(i)? + 1;
+    } else {
+        while ["analyze", "analyse", "verbose"].iter().any(|w| word(i, w)) {
+            i += 1;
+        }
+    }
+    let inner = text[toks.get(i)?.start..].trim();
+    (!word(i, "execute")).then_some(inner)
 }
 
 /// The query of `PREPARE name [(types)] AS query` (the source text of an `EXECUTE`d statement), else `text`.
@@ -596,7 +618,7 @@ fn push_record(t: &Tracked, execution_ms: f64, rows: u64, actuals: Option<Vec<u8
 
 #[cfg(test)]
 mod tests {
-    use super::without_prepare;
+    use super::{without_explain, without_prepare};
 
     #[test]
     fn the_query_of_a_prepare_statement_is_replayed_not_the_prepare() {
@@ -604,5 +626,21 @@ mod tests {
         assert_eq!(without_prepare("prepare q as\n  select 1"), "select 1");
         assert_eq!(without_prepare("SELECT 'PREPARE x AS'"), "SELECT 'PREPARE x AS'");
         assert_eq!(without_prepare("PREPARE broken (int"), "PREPARE broken (int");
+    }
+
+    #[test]
+    fn a_query_measured_through_explain_analyze_is_replayed_without_the_explain() {
+        let q = "SELECT count(*) FROM t WHERE a = 1";
+        assert_eq!(without_explain(q), Some(q));
+        assert_eq!(without_explain(&format!("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY, FORMAT JSON) {q}")), Some(q));
+        assert_eq!(without_explain(&format!("explain analyze verbose {q}")), Some(q));
+        assert_eq!(without_explain(&format!("EXPLAIN ANALYSE\n  {q}")), Some(q));
+        assert_eq!(
+            without_explain("EXPLAIN (ANALYZE) WITH x AS (SELECT 1) SELECT * FROM x"),
+            Some("WITH x AS (SELECT 1) SELECT * FROM x")
+        );
+        assert_eq!(without_explain("EXPLAIN ANALYZE EXECUTE q(1)"), None);
+        assert_eq!(without_explain("EXPLAIN (ANALYZE"), None);
+        assert_eq!(without_explain("SELECT 'EXPLAIN ANALYZE'"), Some("SELECT 'EXPLAIN ANALYZE'"));
     }
 }

@@ -60,7 +60,11 @@ pub(crate) fn auto(
     timeout_s: u64,
     max_rounds: usize,
 ) -> Result<(), String> {
-    let sql = |client: &mut Client, s: &str| client.batch_execute(s).map_err(|e| format!("{s}: {e}"));
+    let sql = |client: &mut Client, s: &str| {
+        client
+            .batch_execute(s)
+            .map_err(|e| format!("{s}: {}", e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())))
+    };
     sql(client, "CREATE EXTENSION IF NOT EXISTS hypopg")?;
     let interval_s: i64 = client
         .query_one("SELECT setting::int8 FROM pg_settings WHERE name = 'ruvector.advisor_interval_s'", &[])
@@ -79,7 +83,8 @@ pub(crate) fn auto(
     let before = measure(client, queries, runs, "baseline (advisor off)")?;
     let storage_before = index_bytes(client)?;
 
-    sql(client, "ALTER SYSTEM SET ruvector.advisor_mode = 'auto'; SELECT pg_reload_conf()")?;
+    sql(client, "ALTER SYSTEM SET ruvector.advisor_mode = 'auto'")?;
+    sql(client, "SELECT pg_reload_conf()")?;
     let start = Instant::now();
     println!(
         "\nauto mode on (advisor rounds every {interval_s} s); rounds of the 22 queries until the worker has \
@@ -121,11 +126,16 @@ pub(crate) fn auto(
         }
     }
     // The comparison is with the worker's work settled: nothing is built or dropped while measuring.
-    sql(client, "ALTER SYSTEM SET ruvector.advisor_mode = 'advise'; SELECT pg_reload_conf()")?;
+    sql(client, "ALTER SYSTEM SET ruvector.advisor_mode = 'advise'")?;
+    sql(client, "SELECT pg_reload_conf()")?;
     while actions(client)?.values().any(|a| a.state == "building") {
         std::thread::sleep(Duration::from_millis(500));
     }
     let storage = index_bytes(client)? - storage_before;
+    let steered: i64 = client
+        .query_one("SELECT steered_classes FROM ruvector.dag_learning_status()", &[])
+        .map_err(|e| e.to_string())?
+        .get(0);
     let after = measure(client, queries, runs, "after convergence")?;
     sql(client, "RESET statement_timeout")?;
 
@@ -163,7 +173,7 @@ pub(crate) fn auto(
     println!(
         "\ntotal: stock {:.1} s, auto {:.1} s (timeouts counted as {timeout_s} s); median speedup {:.2}x; queries \
          slower by >1.2x: {slower}; actions: {} ({kept} kept, {reverted} reverted), {:.1} MB of index storage added; \
-         {}; round totals: {}",
+         {}; {steered} query classes steered by the learner; round totals: {}",
         total_before / 1000.0,
         total_after / 1000.0,
         median(&mut speedups),
