@@ -330,24 +330,27 @@ impl AutoAdvisor {
     /// Starts building (or dropping) `index` (an index or, for kind `statistics`, a statistics object) for action
     /// `action` on the maintenance thread.
     fn spawn(&mut self, replayer: &mut Replayer, db: &str, action: i64, index: &str, kind: &str, build: bool) {
+        let Some((Some(sql), Some(table))) = BackgroundWorker::transaction(|| {
+            Spi::get_two_with_args::<String, String>(
+                "SELECT implementation_sql, table_name FROM ruvector.dag_advisor_log WHERE action_id = $1",
+                &[action.into()],
+            )
+            .ok()
+        }) else {
+            return;
+        };
         let sql = if build {
-            match BackgroundWorker::transaction(|| {
-                Spi::get_one_with_args::<String>(
-                    "SELECT implementation_sql FROM ruvector.dag_advisor_log WHERE action_id = $1",
-                    &[action.into()],
-                )
-                .ok()
-                .flatten()
-            }) {
-                Some(sql) => sql,
-                None => return,
-            }
+            sql
         } else if kind == "statistics" {
             format!("DROP STATISTICS IF EXISTS {index}")
         } else {
             format!("DROP INDEX CONCURRENTLY IF EXISTS {index}")
         };
-        let handle = replayer.spawn_maintenance(db, &sql);
+        let handle = if kind == "index" {
+            replayer.spawn_concurrently(db, &sql, &table)
+        } else {
+            replayer.spawn_maintenance(db, &sql)
+        };
         let kind = kind.to_owned();
         self.job = Some(Job { action, index: index.to_owned(), kind, build, started: Instant::now(), handle });
     }
