@@ -4,7 +4,7 @@
 //! reverted, with its reasons), the time it took to converge, the per-query table, totals, regressions > 1.2x and
 //! the index storage added.
 
-use crate::{index_bytes, measure, median};
+use crate::{compare_table, index_bytes, measure, median};
 use postgres::Client;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -150,33 +150,17 @@ pub(crate) fn auto(
             a.reason
         );
     }
-    let show = |t: Option<f64>| t.map_or(format!(">{}", timeout_s * 1000), |t| format!("{t:.1}"));
-    println!(
-        "\nmedian of {runs} runs per query (server-side planning + execution, ms; >T: hit the {timeout_s} s timeout)\n"
-    );
-    println!("{:>5} {:>12} {:>12} {:>9}", "query", "stock", "auto", "speedup");
-    let (mut total_before, mut total_after, mut slower, mut speedups) = (0.0, 0.0, 0, Vec::new());
-    for (((n, _), b), a) in queries.iter().zip(&before).zip(&after) {
-        let (bv, av) = (b.unwrap_or(cap_ms), a.unwrap_or(cap_ms));
-        total_before += bv;
-        total_after += av;
-        if av > 1.2 * bv {
-            slower += 1;
-        }
-        speedups.push(bv / av.max(1e-9));
-        let speedup =
-            if b.is_some() { format!("{:.2}x", bv / av.max(1e-9)) } else { format!(">{:.0}x", bv / av.max(1e-9)) };
-        println!("{:>5} {:>12} {:>12} {:>9}", format!("Q{n}"), show(*b), show(*a), speedup);
-    }
+    let mut c = compare_table(queries, &before, &after, runs, timeout_s, ("stock", "auto"));
     let kept = known.values().filter(|a| a.state == "kept").count();
     let reverted = known.values().filter(|a| a.state == "reverted").count();
     println!(
         "\ntotal: stock {:.1} s, auto {:.1} s (timeouts counted as {timeout_s} s); median speedup {:.2}x; queries \
-         slower by >1.2x: {slower}; actions: {} ({kept} kept, {reverted} reverted), {:.1} MB of index storage added; \
+         slower by >1.2x: {}; actions: {} ({kept} kept, {reverted} reverted), {:.1} MB of index storage added; \
          {}; {steered} query classes steered by the learner; round totals: {}",
-        total_before / 1000.0,
-        total_after / 1000.0,
-        median(&mut speedups),
+        c.total_before_ms / 1000.0,
+        c.total_after_ms / 1000.0,
+        median(&mut c.speedups),
+        c.slower,
         known.len(),
         storage as f64 / 1048576.0,
         match converged_s {

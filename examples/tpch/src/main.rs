@@ -426,33 +426,58 @@ fn advise(client: &mut Client, queries: &[(usize, String)], runs: usize, timeout
     let after = measure(client, queries, runs, "after advice")?;
     sql(client, "RESET statement_timeout")?;
 
-    let show = |t: Option<f64>| t.map_or(format!(">{}", timeout_s * 1000), |t| format!("{t:.1}"));
+    let c = compare_table(queries, &before, &after, runs, timeout_s, ("before", "after"));
     println!(
-        "\nmedian of {runs} runs per query (server-side planning + execution, ms; >T: hit the {timeout_s} s timeout)\n"
-    );
-    println!("{:>5} {:>12} {:>12} {:>9}", "query", "before", "after", "speedup");
-    let cap = timeout_s as f64 * 1000.0;
-    let (mut total_before, mut total_after, mut slower) = (0.0, 0.0, 0);
-    for (((n, _), b), a) in queries.iter().zip(&before).zip(&after) {
-        let (bv, av) = (b.unwrap_or(cap), a.unwrap_or(cap));
-        total_before += bv;
-        total_after += av;
-        if av > 1.2 * bv {
-            slower += 1;
-        }
-        let speedup =
-            if b.is_some() { format!("{:.2}x", bv / av.max(1e-9)) } else { format!(">{:.0}x", bv / av.max(1e-9)) };
-        println!("{:>5} {:>12} {:>12} {:>9}", format!("Q{n}"), show(*b), show(*a), speedup);
-    }
-    println!(
-        "\ntotal: before {:.1} s, after {:.1} s (timeouts counted as {timeout_s} s); queries slower by >1.2x: {slower}; \
+        "\ntotal: before {:.1} s, after {:.1} s (timeouts counted as {timeout_s} s); queries slower by >1.2x: {}; \
          {} indexes built in {build_s:.1} s, {:.1} MB of index storage added; advice took {advise_s:.1} s",
-        total_before / 1000.0,
-        total_after / 1000.0,
+        c.total_before_ms / 1000.0,
+        c.total_after_ms / 1000.0,
+        c.slower,
         built.len(),
         storage as f64 / 1048576.0
     );
     Ok(())
+}
+
+/// Totals of [`compare_table`].
+struct Compared {
+    total_before_ms: f64,
+    total_after_ms: f64,
+    /// Queries slower by more than 1.2x.
+    slower: usize,
+    /// Per-query speedups (before / after; a timeout counts at the cap).
+    speedups: Vec<f64>,
+}
+
+/// Prints medians before and after per query (`None`: hit the timeout, counted at the cap) and the speedups.
+fn compare_table(
+    queries: &[(usize, String)],
+    before: &[Option<f64>],
+    after: &[Option<f64>],
+    runs: usize,
+    timeout_s: u64,
+    (label_before, label_after): (&str, &str),
+) -> Compared {
+    let show = |t: Option<f64>| t.map_or(format!(">{}", timeout_s * 1000), |t| format!("{t:.1}"));
+    println!(
+        "\nmedian of {runs} runs per query (server-side planning + execution, ms; >T: hit the {timeout_s} s timeout)\n"
+    );
+    println!("{:>5} {:>12} {:>12} {:>9}", "query", label_before, label_after, "speedup");
+    let cap = timeout_s as f64 * 1000.0;
+    let mut c = Compared { total_before_ms: 0.0, total_after_ms: 0.0, slower: 0, speedups: Vec::new() };
+    for (((n, _), b), a) in queries.iter().zip(before).zip(after) {
+        let (bv, av) = (b.unwrap_or(cap), a.unwrap_or(cap));
+        c.total_before_ms += bv;
+        c.total_after_ms += av;
+        if av > 1.2 * bv {
+            c.slower += 1;
+        }
+        let speedup = bv / av.max(1e-9);
+        c.speedups.push(speedup);
+        let shown = if b.is_some() { format!("{speedup:.2}x") } else { format!(">{speedup:.0}x") };
+        println!("{:>5} {:>12} {:>12} {:>9}", format!("Q{n}"), show(*b), show(*a), shown);
+    }
+    c
 }
 
 fn main() {
