@@ -2,7 +2,7 @@
 //!
 //! At most one index is in flight. A round (every `ruvector.advisor_interval_s`, at low load) advises on the learner's
 //! workload since the previous round (`advisor::advise`: what-if costing with HypoPG; each query class weighted by its
-//! executions since then, each table's write cost by its writes since then; the first round only takes that snapshot),
+//! executions since then, each table's write cost by its writes since then; the first round weighs all it learned),
 //! takes the best pick that was never built before (a failed build may be retried) and whose queries have enough
 //! captured latencies to validate it against (else it waits for a later round), records it in
 //! `ruvector.dag_advisor_log` and builds it with `CREATE INDEX CONCURRENTLY ruvector_advisor_<id>` on a thread with its
@@ -45,7 +45,7 @@ pub(crate) struct AutoAdvisor {
     last_round: Option<Instant>,
     warned: bool,
     /// At the last round: executions per query class and writes per table, so that a round weighs the
-    /// executions and writes of the same period (the first round only takes this snapshot).
+    /// executions and writes of the same period (the first round weighs everything learned before it).
     baseline: Option<(HashMap<i64, f64>, HashMap<String, f64>)>,
     /// The maintenance statement running on its own thread, if any.
     job: Option<Job>,
@@ -437,7 +437,9 @@ impl AutoAdvisor {
                 let seen = crate::advisor::learned_workload();
                 let writes = crate::advisor::all_table_writes();
                 let executions: HashMap<i64, f64> = seen.iter().map(|q| (q.id, q.frequency)).collect();
-                let (before_executions, before_writes) = baseline.replace((executions, writes))?;
+                // The first round (after a start or a switch to auto) weighs everything learned so far: the
+                // workload that ran before is what an operator turned auto mode on for.
+                let (before_executions, before_writes) = baseline.replace((executions, writes)).unwrap_or_default();
                 let workload: Vec<crate::advisor::WorkloadQuery> = seen
                     .into_iter()
                     .filter_map(|mut q| {

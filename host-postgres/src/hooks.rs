@@ -76,6 +76,8 @@ struct Tracked {
     /// Planning time (NaN for a cached plan) and the arm it was planned under.
     planning_ms: f64,
     arm: u8,
+    /// The (sub)transaction nesting level it started at.
+    nest_level: i32,
 }
 
 const MAX_NOTES: usize = 64;
@@ -94,6 +96,7 @@ pub(crate) fn init() {
         PREV_EXPLAIN = pg_sys::ExplainOneQuery_hook;
         pg_sys::ExplainOneQuery_hook = Some(explain_one_query);
         pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
+        pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
         // Query ids as pg_stat_statements shows them, with compute_query_id = auto.
         pg_sys::EnableQueryId();
         INSTALLED = true;
@@ -335,8 +338,8 @@ unsafe extern "C-unwind" fn executor_end(query_desc: *mut pg_sys::QueryDesc) {
 /// a statement timeout). They are counted for the learner worker's error-rate signal, and the outermost is recorded
 /// as a failed execution with the statement's time until the abort — a lower bound of its latency, and the only
 /// trace a query that always hits `statement_timeout` leaves (it is the one most worth an index). The nested ones
-/// are not recorded: their own share of that time is unknown. At a commit, what is still tracked failed inside a
-/// subtransaction that was rolled back: forgotten.
+/// are not recorded: their own share of that time is unknown. (Executions that failed inside a subtransaction are
+/// forgotten when it rolls back, [`on_subxact`]; whatever is still tracked at a commit is forgotten too.)
 ///
 /// Not guarded itself: it reads one thread-local flag (which cannot panic or raise an error) and returns, which is
 /// all it does in almost every transaction; the work is in the guarded [`on_xact_tracked`].
@@ -358,12 +361,41 @@ unsafe extern "C-unwind" fn on_xact_tracked(event: pg_sys::XactEvent::Type, _arg
     if failed {
         ring::count_aborted(tracked.len() as u64);
         if let Some(outermost) = tracked.into_iter().next() {
-            // SAFETY: PostgreSQL's clock and this statement's start timestamp.
+            // SAFETY: PostgreSQL's clock and the failed statement's start timestamp.
             let (now, started) =
                 unsafe { (pg_sys::GetCurrentTimestamp(), pg_sys::GetCurrentStatementStartTimestamp()) };
             push_record(&outermost, (now - started).max(0) as f64 / 1000.0, 0, None, Source::Failed);
         }
     }
+}
+
+/// A rolled-back subtransaction (a savepoint, a PL/pgSQL exception block): the executions it started failed and are
+/// forgotten, so that at a later top-level abort the first execution tracked is the failed statement's own.
+/// Unguarded like [`on_xact`].
+unsafe extern "C-unwind" fn on_subxact(
+    event: pg_sys::SubXactEvent::Type,
+    _my: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB && TRACKING.with(Cell::get) {
+        // SAFETY: called by PostgreSQL inside the aborting subtransaction.
+        unsafe { forget_subtransaction(pg_sys::GetCurrentTransactionNestLevel()) };
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn forget_subtransaction(level: i32) {
+    let n = STATE.with(|s| {
+        let tracked = &mut s.borrow_mut().tracked;
+        let before = tracked.len();
+        tracked.retain(|t| t.nest_level < level);
+        if tracked.is_empty() {
+            TRACKING.with(|t| t.set(false));
+        }
+        before - tracked.len()
+    });
+    ring::count_aborted(n as u64);
 }
 
 /// What an execution's record needs, taken when it starts: the plan's fingerprint, its shape (the DAG is built and
@@ -424,6 +456,7 @@ unsafe fn start_tracking(query_desc: *mut pg_sys::QueryDesc, sampled: bool) -> O
             plan,
             planning_ms,
             arm,
+            nest_level: pg_sys::GetCurrentTransactionNestLevel(),
         })
     }
 }

@@ -56,6 +56,34 @@ mod tests {
     }
 
     #[pg_test]
+    fn an_execution_that_fails_inside_a_rolled_back_subtransaction_is_counted_as_aborted_and_forgotten() {
+        let probe = "SELECT 1 / (SELECT count(*) - count(*) FROM pg_class WHERE relname <> 'rv_subxact_probe')";
+        let json = Spi::get_one::<pgrx::JsonB>(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {probe}")).unwrap().unwrap();
+        let query_id = json.0[0]["Query Identifier"].as_i64().expect("a query id");
+        let aborted = || Spi::get_one::<i64>("SELECT aborted FROM ruvector.dag_trajectory_stats()").unwrap().unwrap();
+        let (aborted_before, recorded_before) = (aborted(), count_trajectories());
+        Spi::run(&format!(
+            "DO $$ BEGIN
+               BEGIN PERFORM {}; EXCEPTION WHEN division_by_zero THEN END;
+               PERFORM count(*) FROM pg_class;
+             END $$",
+            &probe[7..]
+        ))
+        .unwrap();
+        // The failed execution is counted when its subtransaction rolls back and never recorded (only a top-level
+        // abort records a failed execution); the next one is recorded. (Other tests run alongside: at least.)
+        assert!(aborted() > aborted_before);
+        assert!(count_trajectories() > recorded_before);
+        let recorded = Spi::get_one_with_args::<i64>(
+            "SELECT count(*) FROM ruvector.dag_get_trajectories(100000) WHERE query_id = $1",
+            &[query_id.into()],
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(recorded, 0);
+    }
+
+    #[pg_test]
     fn executions_are_captured_with_the_query_id_pg_stat_statements_uses() {
         setup_tables();
         let before = count_trajectories();

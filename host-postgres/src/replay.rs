@@ -149,10 +149,8 @@ impl Replayer {
         let (sql, table) = (sql.to_owned(), table.to_owned());
         self.on_maintenance_thread(db, move |mut client| {
             let mut tx = client.transaction().map_err(|e| db_message(&e))?;
-            let name: Option<String> = tx
-                .query_one("SELECT to_regclass($1)::text", &[&table])
-                .map_err(|e| db_message(&e))?
-                .get(0);
+            let name: Option<String> =
+                tx.query_one("SELECT to_regclass($1)::text", &[&table]).map_err(|e| db_message(&e))?.get(0);
             let name = name.ok_or_else(|| format!("table {table} does not exist"))?;
             // `name` is regclass output: quoted as an identifier where needed.
             tx.batch_execute(&format!("LOCK TABLE {name} IN SHARE UPDATE EXCLUSIVE MODE"))

@@ -44,7 +44,7 @@ Q20="SELECT ps.partkey FROM ps WHERE ps.availqty > (SELECT 0.5 * sum(l.quantity)
      WHERE l.partkey = ps.partkey AND l.suppkey = ps.suppkey AND l.shipdate >= date '2021-01-01')"
 LOOKUP="SELECT v FROM w WHERE k = 4242"
 
-# The advisor's first round only takes a snapshot of executions and writes; later rounds weigh what ran since.
+# The advisor's first round weighs all executions and writes so far (none yet); later rounds weigh what ran since.
 learn
 
 # 1. An index that helps is built, validated and kept — for a query that always hits statement_timeout before it
