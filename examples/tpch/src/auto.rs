@@ -2,7 +2,7 @@
 //! (the baseline), then `ruvector.advisor_mode = auto` and rounds of the 22 queries until the learner worker has
 //! nothing left to build or judge, then each query N times again. Prints what the worker did (built, kept,
 //! reverted, with its reasons), the time it took to converge, the per-query table, totals, regressions > 1.2x and
-//! the index storage added.
+//! the index storage added. While measuring (not during the rounds), background replays and index probes are off.
 
 use crate::{compare_table, index_bytes, measure, median};
 use postgres::Client;
@@ -80,7 +80,19 @@ pub(crate) fn auto(
     }
     let cap_ms = timeout_s as f64 * 1000.0;
     sql(client, &format!("SET statement_timeout = '{timeout_s}s'"))?;
+    // While measuring, the worker runs no background replays or index probes of its own (they would share the
+    // machine with the measured query); the auto rounds run with everything on.
+    let measuring = |client: &mut Client, on: bool| -> Result<(), String> {
+        for (guc, value) in [("ruvector.dag_replay_budget", "0"), ("ruvector.healing_mode", "off")] {
+            let stmt =
+                if on { format!("ALTER SYSTEM SET {guc} = '{value}'") } else { format!("ALTER SYSTEM RESET {guc}") };
+            sql(client, &stmt)?;
+        }
+        sql(client, "SELECT pg_reload_conf()")
+    };
+    measuring(client, true)?;
     let before = measure(client, queries, runs, "baseline (advisor off)")?;
+    measuring(client, false)?;
     let storage_before = index_bytes(client)?;
 
     sql(client, "ALTER SYSTEM SET ruvector.advisor_mode = 'auto'")?;
@@ -136,7 +148,9 @@ pub(crate) fn auto(
         .query_one("SELECT steered_classes FROM ruvector.dag_learning_status()", &[])
         .map_err(|e| e.to_string())?
         .get(0);
+    measuring(client, true)?;
     let after = measure(client, queries, runs, "after convergence")?;
+    measuring(client, false)?;
     sql(client, "RESET statement_timeout")?;
 
     println!("\nwhat the worker did:\n");
