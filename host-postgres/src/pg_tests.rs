@@ -58,7 +58,7 @@ mod tests {
     #[pg_test]
     fn an_execution_that_fails_inside_a_rolled_back_subtransaction_is_counted_as_aborted_and_forgotten() {
         let probe = "SELECT 1 / (SELECT count(*) - count(*) FROM pg_class WHERE relname <> 'rv_subxact_probe')";
-        let json = Spi::get_one::<pgrx::JsonB>(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {probe}")).unwrap().unwrap();
+        let json = Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {probe}")).unwrap().unwrap();
         let query_id = json.0[0]["Query Identifier"].as_i64().expect("a query id");
         let aborted = || Spi::get_one::<i64>("SELECT aborted FROM ruvector.dag_trajectory_stats()").unwrap().unwrap();
         let (aborted_before, recorded_before) = (aborted(), count_trajectories());
