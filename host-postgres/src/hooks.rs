@@ -80,6 +80,17 @@ struct Tracked {
     nest_level: i32,
 }
 
+/// PostgreSQL accessors that cannot raise an error, declared without pgrx's FFI guard (a `sigsetjmp` per call,
+/// about 70 instructions, several times the accessor's own) for the per-execution path.
+mod unguarded {
+    use pgrx::pg_sys::{Oid, TimestampTz};
+    unsafe extern "C" {
+        pub(super) fn GetCurrentTransactionNestLevel() -> std::ffi::c_int;
+        pub(super) fn GetCurrentStatementStartTimestamp() -> TimestampTz;
+        pub(super) fn GetUserId() -> Oid;
+    }
+}
+
 const MAX_NOTES: usize = 64;
 const MAX_SHAPES: usize = 4096;
 
@@ -380,7 +391,7 @@ unsafe extern "C-unwind" fn on_subxact(
 ) {
     if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB && TRACKING.with(Cell::get) {
         // SAFETY: called by PostgreSQL inside the aborting subtransaction.
-        unsafe { forget_subtransaction(pg_sys::GetCurrentTransactionNestLevel()) };
+        unsafe { forget_subtransaction(unguarded::GetCurrentTransactionNestLevel()) };
     }
 }
 
@@ -456,7 +467,7 @@ unsafe fn start_tracking(query_desc: *mut pg_sys::QueryDesc, sampled: bool) -> O
             plan,
             planning_ms,
             arm,
-            nest_level: pg_sys::GetCurrentTransactionNestLevel(),
+            nest_level: unguarded::GetCurrentTransactionNestLevel(),
         })
     }
 }
@@ -628,7 +639,7 @@ fn push_record(t: &Tracked, execution_ms: f64, rows: u64, actuals: Option<Vec<u8
     let plan_bytes = actuals.as_ref().or(t.plan.as_ref());
     // SAFETY: the statement start timestamp, the current user and database are set in every backend.
     let (recorded_at, user_id, db_id) = unsafe {
-        (pg_sys::GetCurrentStatementStartTimestamp(), pg_sys::GetUserId().to_u32(), pg_sys::MyDatabaseId.to_u32())
+        (unguarded::GetCurrentStatementStartTimestamp(), unguarded::GetUserId().to_u32(), pg_sys::MyDatabaseId.to_u32())
     };
     let mechanism = crate::gucs::ATTENTION.get() as u8;
     ring::push(|record| {
