@@ -10,8 +10,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 /// Rounds without a new action, with nothing in flight and at least two advisor intervals since the last change,
-/// after which the workload counts as converged.
-const QUIET_ROUNDS: usize = 2;
+/// after which the workload counts as converged: 8, because the worker builds an index only once its queries have
+/// 8 captured executions, and a round runs each query once (2 stopped a run while Q12's index waited for them).
+const QUIET_ROUNDS: usize = 8;
 
 /// One row of `ruvector.dag_advisor_log`.
 #[derive(Debug, Clone, PartialEq)]
