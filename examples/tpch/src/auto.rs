@@ -4,7 +4,7 @@
 //! reverted, with its reasons), the time it took to converge, the per-query table, totals, regressions > 1.2x and
 //! the index storage added. While measuring (not during the rounds), background replays and index probes are off.
 
-use crate::{compare_table, index_bytes, measure, median};
+use crate::{compare_table, error_text, exec, index_bytes, measure, median};
 use postgres::Client;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -61,43 +61,33 @@ pub(crate) fn auto(
     timeout_s: u64,
     max_rounds: usize,
 ) -> Result<(), String> {
-    let sql = |client: &mut Client, s: &str| {
-        client
-            .batch_execute(s)
-            .map_err(|e| format!("{s}: {}", e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())))
-    };
-    sql(client, "CREATE EXTENSION IF NOT EXISTS hypopg")?;
+    exec(client, "CREATE EXTENSION IF NOT EXISTS hypopg")?;
     let interval_s: i64 = client
         .query_one("SELECT setting::int8 FROM pg_settings WHERE name = 'ruvector.advisor_interval_s'", &[])
-        .map_err(|e| {
-            format!(
-                "reading ruvector.advisor_interval_s: {}",
-                e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())
-            )
-        })?
+        .map_err(|e| format!("reading ruvector.advisor_interval_s: {}", error_text(&e)))?
         .get(0);
     if !actions(client)?.is_empty() {
         return Err("ruvector.dag_advisor_log is not empty: start from a fresh cluster".into());
     }
     let cap_ms = timeout_s as f64 * 1000.0;
-    sql(client, &format!("SET statement_timeout = '{timeout_s}s'"))?;
+    exec(client, &format!("SET statement_timeout = '{timeout_s}s'"))?;
     // While measuring, the worker runs no background replays or index probes of its own (they would share the
     // machine with the measured query); the auto rounds run with everything on.
     let measuring = |client: &mut Client, on: bool| -> Result<(), String> {
         for (guc, value) in [("ruvector.dag_replay_budget", "0"), ("ruvector.healing_mode", "off")] {
             let stmt =
                 if on { format!("ALTER SYSTEM SET {guc} = '{value}'") } else { format!("ALTER SYSTEM RESET {guc}") };
-            sql(client, &stmt)?;
+            exec(client, &stmt)?;
         }
-        sql(client, "SELECT pg_reload_conf()")
+        exec(client, "SELECT pg_reload_conf()")
     };
     measuring(client, true)?;
     let before = measure(client, queries, runs, "baseline (advisor off)")?;
     measuring(client, false)?;
     let storage_before = index_bytes(client)?;
 
-    sql(client, "ALTER SYSTEM SET ruvector.advisor_mode = 'auto'")?;
-    sql(client, "SELECT pg_reload_conf()")?;
+    exec(client, "ALTER SYSTEM SET ruvector.advisor_mode = 'auto'")?;
+    exec(client, "SELECT pg_reload_conf()")?;
     let start = Instant::now();
     println!(
         "\nauto mode on (advisor rounds every {interval_s} s); rounds of the 22 queries until the worker has \
@@ -139,8 +129,8 @@ pub(crate) fn auto(
         }
     }
     // The comparison is with the worker's work settled: nothing is built or dropped while measuring.
-    sql(client, "ALTER SYSTEM SET ruvector.advisor_mode = 'advise'")?;
-    sql(client, "SELECT pg_reload_conf()")?;
+    exec(client, "ALTER SYSTEM SET ruvector.advisor_mode = 'advise'")?;
+    exec(client, "SELECT pg_reload_conf()")?;
     while actions(client)?.values().any(|a| a.state == "building") {
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -152,7 +142,7 @@ pub(crate) fn auto(
     measuring(client, true)?;
     let after = measure(client, queries, runs, "after convergence")?;
     measuring(client, false)?;
-    sql(client, "RESET statement_timeout")?;
+    exec(client, "RESET statement_timeout")?;
 
     println!("\nwhat the worker did:\n");
     for (id, a) in &known {

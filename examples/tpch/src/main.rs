@@ -243,6 +243,16 @@ fn run() -> Result<(), String> {
     Ok(())
 }
 
+/// The server's message of a database error, else the client's error.
+fn error_text(e: &postgres::Error) -> String {
+    e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned())
+}
+
+/// Runs `statement`; an error names it with the server's message.
+fn exec(client: &mut Client, statement: &str) -> Result<(), String> {
+    client.batch_execute(statement).map_err(|e| format!("{statement}: {}", error_text(&e)))
+}
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -369,9 +379,7 @@ fn rewrite(client: &mut Client, queries: &[(usize, String)], timeout_s: u64) -> 
                  FROM ruvector.dag_rewrite_report($1, $2)",
                 &[q, &(timeout_s.saturating_mul(1000).min(3_600_000) as i32)],
             )
-            .map_err(|e| {
-                format!("Q{n}: {}", e.as_db_error().map_or_else(|| e.to_string(), |d| d.message().to_owned()))
-            })?;
+            .map_err(|e| format!("Q{n}: {}", error_text(&e)))?;
         let (status, detail): (String, String) = (row.get(0), row.get(1));
         let equal: Option<bool> = row.get(6);
         println!(
@@ -388,11 +396,10 @@ fn rewrite(client: &mut Client, queries: &[(usize, String)], timeout_s: u64) -> 
 }
 
 fn advise(client: &mut Client, queries: &[(usize, String)], runs: usize, timeout_s: u64) -> Result<(), String> {
-    let sql = |client: &mut Client, s: &str| client.batch_execute(s).map_err(|e| format!("{s}: {e}"));
-    sql(client, "CREATE EXTENSION IF NOT EXISTS hypopg")?;
-    sql(client, &format!("SET statement_timeout = '{timeout_s}s'"))?;
+    exec(client, "CREATE EXTENSION IF NOT EXISTS hypopg")?;
+    exec(client, &format!("SET statement_timeout = '{timeout_s}s'"))?;
     let before = measure(client, queries, runs, "before advice")?;
-    sql(client, "RESET statement_timeout")?;
+    exec(client, "RESET statement_timeout")?;
 
     let texts: Vec<&str> = queries.iter().map(|(_, q)| q.as_str()).collect();
     let storage_before = index_bytes(client)?;
@@ -416,15 +423,15 @@ fn advise(client: &mut Client, queries: &[(usize, String)], runs: usize, timeout
             size as f64 / 1048576.0,
             if correlated { ", SubPlan correlation key" } else { "" }
         );
-        sql(client, &stmt)?;
+        exec(client, &stmt)?;
         built.push(stmt);
     }
-    sql(client, "ANALYZE")?;
+    exec(client, "ANALYZE")?;
     let build_s = start.elapsed().as_secs_f64();
     let storage = index_bytes(client)? - storage_before;
-    sql(client, &format!("SET statement_timeout = '{timeout_s}s'"))?;
+    exec(client, &format!("SET statement_timeout = '{timeout_s}s'"))?;
     let after = measure(client, queries, runs, "after advice")?;
-    sql(client, "RESET statement_timeout")?;
+    exec(client, "RESET statement_timeout")?;
 
     let c = compare_table(queries, &before, &after, runs, timeout_s, ("before", "after"));
     println!(
