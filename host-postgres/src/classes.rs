@@ -117,6 +117,10 @@ pub(crate) struct Class {
     pub(crate) explain_hash: Option<u64>,
     /// User executions under the native plan and under the steered arm.
     pub(crate) native: Stat,
+    /// Of the native executions, those that ended in an error (cancelled by `statement_timeout`, typically): their
+    /// times are lower bounds.
+    #[serde(default)]
+    pub(crate) native_failed: u64,
     pub(crate) steered: Stat,
     pub(crate) replays: Vec<ArmReplay>,
     pub(crate) arm: usize,
@@ -143,6 +147,7 @@ impl Class {
             plan_hash,
             explain_hash: None,
             native: Stat::default(),
+            native_failed: 0,
             steered: Stat::default(),
             replays: vec![ArmReplay::default(); ARMS.len()],
             arm: 0,
@@ -160,11 +165,13 @@ impl Class {
         *self = Class { text: self.text.take(), ..Class::new(self.query_id, self.db_id, self.user_id, self.plan_hash) };
     }
 
-    /// A user execution of `ms` under arm `arm`. An arm the class is not steered with was forced by an operator
-    /// (`dag_class_steer`): the class adopts it.
-    pub(crate) fn observe(&mut self, arm: usize, ms: f64) {
+    /// A user execution of `ms` under arm `arm` (`failed`: it ended in an error after `ms`, so it took at least
+    /// that long). An arm the class is not steered with was forced by an operator (`dag_class_steer`): the class
+    /// adopts it.
+    pub(crate) fn observe(&mut self, arm: usize, ms: f64, failed: bool) {
         if arm == 0 {
             self.native.add(ms);
+            self.native_failed += u64::from(failed);
             return;
         }
         if self.arm != arm || self.state != State::Steered {
@@ -182,13 +189,28 @@ impl Class {
         {
             return None;
         }
+        if self.censored() {
+            // Replaying the native plan would only fail again. Each arm gets the native executions' lower bound as
+            // its timeout: one that finishes within it is faster than native for sure.
+            return self.next_arm_replay(self.native.ms().min(600_000.0) as u64);
+        }
         let native = &self.replays[0];
         if native.stat.n < REPLAYS {
             // Generous for the native plan: it already ran for users.
             let limit = (self.native.ms() * 10.0 + 1000.0).min(600_000.0) as u64;
             return Some(Replay::Measure(0, limit));
         }
-        let limit = (native.stat.ms() * 2.0 + 10.0).min(600_000.0) as u64;
+        self.next_arm_replay((native.stat.ms() * 2.0 + 10.0).min(600_000.0) as u64)
+    }
+
+    /// True when most native executions failed (typically cancelled by `statement_timeout`): the native latency is
+    /// known only from below, as `native.ms()`.
+    pub(crate) fn censored(&self) -> bool {
+        self.native_failed * 2 > self.native.n
+    }
+
+    /// The next arm to compare with native, or to measure with timeout `limit` ms.
+    fn next_arm_replay(&self, limit: u64) -> Option<Replay> {
         for (arm, r) in self.replays.iter().enumerate().skip(1) {
             match r.same_plan {
                 None => return Some(Replay::Compare(arm)),
@@ -231,10 +253,17 @@ impl Class {
     /// After exploration: the fastest measured arm when it saves at least `threshold` of the native replay time.
     /// Returns the new arm when the decision steers the class.
     pub(crate) fn decide(&mut self, threshold: f64) -> Option<usize> {
-        if self.state != State::Learning || self.next_replay().is_some() || self.replays[0].stat.n < REPLAYS {
+        if self.state != State::Learning || self.next_replay().is_some() {
             return None;
         }
-        let native = self.replays[0].stat.ms();
+        // A censored class compares its arms with the native lower bound (no native replay could finish).
+        let native = if self.censored() {
+            self.native.ms()
+        } else if self.replays[0].stat.n >= REPLAYS {
+            self.replays[0].stat.ms()
+        } else {
+            return None;
+        };
         let best = self
             .replays
             .iter()
@@ -281,13 +310,15 @@ impl Class {
             .then(|| 1.0 - self.steered.ms() / self.native.ms().max(1e-9))
     }
 
-    /// Replayed latency under the steered arm over native (NaN when not measured, e.g. forced by an operator).
+    /// Replayed latency under the steered arm over native (NaN when not measured, e.g. forced by an operator); for a
+    /// censored class, over the native lower bound (so an upper bound of the ratio).
     pub(crate) fn replay_ratio(&self) -> f32 {
-        let (arm, native) = (&self.replays[self.arm], &self.replays[0]);
-        if self.forced || self.arm == 0 || arm.stat.n == 0 || native.stat.n == 0 {
+        let arm = &self.replays[self.arm];
+        let native = if self.censored() { self.native } else { self.replays[0].stat };
+        if self.forced || self.arm == 0 || arm.stat.n == 0 || native.n == 0 {
             return f32::NAN;
         }
-        (arm.stat.ms() / native.stat.ms().max(1e-9)) as f32
+        (arm.stat.ms() / native.ms().max(1e-9)) as f32
     }
 
     /// The arm plans are made under now (0 when not steered).
@@ -349,8 +380,8 @@ mod tests {
     fn recurring() -> Class {
         let mut c = Class::new(7, 1, 10, 99);
         c.text = Some("SELECT 1".into());
-        c.observe(0, 100.0);
-        c.observe(0, 110.0);
+        c.observe(0, 100.0, false);
+        c.observe(0, 110.0, false);
         c
     }
 
@@ -366,9 +397,9 @@ mod tests {
     #[test]
     fn a_class_is_explored_only_once_it_recurs_and_has_text() {
         let mut c = Class::new(7, 1, 10, 99);
-        c.observe(0, 100.0);
+        c.observe(0, 100.0, false);
         assert_eq!(c.next_replay(), None, "one execution");
-        c.observe(0, 100.0);
+        c.observe(0, 100.0, false);
         assert_eq!(c.next_replay(), None, "no text");
         c.text = Some("SELECT 1".into());
         assert!(matches!(c.next_replay(), Some(Replay::Measure(0, _))));
@@ -407,13 +438,13 @@ mod tests {
         let mut c = recurring();
         explore(&mut c, |a| a == 1, |a| Some(if a == 0 { 100.0 } else { 20.0 }));
         c.decide(0.3);
-        c.observe(1, 30.0);
-        c.observe(1, 30.0);
-        c.observe(1, 30.0);
+        c.observe(1, 30.0, false);
+        c.observe(1, 30.0, false);
+        c.observe(1, 30.0, false);
         assert!(!c.guard(), "faster than native: kept");
         assert!(c.improvement().unwrap() > 0.6);
         for _ in 0..20 {
-            c.observe(1, 400.0);
+            c.observe(1, 400.0, false);
         }
         assert!(c.guard());
         assert_eq!((c.state, c.effective_arm()), (State::Reverted, 0));
@@ -422,10 +453,10 @@ mod tests {
     #[test]
     fn an_arm_forced_by_an_operator_is_adopted_and_guarded() {
         let mut c = recurring();
-        c.observe(9, 500.0);
+        c.observe(9, 500.0, false);
         assert_eq!((c.state, c.arm, c.forced), (State::Steered, 9, true));
-        c.observe(9, 500.0);
-        c.observe(9, 500.0);
+        c.observe(9, 500.0, false);
+        c.observe(9, 500.0, false);
         assert!(c.guard(), "5x slower than native");
         assert_eq!(c.state, State::Reverted);
     }
@@ -434,14 +465,53 @@ mod tests {
     fn fast_classes_are_not_explored_and_the_first_replay_only_warms_up() {
         let mut c = Class::new(7, 1, 10, 99);
         c.text = Some("SELECT 1".into());
-        c.observe(0, 0.02);
-        c.observe(0, 0.03);
+        c.observe(0, 0.02, false);
+        c.observe(0, 0.03, false);
         assert_eq!(c.next_replay(), None, "microsecond queries are not worth steering");
         let mut c = recurring();
         c.measured(0, Some(500.0));
         assert_eq!(c.replays[0].stat.n, 0, "warm-up");
         c.measured(0, Some(100.0));
         assert_eq!(c.replays[0].stat.n, 1);
+    }
+
+    #[test]
+    fn a_class_that_times_out_explores_its_arms_against_the_lower_bound() {
+        let mut c = Class::new(7, 1, 10, 99);
+        c.text = Some("SELECT 1".into());
+        // Cancelled at 60 s twice: the native plan takes at least that long.
+        c.observe(0, 60_000.0, true);
+        c.observe(0, 60_000.0, true);
+        assert!(c.censored());
+        assert_eq!(c.next_replay(), Some(Replay::Compare(1)), "no native replay: it would only time out");
+        let timeouts: Vec<u64> = {
+            let mut seen = Vec::new();
+            let mut probe = c.clone();
+            while let Some(r) = probe.next_replay() {
+                match r {
+                    Replay::Compare(arm) => probe.compared(arm, arm != 3 && arm != 4),
+                    Replay::Measure(arm, limit) => {
+                        seen.push(limit);
+                        probe.measured(arm, if arm == 3 { Some(2_000.0) } else { None });
+                    }
+                }
+            }
+            seen
+        };
+        assert!(timeouts.iter().all(|&t| (59_000..=60_000).contains(&t)), "{timeouts:?}");
+        // Arm 3 finishes in 2 s, arm 4 times out: steered with arm 3.
+        explore(&mut c, |a| a == 3 || a == 4, |a| if a == 3 { Some(2_000.0) } else { None });
+        assert_eq!(c.replays[0].stat.n, 0, "the native plan was never replayed");
+        assert_eq!(c.decide(0.3), Some(3));
+        assert!(c.replay_ratio() < 0.05);
+        // Every arm that plans differently timing out too: native (nothing better was found).
+        c.restart();
+        c.observe(0, 60_000.0, true);
+        c.observe(0, 60_000.0, true);
+        c.observe(0, 500.0, false);
+        explore(&mut c, |a| a == 3, |_| None);
+        assert_eq!(c.decide(0.3), None);
+        assert_eq!(c.state, State::Native);
     }
 
     #[test]

@@ -380,8 +380,9 @@ fn dag_learning_status() -> TableIterator<
 
 /// The counterfactual log (saved every learner cycle): per query class its state (`learning`, `native`,
 /// `steered`, `reverted`, `disabled`, `not_replayable`), the arm it is planned under, user executions native
-/// and steered with their mean latencies, the improvement `1 − steered / native`, and the replays per arm.
-/// Another role's query text reads `<insufficient privilege>` unless the caller is a superuser or a member of
+/// and steered with their mean latencies (`native_failed` of the native ones ended in an error, e.g. cancelled by
+/// `statement_timeout`: their times count as lower bounds), the improvement `1 − steered / native`, and the replays
+/// per arm. Another role's query text reads `<insufficient privilege>` unless the caller is a superuser or a member of
 /// `pg_read_all_stats`.
 #[pg_extern]
 fn dag_query_class_log() -> TableIterator<
@@ -393,6 +394,7 @@ fn dag_query_class_log() -> TableIterator<
         name!(forced, bool),
         name!(native_executions, i64),
         name!(native_ms, Option<f64>),
+        name!(native_failed, i64),
         name!(steered_executions, i64),
         name!(steered_ms, Option<f64>),
         name!(improvement, Option<f64>),
@@ -432,6 +434,7 @@ fn dag_query_class_log() -> TableIterator<
                 k.forced,
                 k.native.n as i64,
                 (k.native.n > 0).then(|| k.native.ms()),
+                k.native_failed as i64,
                 k.steered.n as i64,
                 (k.steered.n > 0).then(|| k.steered.ms()),
                 k.improvement(),

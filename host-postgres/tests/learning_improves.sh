@@ -90,4 +90,20 @@ pqid=$(sql -c "PREPARE pj(int) AS $PJOIN; EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE
     fail "the prepared statement's text is '$(class "$pqid" "query_text")'"
 [[ $(class "$pqid" state) == steered ]] || fail "the prepared join class is '$(class "$pqid" "state || ' ' || replays::text")'"
 echo "learning_improves: prepared statement replayed as '$(class "$pqid" "query_text")' and steered ($(class "$pqid" arm))"
+# 6. A query every execution of which statement_timeout cancels: its native latency is known only from below (the
+# timeout), and replaying its native plan would only time out again. Each arm is replayed with that bound as its
+# limit; one that finishes within 70 % of it is faster for sure, and steered: the query then completes in time.
+SLOW="SELECT count(*), max(b.id) FROM s JOIN b ON b.k = s.k WHERE s.v > s.w"
+for _ in 1 2 3; do
+    out=$(psql_as "-c statement_timeout=150" -c "$SLOW") && fail "the native plan finished within 150 ms: $out"
+    grep -q "statement timeout" <<<"$out" || fail "expected a statement timeout: $out"
+done
+sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null
+sqid=$(query_id "$SLOW")
+state=$(class "$sqid" "state || ' ' || arm || ' (native lower bound ' || round(native_ms::numeric) || ' ms, replays ' || replays::text || ')'")
+[[ $state == steered* ]] || fail "the class cancelled by statement_timeout is '$state'"
+[[ $(class "$sqid" "native_failed || ' ' || coalesce(replays->'native'->>'replays', '0')") == "3 0" ]] ||
+    fail "expected 3 failed native executions and no native replay: $(class "$sqid" "native_failed || ' ' || replays::text")"
+out=$(psql_as "-c statement_timeout=150" -c "$SLOW") || fail "steered, it still does not finish within 150 ms: $out"
+echo "learning_improves: a query cancelled at 150 ms every time was explored against that bound: $state"
 echo "learning_improves: steering applied, measured faster, and a slower arm reverted"

@@ -349,7 +349,7 @@ impl Learner {
                     .classes
                     .entry(r.query_id)
                     .or_insert_with(|| Class::new(r.query_id, r.db_id, r.user_id, r.plan_hash));
-                class.observe(usize::from(r.arm), r.execution_ms);
+                class.observe(usize::from(r.arm), r.execution_ms, r.source == ring::Source::Failed as u8);
                 if healing {
                     self.monitor.observe(r.query_id, r.arm, r.execution_ms, self.healer.repairing());
                 }
