@@ -7,8 +7,13 @@
 //! ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user postgres] [--dbname postgres]
 //!                   [--scale 0.1] [--rounds 5] [--svg tpch-learning-curve.svg] [--compare N]
 //!                   [--advise N [--timeout 120]] [--auto N [--timeout 120] [--max-rounds 60]]
-//!                   [--rewrite [--timeout 120]] [--no-secondary-indexes]
+//!                   [--rewrite [--timeout 120]] [--no-secondary-indexes] [--tpcds DIR]
 //! ```
+//!
+//! `--tpcds DIR` runs TPC-DS instead: the data and 99 queries `benches/pg/tpcds/gen.py` wrote to DIR (DuckDB's
+//! dsdgen and qualification queries), learning rounds and `--compare` as for TPC-H (`benches/pg/tpcds_learning.sh`).
+//! Every query in the learning rounds and the comparison runs under `statement_timeout = --timeout`; a query
+//! cancelled by it counts at the cap.
 //!
 //! `--compare N` then measures each query N times with steering off (the native plan PostgreSQL picks) and on,
 //! interleaved so that cache and machine noise hit both alike, and reports medians, the speedup distribution, the
@@ -33,9 +38,12 @@ mod auto;
 mod load;
 mod queries;
 mod svg;
+mod tpcds;
 
+use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls};
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::Instant;
 
 struct Args {
@@ -60,6 +68,8 @@ struct Args {
     rewrite: bool,
     /// Create the usual secondary indexes when loading.
     secondary_indexes: bool,
+    /// TPC-DS instead of TPC-H: the directory `benches/pg/tpcds/gen.py` wrote.
+    tpcds: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -78,6 +88,7 @@ fn parse_args() -> Result<Args, String> {
         timeout_s: 120,
         rewrite: false,
         secondary_indexes: true,
+        tpcds: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -97,10 +108,12 @@ fn parse_args() -> Result<Args, String> {
             "--timeout" => a.timeout_s = value()?.parse().map_err(|e| format!("--timeout: {e}"))?,
             "--rewrite" => a.rewrite = true,
             "--no-secondary-indexes" => a.secondary_indexes = false,
+            "--tpcds" => a.tpcds = Some(value()?.into()),
             "-h" | "--help" => {
                 return Err("usage: ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user U] [--dbname D] \
                             [--scale 0.1] [--rounds 5] [--svg FILE] [--compare N] [--advise N [--timeout S]] \
-                            [--auto N [--timeout S] [--max-rounds R]] [--rewrite [--timeout S]] [--no-secondary-indexes]"
+                            [--auto N [--timeout S] [--max-rounds R]] [--rewrite [--timeout S]] [--no-secondary-indexes] \
+                            [--tpcds DIR]"
                     .into());
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -108,6 +121,9 @@ fn parse_args() -> Result<Args, String> {
     }
     if !(a.scale > 0.0 && a.scale <= 100.0) {
         return Err(format!("--scale {}: expected a scale factor in (0, 100]", a.scale));
+    }
+    if a.tpcds.is_some() && (a.advise > 0 || a.auto > 0 || a.rewrite) {
+        return Err("--tpcds: learning rounds and --compare only (--advise, --auto and --rewrite are TPC-H's)".into());
     }
     if a.rounds < 2 {
         return Err("--rounds: at least 2 (a first and a last round)".into());
@@ -147,21 +163,39 @@ fn run() -> Result<(), String> {
         return Err("ruvector_dag is not in shared_preload_libraries on this server: nothing would be learned".into());
     }
 
-    let loaded: bool =
-        client.query_one("SELECT to_regclass('lineitem') IS NOT NULL", &[]).map_err(|e| e.to_string())?.get(0);
-    if loaded {
-        eprintln!("TPC-H tables already present: not reloading");
-    } else {
-        let start = Instant::now();
-        let mut done = 0;
-        load::load(&mut client, args.scale, args.secondary_indexes, |table, rows| {
-            done += 1;
-            bar(done, 8, &format!("loaded {table} ({rows} rows)"));
-        })?;
-        eprintln!("\nloaded TPC-H scale factor {} in {:.1} s", args.scale, start.elapsed().as_secs_f64());
-    }
-
-    let queries = queries::queries(args.scale);
+    let (workload, queries) = match &args.tpcds {
+        Some(dir) => {
+            let queries = tpcds::queries(dir)?;
+            let loaded: bool = client
+                .query_one("SELECT to_regclass('store_sales') IS NOT NULL", &[])
+                .map_err(|e| e.to_string())?
+                .get(0);
+            if loaded {
+                eprintln!("TPC-DS tables already present: not reloading");
+            } else {
+                let start = Instant::now();
+                tpcds::load(&mut client, dir, |table, done, total| bar(done, total, &format!("loaded {table}")))?;
+                eprintln!("\nloaded TPC-DS from {} in {:.1} s", dir.display(), start.elapsed().as_secs_f64());
+            }
+            (format!("TPC-DS ({})", dir.display()), queries)
+        }
+        None => {
+            let loaded: bool =
+                client.query_one("SELECT to_regclass('lineitem') IS NOT NULL", &[]).map_err(|e| e.to_string())?.get(0);
+            if loaded {
+                eprintln!("TPC-H tables already present: not reloading");
+            } else {
+                let start = Instant::now();
+                let mut done = 0;
+                load::load(&mut client, args.scale, args.secondary_indexes, |table, rows| {
+                    done += 1;
+                    bar(done, 8, &format!("loaded {table} ({rows} rows)"));
+                })?;
+                eprintln!("\nloaded TPC-H scale factor {} in {:.1} s", args.scale, start.elapsed().as_secs_f64());
+            }
+            (format!("TPC-H scale factor {}", args.scale), queries::queries(args.scale))
+        }
+    };
     if args.advise > 0 {
         return advise(&mut client, &queries, args.advise, args.timeout_s);
     }
@@ -176,13 +210,23 @@ fn run() -> Result<(), String> {
     let mut by_round = vec![vec![0.0f64; queries.len()]; args.rounds];
     let mut learning_s = Vec::new();
     let total_steps = args.rounds * queries.len();
+    let cap_ms = args.timeout_s as f64 * 1000.0;
+    let mut timeouts = 0;
     for (round, times) in by_round.iter_mut().enumerate() {
+        exec(&mut client, &format!("SET statement_timeout = '{}s'", args.timeout_s))?;
         for (i, (n, text)) in queries.iter().enumerate() {
             bar(round * queries.len() + i, total_steps, &format!("round {}/{}: Q{n}", round + 1, args.rounds));
             let start = Instant::now();
-            client.query(text.as_str(), &[]).map_err(|e| format!("Q{n}: {e}"))?;
-            times[i] = start.elapsed().as_secs_f64() * 1000.0;
+            times[i] = match client.query(text.as_str(), &[]) {
+                Ok(_) => start.elapsed().as_secs_f64() * 1000.0,
+                Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => {
+                    timeouts += 1;
+                    cap_ms
+                }
+                Err(e) => return Err(format!("Q{n}: {}", error_text(&e))),
+            };
         }
+        exec(&mut client, "RESET statement_timeout")?;
         bar((round + 1) * queries.len(), total_steps, &format!("round {}: learning", round + 1));
         let start = Instant::now();
         client.query("SELECT * FROM ruvector.dag_learn_now()", &[]).map_err(|e| format!("dag_learn_now: {e}"))?;
@@ -203,7 +247,11 @@ fn run() -> Result<(), String> {
         decisions.insert(id, (state, arm, improvement));
     }
     let last = args.rounds - 1;
-    println!("\nTPC-H scale factor {}, {} rounds (latency in ms, client-side wall time)\n", args.scale, args.rounds);
+    println!(
+        "\n{workload}, {} rounds (latency in ms, client-side wall time; {timeouts} runs cancelled at the {} s \
+         statement timeout count at the cap)\n",
+        args.rounds, args.timeout_s
+    );
     println!("{:>4} {:>11} {:>11} {:>8}  learner", "query", "first", "last", "speedup");
     for (i, (n, _)) in queries.iter().enumerate() {
         let (state, arm) = match decisions.get(&ids[i]) {
@@ -235,9 +283,9 @@ fn run() -> Result<(), String> {
         status.get::<_, String>(0)
     );
     if args.compare > 0 {
-        compare(&mut client, &queries, args.compare)?;
+        compare(&mut client, &queries, args.compare, args.timeout_s)?;
     }
-    let svg = svg::learning_curve(&format!("TPC-H SF {} with ruvector_dag learning", args.scale), &totals, &ms);
+    let svg = svg::learning_curve(&format!("{workload} with ruvector_dag learning"), &totals, &ms);
     std::fs::write(&args.svg, svg).map_err(|e| format!("writing {}: {e}", args.svg))?;
     println!("learning curve: {}", args.svg);
     Ok(())
@@ -261,8 +309,11 @@ fn median(v: &mut [f64]) -> f64 {
 
 /// Steering off vs on, interleaved, `rounds` times per query; server-side time from `EXPLAIN (ANALYZE, TIMING
 /// OFF, SUMMARY)` (planning and execution), so client overhead and result transfer do not blur small queries.
-fn compare(client: &mut Client, queries: &[(usize, String)], rounds: usize) -> Result<(), String> {
+/// A run cancelled by `statement_timeout` (`timeout_s`) counts at the cap.
+fn compare(client: &mut Client, queries: &[(usize, String)], rounds: usize, timeout_s: u64) -> Result<(), String> {
+    exec(client, &format!("SET statement_timeout = '{timeout_s}s'"))?;
     let mut rows = Vec::new();
+    let mut timeouts = [0, 0];
     let steps = queries.len() * rounds * 2;
     let mut step = 0;
     for (n, text) in queries {
@@ -273,22 +324,33 @@ fn compare(client: &mut Client, queries: &[(usize, String)], rounds: usize) -> R
                 bar(step, steps, &format!("comparing Q{n}, steering {steering}"));
                 step += 1;
                 client.batch_execute(&format!("SET ruvector.dag_steering = {steering}")).map_err(|e| e.to_string())?;
-                let row = client
-                    .query_one(&format!("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY, FORMAT JSON) {text}"), &[])
-                    .map_err(|e| format!("Q{n}: {e}"))?;
-                let json: serde_json::Value = row.get(0);
-                let plan_ms = json[0]["Planning Time"].as_f64().unwrap_or(0.0);
-                let exec_ms = json[0]["Execution Time"].as_f64().unwrap_or(0.0);
-                time[k].push(plan_ms + exec_ms);
-                planning[k] += plan_ms;
+                match client.query_one(&format!("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY, FORMAT JSON) {text}"), &[]) {
+                    Ok(row) => {
+                        let json: serde_json::Value = row.get(0);
+                        let plan_ms = json[0]["Planning Time"].as_f64().unwrap_or(0.0);
+                        let exec_ms = json[0]["Execution Time"].as_f64().unwrap_or(0.0);
+                        time[k].push(plan_ms + exec_ms);
+                        planning[k] += plan_ms;
+                    }
+                    Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => {
+                        time[k].push(timeout_s as f64 * 1000.0);
+                        timeouts[k] += 1;
+                    }
+                    Err(e) => return Err(format!("Q{n}: {}", error_text(&e))),
+                }
             }
         }
-        client.batch_execute("RESET ruvector.dag_steering").map_err(|e| e.to_string())?;
+        exec(client, "RESET ruvector.dag_steering")?;
         let (native, steered) = (median(&mut time[0]), median(&mut time[1]));
         rows.push((*n, native, steered, planning[1] / rounds as f64));
     }
+    exec(client, "RESET statement_timeout")?;
     eprintln!();
-    println!("\nsteering off vs on, median of {rounds} interleaved runs each (server-side planning + execution, ms)\n");
+    println!(
+        "\nsteering off vs on, median of {rounds} interleaved runs each (server-side planning + execution, ms; runs \
+         cancelled at the {timeout_s} s statement timeout count at the cap: {} native, {} with ruvector)\n",
+        timeouts[0], timeouts[1]
+    );
     println!("{:>5} {:>11} {:>11} {:>8}", "query", "native", "ruvector", "speedup");
     for (n, native, steered, _) in &rows {
         println!("{:>5} {:>11.1} {:>11.1} {:>7.2}x", format!("Q{n}"), native, steered, native / steered.max(1e-9));
@@ -337,7 +399,7 @@ fn measure(
                             + json[0]["Execution Time"].as_f64().unwrap_or(0.0),
                     );
                 }
-                Err(e) if e.code() == Some(&postgres::error::SqlState::QUERY_CANCELED) => {
+                Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => {
                     times.clear();
                     break;
                 }
