@@ -12,7 +12,8 @@
 //!
 //! `--tpcds DIR` runs TPC-DS instead: the data and 99 queries `benches/pg/tpcds/gen.py` wrote to DIR (DuckDB's
 //! dsdgen and qualification queries), learning rounds and `--compare` as for TPC-H (`benches/pg/tpcds_learning.sh`).
-//! Every query in the learning rounds and the comparison runs under `statement_timeout = --timeout`; a query
+//! `--learn-minutes M` calls `dag_learn_now()` after each round again while it replays something, for up to M
+//! minutes, so that exploration of many classes completes within few rounds. Every query in the learning rounds and the comparison runs under `statement_timeout = --timeout`; a query
 //! cancelled by it counts at the cap.
 //!
 //! `--compare N` then measures each query N times with steering off (the native plan PostgreSQL picks) and on,
@@ -70,6 +71,8 @@ struct Args {
     secondary_indexes: bool,
     /// TPC-DS instead of TPC-H: the directory `benches/pg/tpcds/gen.py` wrote.
     tpcds: Option<PathBuf>,
+    /// After each round, call `dag_learn_now()` again while it replays something, up to this many minutes (0: once).
+    learn_minutes: f64,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -89,6 +92,7 @@ fn parse_args() -> Result<Args, String> {
         rewrite: false,
         secondary_indexes: true,
         tpcds: None,
+        learn_minutes: 0.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -109,11 +113,14 @@ fn parse_args() -> Result<Args, String> {
             "--rewrite" => a.rewrite = true,
             "--no-secondary-indexes" => a.secondary_indexes = false,
             "--tpcds" => a.tpcds = Some(value()?.into()),
+            "--learn-minutes" => {
+                a.learn_minutes = value()?.parse().map_err(|e| format!("--learn-minutes: {e}"))?;
+            }
             "-h" | "--help" => {
                 return Err("usage: ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user U] [--dbname D] \
                             [--scale 0.1] [--rounds 5] [--svg FILE] [--compare N] [--advise N [--timeout S]] \
                             [--auto N [--timeout S] [--max-rounds R]] [--rewrite [--timeout S]] [--no-secondary-indexes] \
-                            [--tpcds DIR]"
+                            [--tpcds DIR] [--learn-minutes M]"
                     .into());
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -229,7 +236,20 @@ fn run() -> Result<(), String> {
         exec(&mut client, "RESET statement_timeout")?;
         bar((round + 1) * queries.len(), total_steps, &format!("round {}: learning", round + 1));
         let start = Instant::now();
-        client.query("SELECT * FROM ruvector.dag_learn_now()", &[]).map_err(|e| format!("dag_learn_now: {e}"))?;
+        loop {
+            let replays = |client: &mut Client| -> Result<i64, String> {
+                Ok(client
+                    .query_one("SELECT replays FROM ruvector.dag_learning_status()", &[])
+                    .map_err(|e| e.to_string())?
+                    .get(0))
+            };
+            let before = replays(&mut client)?;
+            client.query("SELECT * FROM ruvector.dag_learn_now()", &[]).map_err(|e| format!("dag_learn_now: {e}"))?;
+            // Again while the call replayed something (exploration pending) and the minutes allow.
+            if replays(&mut client)? == before || start.elapsed().as_secs_f64() >= args.learn_minutes * 60.0 {
+                break;
+            }
+        }
         learning_s.push(start.elapsed().as_secs_f64());
     }
     eprintln!();

@@ -463,11 +463,15 @@ impl Learner {
             self.replay_one(query_id, replay);
             let class = self.classes.get_mut(&query_id).expect("picked above");
             if let Some(arm) = class.decide(threshold) {
+                let native = if class.censored() {
+                    format!("native at least {:.3} ms: its executions failed", class.native.ms())
+                } else {
+                    format!("native {:.3} ms", class.replays[0].stat.ms())
+                };
                 log!(
-                    "ruvector_dag_learner: class {query_id} steered with {} (replayed {:.3} ms vs native {:.3} ms)",
+                    "ruvector_dag_learner: class {query_id} steered with {} (replayed {:.3} ms vs {native})",
                     steering::arm_label(arm),
                     class.replays[arm].stat.ms(),
-                    class.replays[0].stat.ms()
                 );
             }
             self.dirty.insert(query_id);
