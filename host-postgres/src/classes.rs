@@ -23,6 +23,9 @@ const MAX_ERRORS: u32 = 3;
 /// them, and replay timings of microsecond queries are noise (a 0.02 ms lookup was once "steered" to a bitmap
 /// scan by a cold first replay, costing pgbench -S 13 % of its throughput).
 pub(crate) const MIN_NATIVE_MS: f64 = 1.0;
+/// A censored class (its native executions time out) stops exploring once an arm runs within this share of the
+/// native lower bound.
+const RESCUED: f64 = 0.5;
 /// A decided class is explored again once a table it reads has had this share of its rows changed (inserted,
 /// updated or deleted) since the decision, and at least [`MIN_CHANGED_ROWS`]: what was measured is stale.
 pub(crate) const REEXPLORE_CHURN: f64 = 0.2;
@@ -94,6 +97,13 @@ pub(crate) struct ArmReplay {
     /// `Some(true)` when the arm plans the same as native (not measured), `None` until compared.
     pub(crate) same_plan: Option<bool>,
     pub(crate) timeouts: u32,
+}
+
+impl ArmReplay {
+    /// Plans differently from native and was measured `REPLAYS` times without a timeout.
+    fn usable(&self) -> bool {
+        self.same_plan == Some(false) && self.timeouts == 0 && self.stat.n >= REPLAYS
+    }
 }
 
 /// The next replay a class needs.
@@ -191,8 +201,13 @@ impl Class {
         }
         if self.censored() {
             // Replaying the native plan would only fail again. Each arm gets the native executions' lower bound as
-            // its timeout: one that finishes within it is faster than native for sure.
-            return self.next_arm_replay(self.native.ms().min(600_000.0) as u64);
+            // its timeout: one that finishes within it is faster than native for sure. Arms that do not finish
+            // cost the whole bound each, so exploration stops at the first arm that rescues the class.
+            let bound = self.native.ms();
+            if self.replays.iter().skip(1).any(|r| r.usable() && r.stat.ms() <= bound * RESCUED) {
+                return None;
+            }
+            return self.next_arm_replay(bound.min(600_000.0) as u64);
         }
         let native = &self.replays[0];
         if native.stat.n < REPLAYS {
@@ -269,7 +284,7 @@ impl Class {
             .iter()
             .enumerate()
             .skip(1)
-            .filter(|(_, r)| r.same_plan == Some(false) && r.timeouts == 0 && r.stat.n >= REPLAYS)
+            .filter(|(_, r)| r.usable())
             .min_by(|a, b| a.1.stat.mean_log.total_cmp(&b.1.stat.mean_log));
         match best {
             Some((arm, r)) if native > 0.0 && 1.0 - r.stat.ms() / native >= threshold => {
@@ -484,25 +499,22 @@ mod tests {
         c.observe(0, 60_000.0, true);
         assert!(c.censored());
         assert_eq!(c.next_replay(), Some(Replay::Compare(1)), "no native replay: it would only time out");
-        let timeouts: Vec<u64> = {
-            let mut seen = Vec::new();
-            let mut probe = c.clone();
-            while let Some(r) = probe.next_replay() {
-                match r {
-                    Replay::Compare(arm) => probe.compared(arm, arm != 3 && arm != 4),
-                    Replay::Measure(arm, limit) => {
-                        seen.push(limit);
-                        probe.measured(arm, if arm == 3 { Some(2_000.0) } else { None });
-                    }
+        // Arms 3 and 4 plan differently: arm 3 times out at the bound, arm 4 finishes in 2 s.
+        let mut limits = Vec::new();
+        while let Some(r) = c.next_replay() {
+            match r {
+                Replay::Compare(arm) => c.compared(arm, arm != 3 && arm != 4),
+                Replay::Measure(arm, limit) => {
+                    limits.push((arm, limit));
+                    c.measured(arm, if arm == 4 { Some(2_000.0) } else { None });
                 }
             }
-            seen
-        };
-        assert!(timeouts.iter().all(|&t| (59_000..=60_000).contains(&t)), "{timeouts:?}");
-        // Arm 3 finishes in 2 s, arm 4 times out: steered with arm 3.
-        explore(&mut c, |a| a == 3 || a == 4, |a| if a == 3 { Some(2_000.0) } else { None });
+        }
+        assert!(limits.iter().all(|&(_, t)| (59_000..=60_000).contains(&t)), "timeouts at the bound: {limits:?}");
+        assert_eq!(limits.iter().map(|&(a, _)| a).collect::<Vec<_>>(), [3, 4, 4]);
         assert_eq!(c.replays[0].stat.n, 0, "the native plan was never replayed");
-        assert_eq!(c.decide(0.3), Some(3));
+        assert_eq!(c.replays[5].same_plan, None, "arm 4 rescued the class: the arms after it are not even planned");
+        assert_eq!(c.decide(0.3), Some(4));
         assert!(c.replay_ratio() < 0.05);
         // Every arm that plans differently timing out too: native (nothing better was found).
         c.restart();
