@@ -22,7 +22,9 @@ if [[ ! -x $VENV/bin/python ]]; then
     "$VENV/bin/pip" install -q duckdb==1.1.3
 fi
 "$VENV/bin/python" benches/pg/tpcds/gen.py "$SF" "$DATA"
-(cd host-postgres && cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null)
+# PG_BIN: another PostgreSQL 15 installation (its pg_config gets the extension), e.g. a copy, so that tests may
+# reinstall the system one while this runs.
+(cd host-postgres && cargo pgrx install --release --pg-config "${PG_BIN:-/usr/lib/postgresql/15/bin}/pg_config" >/dev/null)
 cargo build --release -q -p ruvector-dag-tpch
 PORT=${PORT:-55494}
 . host-postgres/tests/throwaway_cluster.sh
