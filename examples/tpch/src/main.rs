@@ -13,8 +13,8 @@
 //! `--tpcds DIR` runs TPC-DS instead: the data and 99 queries `benches/pg/tpcds/gen.py` wrote to DIR (DuckDB's
 //! dsdgen and qualification queries), learning rounds and `--compare` as for TPC-H (`benches/pg/tpcds_learning.sh`).
 //! `--learn-minutes M` calls `dag_learn_now()` after each round again while it replays something, for up to M
-//! minutes, so that exploration of many classes completes within few rounds. Every query in the learning rounds and the comparison runs under `statement_timeout = --timeout`; a query
-//! cancelled by it counts at the cap.
+//! minutes, so that exploration of many classes completes within few rounds. Every query in the learning rounds
+//! and the comparison runs under `statement_timeout = --timeout`; a query cancelled by it counts at the cap.
 //!
 //! `--compare N` then measures each query N times with steering off (the native plan PostgreSQL picks) and on,
 //! interleaved so that cache and machine noise hit both alike, and reports medians, the speedup distribution, the
