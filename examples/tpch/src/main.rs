@@ -236,13 +236,13 @@ fn run() -> Result<(), String> {
         exec(&mut client, "RESET statement_timeout")?;
         bar((round + 1) * queries.len(), total_steps, &format!("round {}: learning", round + 1));
         let start = Instant::now();
+        let replays = |client: &mut Client| -> Result<i64, String> {
+            Ok(client
+                .query_one("SELECT replays FROM ruvector.dag_learning_status()", &[])
+                .map_err(|e| e.to_string())?
+                .get(0))
+        };
         loop {
-            let replays = |client: &mut Client| -> Result<i64, String> {
-                Ok(client
-                    .query_one("SELECT replays FROM ruvector.dag_learning_status()", &[])
-                    .map_err(|e| e.to_string())?
-                    .get(0))
-            };
             let before = replays(&mut client)?;
             client.query("SELECT * FROM ruvector.dag_learn_now()", &[]).map_err(|e| format!("dag_learn_now: {e}"))?;
             // Again while the call replayed something (exploration pending) and the minutes allow.
@@ -344,19 +344,15 @@ fn compare(client: &mut Client, queries: &[(usize, String)], rounds: usize, time
                 bar(step, steps, &format!("comparing Q{n}, steering {steering}"));
                 step += 1;
                 client.batch_execute(&format!("SET ruvector.dag_steering = {steering}")).map_err(|e| e.to_string())?;
-                match client.query_one(&format!("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY, FORMAT JSON) {text}"), &[]) {
-                    Ok(row) => {
-                        let json: serde_json::Value = row.get(0);
-                        let plan_ms = json[0]["Planning Time"].as_f64().unwrap_or(0.0);
-                        let exec_ms = json[0]["Execution Time"].as_f64().unwrap_or(0.0);
-                        time[k].push(plan_ms + exec_ms);
+                match server_ms(client, *n, text)? {
+                    Some((plan_ms, total_ms)) => {
+                        time[k].push(total_ms);
                         planning[k] += plan_ms;
                     }
-                    Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => {
+                    None => {
                         time[k].push(timeout_s as f64 * 1000.0);
                         timeouts[k] += 1;
                     }
-                    Err(e) => return Err(format!("Q{n}: {}", error_text(&e))),
                 }
             }
         }
@@ -398,6 +394,20 @@ fn compare(client: &mut Client, queries: &[(usize, String)], rounds: usize, time
     Ok(())
 }
 
+/// One run of query `n` under `EXPLAIN (ANALYZE, TIMING OFF, SUMMARY)`: (planning, planning + execution) in ms,
+/// server-side; `None` when `statement_timeout` cancelled it.
+fn server_ms(client: &mut Client, n: usize, text: &str) -> Result<Option<(f64, f64)>, String> {
+    match client.query_one(&format!("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY, FORMAT JSON) {text}"), &[]) {
+        Ok(row) => {
+            let json: serde_json::Value = row.get(0);
+            let plan_ms = json[0]["Planning Time"].as_f64().unwrap_or(0.0);
+            Ok(Some((plan_ms, plan_ms + json[0]["Execution Time"].as_f64().unwrap_or(0.0))))
+        }
+        Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => Ok(None),
+        Err(e) => Err(format!("Q{n}: {}", error_text(&e))),
+    }
+}
+
 /// Median server-side time (planning + execution, ms) of `runs` runs of every query; `None` when a run hit the
 /// statement timeout.
 fn measure(
@@ -411,19 +421,12 @@ fn measure(
         let mut times = Vec::new();
         for r in 0..runs {
             bar(i * runs + r, queries.len() * runs, &format!("{label}: Q{n}"));
-            match client.query_one(&format!("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY, FORMAT JSON) {text}"), &[]) {
-                Ok(row) => {
-                    let json: serde_json::Value = row.get(0);
-                    times.push(
-                        json[0]["Planning Time"].as_f64().unwrap_or(0.0)
-                            + json[0]["Execution Time"].as_f64().unwrap_or(0.0),
-                    );
-                }
-                Err(e) if e.code() == Some(&SqlState::QUERY_CANCELED) => {
+            match server_ms(client, *n, text)? {
+                Some((_, total_ms)) => times.push(total_ms),
+                None => {
                     times.clear();
                     break;
                 }
-                Err(e) => return Err(format!("Q{n}: {e}")),
             }
         }
         out.push((!times.is_empty()).then(|| median(&mut times)));
