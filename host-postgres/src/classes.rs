@@ -1,12 +1,13 @@
 //! The learner's counterfactual log: per query class (query id), what its executions measured natively and
 //! under the arm it is steered with, what background replays measured per arm, and the decision that follows.
 //!
-//! A class is explored once it recurs (two native executions) and its text can be replayed: the native plan is
-//! replayed twice, then each arm whose plan differs from the native one is replayed twice with a timeout of twice
-//! the native replay time (an arm that times out is out). The class is then steered with the fastest arm if it
-//! saves at least `quality_threshold` of the native replay time, and otherwise stays native. The no-regression
-//! guard reverts a steered class to native as soon as three of its steered user executions average more than
-//! 1.1 × its native ones. Pure logic: unit-tested here, driven by the worker in `learner.rs`.
+//! A class is explored once it recurs (two native executions) and its text can be replayed: the native plan is replayed
+//! twice, then each arm whose plan differs from the native one is replayed twice with a timeout of twice the native
+//! replay time (an arm that times out is out, and so is one whose first replay is no faster than native). The class is
+//! then steered with the fastest arm if it saves at least `quality_threshold` of the native replay time, and otherwise
+//! stays native. The no-regression guard reverts a steered class to native as soon as three of its steered user
+//! executions average more than 1.1 × its native ones. Pure logic: unit-tested here, driven by the worker in
+//! `learner.rs`.
 
 use crate::steering::ARMS;
 use serde::{Deserialize, Serialize};
@@ -207,7 +208,7 @@ impl Class {
             if self.replays.iter().skip(1).any(|r| r.usable() && r.stat.ms() <= bound * RESCUED) {
                 return None;
             }
-            return self.next_arm_replay(bound.min(600_000.0) as u64);
+            return self.next_arm_replay(bound.min(600_000.0) as u64, bound);
         }
         let native = &self.replays[0];
         if native.stat.n < REPLAYS {
@@ -215,7 +216,7 @@ impl Class {
             let limit = (self.native.ms() * 10.0 + 1000.0).min(600_000.0) as u64;
             return Some(Replay::Measure(0, limit));
         }
-        self.next_arm_replay((native.stat.ms() * 2.0 + 10.0).min(600_000.0) as u64)
+        self.next_arm_replay((native.stat.ms() * 2.0 + 10.0).min(600_000.0) as u64, native.stat.ms())
     }
 
     /// True when most native executions failed (typically cancelled by `statement_timeout`): the native latency is
@@ -224,12 +225,18 @@ impl Class {
         self.native_failed * 2 > self.native.n
     }
 
-    /// The next arm to compare with native, or to measure with timeout `limit` ms.
-    fn next_arm_replay(&self, limit: u64) -> Option<Replay> {
+    /// The next arm to compare with native, or to measure with timeout `limit` ms. An arm whose first replay was
+    /// no faster than `native` ms is out without a second one: to save the quality threshold its second replay
+    /// would have to beat native by about twice that, and losing arms are most arms, each replay costing up to
+    /// `limit`.
+    fn next_arm_replay(&self, limit: u64, native: f64) -> Option<Replay> {
         for (arm, r) in self.replays.iter().enumerate().skip(1) {
+            let lost = r.stat.n > 0 && r.stat.ms() >= native;
             match r.same_plan {
                 None => return Some(Replay::Compare(arm)),
-                Some(false) if r.timeouts == 0 && r.stat.n < REPLAYS => return Some(Replay::Measure(arm, limit)),
+                Some(false) if r.timeouts == 0 && r.stat.n < REPLAYS && !lost => {
+                    return Some(Replay::Measure(arm, limit));
+                }
                 _ => {}
             }
         }
@@ -443,9 +450,33 @@ mod tests {
     fn small_gains_keep_the_native_plan() {
         let mut c = recurring();
         explore(&mut c, |a| a == 1, |a| Some(if a == 0 { 100.0 } else { 90.0 }));
+        assert_eq!(c.replays[1].stat.n, REPLAYS, "an arm faster than native is replayed again");
         assert_eq!(c.decide(0.3), None);
         assert_eq!((c.state, c.effective_arm()), (State::Native, 0));
         assert_eq!(c.next_replay(), None, "explored classes are not replayed again");
+    }
+
+    #[test]
+    fn an_arm_slower_than_native_on_its_first_replay_is_out() {
+        let mut c = recurring();
+        let mut measured = vec![0; ARMS.len()];
+        let mut n = 0;
+        while let Some(r) = c.next_replay() {
+            match r {
+                Replay::Compare(arm) => c.compared(arm, !(arm == 1 || arm == 2)),
+                Replay::Measure(arm, _) => {
+                    measured[arm] += 1;
+                    // Arm 1 is slower than native, arm 2 faster.
+                    c.measured(arm, Some([100.0, 130.0, 60.0][arm]));
+                }
+            }
+            n += 1;
+            assert!(n < 100, "exploration ends");
+        }
+        assert_eq!(measured[1], 1, "one replay settles a losing arm");
+        assert_eq!(measured[2] as u64, REPLAYS);
+        assert!(!c.replays[1].usable());
+        assert_eq!(c.decide(0.3), Some(2));
     }
 
     #[test]
