@@ -181,11 +181,12 @@ pub(crate) fn publish(query_id: u64, arm: usize, ratio: f32) -> bool {
     let Some(s) = shared() else { return false };
     let Some(slot) = slot_for(s, query_id) else { return false };
     slot.ratio.store(ratio.to_bits(), Ordering::Release);
-    let old = slot.state.load(Ordering::Acquire);
-    let new = (old & DISABLED) | (arm as u32 & 0xFF);
-    if old != new {
-        slot.state.store(new, Ordering::Release);
-    }
+    // A compare-and-swap: a kill switch flipped by a backend between reading and writing the state is kept (a plain
+    // store could set a flag that was just cleared, leaving the class disabled for good).
+    let _ = slot.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+        let new = (old & DISABLED) | (arm as u32 & 0xFF);
+        (old != new).then_some(new)
+    });
     true
 }
 
