@@ -146,6 +146,13 @@ pub(crate) struct Class {
     /// The tables the class reads, as they were when it was decided (empty until the learner marks them).
     #[serde(default)]
     pub(crate) marks: Vec<TableMark>,
+    /// The arm the ReasoningBank predicted for the class's plan when its exploration reached the arms (see
+    /// [`Class::predict`]).
+    #[serde(default)]
+    pub(crate) predicted: Option<usize>,
+    /// True once the prediction was asked for (not saved: a restarted worker asks again).
+    #[serde(skip)]
+    pub(crate) predicted_checked: bool,
 }
 
 impl Class {
@@ -168,6 +175,8 @@ impl Class {
             forced: false,
             warmed: false,
             marks: Vec::new(),
+            predicted: None,
+            predicted_checked: false,
         }
     }
 
@@ -216,7 +225,32 @@ impl Class {
             let limit = (self.native.ms() * 10.0 + 1000.0).min(600_000.0) as u64;
             return Some(Replay::Measure(0, limit));
         }
-        self.next_arm_replay((native.stat.ms() * 2.0 + 10.0).min(600_000.0) as u64, native.stat.ms())
+        let reference = native.stat.ms();
+        if self
+            .predicted
+            .is_some_and(|arm| self.replays[arm].usable() && self.replays[arm].stat.ms() <= reference * RESCUED)
+        {
+            // The prediction is confirmed: the other arms might do better still, but not by enough to pay for
+            // replaying them all.
+            return None;
+        }
+        self.next_arm_replay((reference * 2.0 + 10.0).min(600_000.0) as u64, reference)
+    }
+
+    /// True when exploration has reached the arms (the native plan measured, or censored): the moment to ask the
+    /// ReasoningBank for a prediction, with this class's native replays already in it.
+    pub(crate) fn wants_prediction(&self) -> bool {
+        !self.predicted_checked
+            && matches!(self.next_replay(), Some(Replay::Compare(_)) | Some(Replay::Measure(1.., _)))
+    }
+
+    /// Sets the arm the ReasoningBank predicts beats the native plan (`None`: no prediction). That arm is
+    /// explored first, and once its replays run within half the native time, exploration ends there (a censored
+    /// class already ends at the first such arm): a plan like others the bank has learned from costs two replays
+    /// instead of one per arm. A wrong prediction costs nothing: the other arms are explored as usual.
+    pub(crate) fn predict(&mut self, arm: Option<usize>) {
+        self.predicted_checked = true;
+        self.predicted = arm.filter(|&a| a > 0 && a < ARMS.len());
     }
 
     /// True when most native executions failed (typically cancelled by `statement_timeout`): the native latency is
@@ -230,7 +264,9 @@ impl Class {
     /// would have to beat native by about twice that, and losing arms are most arms, each replay costing up to
     /// `limit`.
     fn next_arm_replay(&self, limit: u64, native: f64) -> Option<Replay> {
-        for (arm, r) in self.replays.iter().enumerate().skip(1) {
+        let order = self.predicted.into_iter().chain((1..ARMS.len()).filter(|&a| Some(a) != self.predicted));
+        for arm in order {
+            let r = &self.replays[arm];
             let lost = r.stat.n > 0 && r.stat.ms() >= native;
             match r.same_plan {
                 None => return Some(Replay::Compare(arm)),
@@ -477,6 +513,66 @@ mod tests {
         assert_eq!(measured[2] as u64, REPLAYS);
         assert!(!c.replays[1].usable());
         assert_eq!(c.decide(0.3), Some(2));
+    }
+
+    /// Explores `c` to the end like the worker, asking for a prediction (`predicted`) when the arms are reached;
+    /// returns the replays measured per arm.
+    fn explore_predicted(c: &mut Class, predicted: Option<usize>, differs: &[usize], ms: &[f64]) -> Vec<u64> {
+        let mut measured = vec![0; ARMS.len()];
+        let mut n = 0;
+        loop {
+            if c.wants_prediction() {
+                c.predict(predicted);
+            }
+            let Some(r) = c.next_replay() else { break };
+            match r {
+                Replay::Compare(arm) => c.compared(arm, !differs.contains(&arm)),
+                Replay::Measure(arm, _) => {
+                    measured[arm] += 1;
+                    c.measured(arm, Some(ms[arm]));
+                }
+            }
+            n += 1;
+            assert!(n < 100, "exploration ends");
+        }
+        measured
+    }
+
+    #[test]
+    fn a_confirmed_prediction_ends_exploration() {
+        let mut c = recurring();
+        let ms = [100.0, 30.0, 90.0, 20.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0];
+        let measured = explore_predicted(&mut c, Some(3), &[1, 2, 3], &ms);
+        assert_eq!(c.predicted, Some(3));
+        assert_eq!(measured[3], REPLAYS, "the predicted arm is measured first");
+        assert_eq!(&measured[1..], &[0, 0, 2, 0, 0, 0, 0, 0, 0, 0], "and nothing after it confirmed");
+        assert_eq!(c.replays[1].same_plan, None, "no other arm was even compared");
+        assert_eq!(c.decide(0.3), Some(3));
+    }
+
+    #[test]
+    fn a_wrong_prediction_costs_nothing_but_the_order() {
+        let ms = [100.0, 30.0, 90.0, 120.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0, 100.0];
+        let mut predicted = recurring();
+        let measured = explore_predicted(&mut predicted, Some(3), &[1, 2, 3], &ms);
+        assert_eq!(measured[3], 1, "the predicted arm lost on its first replay");
+        let mut plain = recurring();
+        explore_predicted(&mut plain, None, &[1, 2, 3], &ms);
+        assert_eq!(predicted.replays, plain.replays, "the same measurements, in another order");
+        assert_eq!((predicted.decide(0.3), plain.decide(0.3)), (Some(1), Some(1)));
+    }
+
+    #[test]
+    fn a_prediction_is_asked_for_once_when_the_arms_are_reached() {
+        let mut c = recurring();
+        assert!(!c.wants_prediction(), "the native plan is replayed first");
+        while matches!(c.next_replay(), Some(Replay::Measure(0, _))) {
+            c.measured(0, Some(100.0));
+        }
+        assert!(c.wants_prediction());
+        c.predict(Some(ARMS.len()));
+        assert_eq!(c.predicted, None, "not an arm");
+        assert!(!c.wants_prediction());
     }
 
     #[test]

@@ -383,7 +383,8 @@ fn dag_learning_status() -> TableIterator<
 /// and steered with their mean latencies (`native_failed` of the native ones ended in an error, e.g. cancelled by
 /// `statement_timeout`: their times count as lower bounds), the improvement `1 − steered / native`, and the replays
 /// per arm. Another role's query text reads `<insufficient privilege>` unless the caller is a superuser or a member of
-/// `pg_read_all_stats`.
+/// `pg_read_all_stats`. `predicted_arm` is the arm the ReasoningBank predicted for the class's plan (explored
+/// first; NULL when it predicted nothing).
 #[pg_extern]
 fn dag_query_class_log() -> TableIterator<
     'static,
@@ -400,6 +401,7 @@ fn dag_query_class_log() -> TableIterator<
         name!(improvement, Option<f64>),
         name!(replays, JsonB),
         name!(query_text, Option<String>),
+        name!(predicted_arm, Option<String>),
     ),
 > {
     let classes = saved_classes()
@@ -440,6 +442,7 @@ fn dag_query_class_log() -> TableIterator<
                 k.improvement(),
                 JsonB(serde_json::Value::Object(replays)),
                 text,
+                k.predicted.map(crate::steering::arm_label),
             )
         })
         .collect::<Vec<_>>();

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The learning loop makes a query faster, and takes back what does not: on a join the planner misestimates
-# (`s.v > s.w` gets the default selectivity 1/3: it expects 100 000 rows of s, 15 arrive, so it hashes s and
-# scans all 2 000 000 rows of b instead of probing b's index), the learner replays the recurring class under
-# setting arms in the background, steers it with the fastest, and the user's next executions use it; an arm an operator forces on a point lookup runs slower than native and the
-# no-regression guard reverts it; and when a third of a table the steered class reads changes, the class is
-# explored again. Needs root and the extension installed for the system PostgreSQL 15
-# (`cargo pgrx install`). Exits non-zero on any failure; prints the measured latencies.
+# The learning loop makes a query faster, and takes back what does not: on a join the planner misestimates (`s.v >
+# s.w` gets the default selectivity 1/3: it expects 100 000 rows of s, 15 arrive, so it hashes s and scans all
+# 2 000 000 rows of b instead of probing b's index), the learner replays the recurring class under setting arms in
+# the background, steers it with the fastest, and the user's next executions use it; an arm an operator forces on a
+# point lookup runs slower than native and the no-regression guard reverts it; when a third of a table the steered
+# class reads changes, the class is explored again; a similar query's arm is predicted by the ReasoningBank and
+# confirmed with two replays. Needs root and the extension installed for the system PostgreSQL 15 (`cargo pgrx
+# install`). Exits non-zero on any failure; prints the measured latencies.
 set -euo pipefail
 PORT=${PORT:-55447}
 . "$(dirname "$0")/throwaway_cluster.sh"
@@ -90,6 +91,12 @@ pqid=$(sql -c "PREPARE pj(int) AS $PJOIN; EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE
     fail "the prepared statement's text is '$(class "$pqid" "query_text")'"
 [[ $(class "$pqid" state) == steered ]] || fail "the prepared join class is '$(class "$pqid" "state || ' ' || replays::text")'"
 echo "learning_improves: prepared statement replayed as '$(class "$pqid" "query_text")' and steered ($(class "$pqid" arm))"
+# Its plan is the join's with one more filter: the ReasoningBank, which learned the join's arms from its replays,
+# predicts the arm; replays confirm it, and no other arm is replayed.
+read -r predicted arms <<<"$(class "$pqid" "coalesce(predicted_arm, '-') || ' ' || (SELECT count(*) FROM jsonb_object_keys(replays))")"
+[[ $predicted != - ]] || fail "no prediction for the prepared join: $(class "$pqid" "replays::text")"
+((arms <= 2)) || fail "the confirmed prediction did not end exploration: $(class "$pqid" "replays::text")"
+echo "learning_improves: the ReasoningBank predicted $predicted for it; replays confirmed it, no other arm was replayed"
 # 6. A query every execution of which statement_timeout cancels: its native latency is known only from below (the
 # timeout), and replaying its native plan would only time out again. Each arm is replayed with that bound as its
 # limit; one that finishes within 70 % of it is faster for sure, and steered: the query then completes in time.

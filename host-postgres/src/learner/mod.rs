@@ -47,6 +47,9 @@ const MAX_PLANS: usize = 20_000;
 const LEARN_TIMEOUT: Duration = Duration::from_secs(120);
 /// How long `dag_learn_now()` waits for a worker that is not running yet (starting or restarting).
 const WORKER_START_TIMEOUT: Duration = Duration::from_secs(30);
+/// Patterns a prediction looks at, and the cosine similarity to the class's plan they need.
+const PREDICT_K: usize = 8;
+const PREDICT_SIMILARITY: f32 = 0.9;
 
 mod backend;
 mod control;
@@ -451,7 +454,7 @@ impl Learner {
         let threshold = crate::gucs::QUALITY_THRESHOLD.get();
         while start.elapsed() < budget {
             // The class with the most native time at stake first.
-            let Some((query_id, replay)) = self
+            let Some((query_id, mut replay)) = self
                 .classes
                 .values()
                 .filter_map(|k| k.next_replay().map(|r| (k.query_id, r, k.native.ms() * k.native.n as f64)))
@@ -460,6 +463,18 @@ impl Learner {
             else {
                 break;
             };
+            if self.classes[&query_id].wants_prediction() {
+                let predicted = self.predict(query_id, threshold);
+                let class = self.classes.get_mut(&query_id).expect("picked above");
+                class.predict(predicted);
+                if let Some(arm) = class.predicted {
+                    log!(
+                        "ruvector_dag_learner: class {query_id}: the ReasoningBank predicts {} (explored first)",
+                        steering::arm_label(arm)
+                    );
+                }
+                replay = class.next_replay().expect("the arms are still to explore");
+            }
             self.replay_one(query_id, replay);
             let class = self.classes.get_mut(&query_id).expect("picked above");
             if let Some(arm) = class.decide(threshold) {
@@ -468,8 +483,9 @@ impl Learner {
                 } else {
                     format!("native {:.3} ms", class.replays[0].stat.ms())
                 };
+                let predicted = if class.predicted == Some(arm) { ", as predicted" } else { "" };
                 log!(
-                    "ruvector_dag_learner: class {query_id} steered with {} (replayed {:.3} ms vs {native})",
+                    "ruvector_dag_learner: class {query_id} steered with {} (replayed {:.3} ms vs {native}{predicted})",
                     steering::arm_label(arm),
                     class.replays[arm].stat.ms(),
                 );
@@ -477,6 +493,24 @@ impl Learner {
             self.dirty.insert(query_id);
         }
         self.review();
+    }
+
+    /// The arm the ReasoningBank predicts for class `query_id`: among the patterns most similar to its plan, the
+    /// best settings of the one with the highest similarity-weighted quality, when they save at least `threshold`
+    /// of the native latency and are an arm.
+    fn predict(&self, query_id: u64, threshold: f64) -> Option<usize> {
+        let dag = self.plans.get(&self.classes.get(&query_id)?.plan_hash)?;
+        let embedding = self.engine.embed(dag);
+        let score = |m: &ruvector_dag_learning::PatternMatch| m.quality * f64::from(m.similarity);
+        let best = self
+            .engine
+            .reasoning_bank
+            .query_similar(&embedding, PREDICT_K)
+            .into_iter()
+            .filter(|m| m.similarity >= PREDICT_SIMILARITY && !m.best_settings.is_empty())
+            .filter(|m| 1.0 - m.predicted_ratio >= threshold)
+            .max_by(|a, b| score(a).total_cmp(&score(b)))?;
+        (1..steering::ARMS.len()).find(|&arm| steering::arm_settings(arm) == best.best_settings)
     }
 
     fn name(&mut self, database: bool, oid: u32) -> Option<String> {
