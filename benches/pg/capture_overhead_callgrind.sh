@@ -5,8 +5,10 @@
 # server's session T2 of pgbench -S's transaction (`SELECT abalance FROM pgbench_accounts WHERE aid = :aid`,
 # simple protocol, aids from a fixed seed); the difference of the two backends' totals divided by T2 - T1 is the
 # backend's instructions per transaction without start-up.
-# Configurations: the extension not loaded (with and without compute_query_id), and preloaded with capture on (the defaults: hooks, ring, learner
-# worker, healing observe). Needs root, valgrind, and the extension installed (`cargo pgrx install --release`).
+# Configurations: the extension not loaded (with and without compute_query_id); preloaded with capture on (the
+# defaults: hooks, ring, learner worker, healing observe); and preloaded with capture and query ids off (the hooks'
+# entry checks only: what separates pgbench_capture_ab.sh's BASELINE=bare sessions from a server without the
+# extension). Needs root, valgrind, and the extension installed (`cargo pgrx install --release`).
 #   sudo benches/pg/capture_overhead_callgrind.sh [T1 (2000)] [T2 (6000)] [SCALE (1)]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -68,3 +70,5 @@ run "not loaded"
 # turns them on too, so that its classes join pg_stat_statements).
 run "not loaded, compute_query_id = on" -c compute_query_id=on
 run preloaded -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres
+run "preloaded, capture and query ids off" -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres \
+    -c ruvector.neural_dag_enabled=off -c compute_query_id=off
