@@ -173,11 +173,7 @@ fn run() -> Result<(), String> {
     let (workload, queries) = match &args.tpcds {
         Some(dir) => {
             let queries = tpcds::queries(dir)?;
-            let loaded: bool = client
-                .query_one("SELECT to_regclass('store_sales') IS NOT NULL", &[])
-                .map_err(|e| e.to_string())?
-                .get(0);
-            if loaded {
+            if table_exists(&mut client, "store_sales")? {
                 eprintln!("TPC-DS tables already present: not reloading");
             } else {
                 let start = Instant::now();
@@ -187,9 +183,7 @@ fn run() -> Result<(), String> {
             (format!("TPC-DS ({})", dir.display()), queries)
         }
         None => {
-            let loaded: bool =
-                client.query_one("SELECT to_regclass('lineitem') IS NOT NULL", &[]).map_err(|e| e.to_string())?.get(0);
-            if loaded {
+            if table_exists(&mut client, "lineitem")? {
                 eprintln!("TPC-H tables already present: not reloading");
             } else {
                 let start = Instant::now();
@@ -396,6 +390,11 @@ fn compare(client: &mut Client, queries: &[(usize, String)], rounds: usize, time
 
 /// One run of query `n` under `EXPLAIN (ANALYZE, TIMING OFF, SUMMARY)`: (planning, planning + execution) in ms,
 /// server-side; `None` when `statement_timeout` cancelled it.
+/// Whether `table` exists (the data of an earlier run is not loaded again).
+fn table_exists(client: &mut Client, table: &str) -> Result<bool, String> {
+    client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table]).map(|r| r.get(0)).map_err(|e| e.to_string())
+}
+
 fn server_ms(client: &mut Client, n: usize, text: &str) -> Result<Option<(f64, f64)>, String> {
     match client.query_one(&format!("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY, FORMAT JSON) {text}"), &[]) {
         Ok(row) => {
