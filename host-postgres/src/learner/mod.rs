@@ -454,7 +454,7 @@ impl Learner {
         let threshold = crate::gucs::QUALITY_THRESHOLD.get();
         while start.elapsed() < budget {
             // The class with the most native time at stake first.
-            let Some((query_id, mut replay)) = self
+            let Some((query_id, replay)) = self
                 .classes
                 .values()
                 .filter_map(|k| k.next_replay().map(|r| (k.query_id, r, k.native.ms() * k.native.n as f64)))
@@ -463,6 +463,7 @@ impl Learner {
             else {
                 break;
             };
+            let mut replay = Some(replay);
             if self.classes[&query_id].wants_prediction() {
                 let predicted = self.predict(query_id, threshold);
                 let class = self.classes.get_mut(&query_id).expect("picked above");
@@ -473,9 +474,12 @@ impl Learner {
                         steering::arm_label(arm)
                     );
                 }
-                replay = class.next_replay().expect("the arms are still to explore");
+                // None when replays from before a worker restart already confirm the prediction.
+                replay = class.next_replay();
             }
-            self.replay_one(query_id, replay);
+            if let Some(replay) = replay {
+                self.replay_one(query_id, replay);
+            }
             let class = self.classes.get_mut(&query_id).expect("picked above");
             if let Some(arm) = class.decide(threshold) {
                 let native = if class.censored() {
