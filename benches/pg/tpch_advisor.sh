@@ -13,13 +13,9 @@ RUNS=${2:-3}
 TIMEOUT=${3:-120}
 INDEXES=${4:-none}
 .ci/setup >/dev/null
-(cd host-postgres && cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null)
-cargo build --release -q -p ruvector-dag-tpch
 FLAGS=()
 [[ $INDEXES == none ]] && FLAGS+=(--no-secondary-indexes)
 PORT=${PORT:-55494}
-. host-postgres/tests/throwaway_cluster.sh
-cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres \
-    -c shared_buffers=2GB -c work_mem=64MB -c effective_cache_size=8GB -c max_parallel_workers_per_gather=0
-target/release/ruvector-dag-tpch --host "$WORK" --port "$PORT" --user postgres --scale "$SF" \
-    --advise "$RUNS" --timeout "$TIMEOUT" "${FLAGS[@]}"
+. benches/pg/bench_common.sh
+bench_cluster 2GB 8GB
+harness --scale "$SF" --advise "$RUNS" --timeout "$TIMEOUT" "${FLAGS[@]}"

@@ -21,17 +21,13 @@ MAX_ROUNDS=${7:-60}
 CYCLE_MS=${CYCLE_MS:-10000}
 .ci/setup >/dev/null
 # PG_BIN: another PostgreSQL 15 installation (a relocated copy of the system one, say) to build and run on.
-(cd host-postgres && cargo pgrx install --release --pg-config "${PG_BIN:-/usr/lib/postgresql/15/bin}/pg_config" >/dev/null)
-cargo build --release -q -p ruvector-dag-tpch
 FLAGS=()
 [[ $INDEXES == none ]] && FLAGS+=(--no-secondary-indexes)
 PORT=${PORT:-55495}
-. host-postgres/tests/throwaway_cluster.sh
-cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres \
-    -c shared_buffers=2GB -c work_mem=64MB -c effective_cache_size=8GB -c max_parallel_workers_per_gather=0 \
+. benches/pg/bench_common.sh
+bench_cluster 2GB 8GB \
     -c ruvector.advisor_interval_s="$INTERVAL" -c ruvector.advisor_validation_s="$VALIDATION" \
     -c ruvector.dag_background_interval_ms="$CYCLE_MS"
-target/release/ruvector-dag-tpch --host "$WORK" --port "$PORT" --user postgres --scale "$SF" \
-    --auto "$RUNS" --timeout "$TIMEOUT" --max-rounds "$MAX_ROUNDS" "${FLAGS[@]}"
+harness --scale "$SF" --auto "$RUNS" --timeout "$TIMEOUT" --max-rounds "$MAX_ROUNDS" "${FLAGS[@]}"
 echo "worker log:" >&2
 grep -E 'ruvector_dag_learner: .*(index|statistics|advisor)' "$WORK/log" | tail -40 >&2 || true

@@ -10,11 +10,7 @@ cd "$(dirname "$0")/../.."
 SF=${1:-1}
 ROUNDS=${2:-6}
 COMPARE=${3:-3}
-(cd host-postgres && cargo pgrx install --release --pg-config /usr/lib/postgresql/15/bin/pg_config >/dev/null)
-cargo build --release -q -p ruvector-dag-tpch
 PORT=${PORT:-55493}
-. host-postgres/tests/throwaway_cluster.sh
-cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres \
-    -c shared_buffers=4GB -c work_mem=64MB -c effective_cache_size=16GB -c max_parallel_workers_per_gather=0
-target/release/ruvector-dag-tpch --host "$WORK" --port "$PORT" --user postgres --scale "$SF" --rounds "$ROUNDS" \
-    --compare "$COMPARE" --svg "${OUT:-target/tpch-sf$SF-learning-curve.svg}"
+. benches/pg/bench_common.sh
+bench_cluster 4GB 16GB
+harness --scale "$SF" --rounds "$ROUNDS" --compare "$COMPARE" --svg "${OUT:-target/tpch-sf$SF-learning-curve.svg}"
