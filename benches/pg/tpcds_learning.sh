@@ -24,11 +24,8 @@ fi
 "$VENV/bin/python" benches/pg/tpcds/gen.py "$SF" "$DATA"
 # PG_BIN: another PostgreSQL 15 installation (its pg_config gets the extension), e.g. a copy, so that tests may
 # reinstall the system one while this runs.
-(cd host-postgres && cargo pgrx install --release --pg-config "${PG_BIN:-/usr/lib/postgresql/15/bin}/pg_config" >/dev/null)
-cargo build --release -q -p ruvector-dag-tpch
 PORT=${PORT:-55494}
-. host-postgres/tests/throwaway_cluster.sh
-cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres \
-    -c shared_buffers=4GB -c work_mem=64MB -c effective_cache_size=16GB -c max_parallel_workers_per_gather=0 -c jit=off
-target/release/ruvector-dag-tpch --host "$WORK" --port "$PORT" --user postgres --tpcds "$DATA" --rounds "$ROUNDS" \
-    --compare "$COMPARE" --timeout "$TIMEOUT" --learn-minutes "$LEARN_MINUTES" --svg "${OUT:-target/tpcds-sf$SF-learning-curve.svg}"
+. benches/pg/bench_common.sh
+bench_cluster 4GB 16GB -c jit=off
+harness --tpcds "$DATA" --rounds "$ROUNDS" --compare "$COMPARE" --timeout "$TIMEOUT" --learn-minutes "$LEARN_MINUTES" \
+    --svg "${OUT:-target/tpcds-sf$SF-learning-curve.svg}"
