@@ -180,6 +180,14 @@ impl Class {
         }
     }
 
+    /// Takes the replayable text a backend stored for the class, if any; returns whether it did.
+    pub(crate) fn take_text(&mut self, text: Option<crate::steering::QueryText>) -> bool {
+        let Some(t) = text else { return false };
+        self.text = Some(t.text);
+        (self.db_id, self.user_id) = (t.db_id, t.user_id);
+        true
+    }
+
     /// Forgets everything measured and decided (keeping the identity and the text): the class is explored afresh.
     pub(crate) fn restart(&mut self) {
         *self = Class { text: self.text.take(), ..Class::new(self.query_id, self.db_id, self.user_id, self.plan_hash) };

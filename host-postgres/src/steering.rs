@@ -66,7 +66,8 @@ pub(crate) fn arm_by_label(label: &str) -> Option<usize> {
 const STEER_SLOTS: usize = 4096;
 /// Slots of the text table (direct-mapped by query id) and bytes per text.
 const TEXT_SLOTS: usize = 1024;
-pub(crate) const TEXT_BYTES: usize = 4000;
+/// 8 KB: all but one of TPC-DS's 99 queries fit (4 000 left out 7 of them, one with a 19 KB `IN` list).
+pub(crate) const TEXT_BYTES: usize = 8192 - 32;
 
 #[repr(C)]
 struct SteerSlot {

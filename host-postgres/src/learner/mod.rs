@@ -348,10 +348,13 @@ impl Learner {
             // makes a query hit statement_timeout is a regression, and a query that always does is workload.
             let captured = r.source == ring::Source::Hook as u8 || r.source == ring::Source::Failed as u8;
             if r.query_id != 0 && captured {
-                let class = self
-                    .classes
-                    .entry(r.query_id)
-                    .or_insert_with(|| Class::new(r.query_id, r.db_id, r.user_id, r.plan_hash));
+                let class = self.classes.entry(r.query_id).or_insert_with(|| {
+                    let mut class = Class::new(r.query_id, r.db_id, r.user_id, r.plan_hash);
+                    // The backend stored the statement's text before running it: take it now, before another
+                    // class's text can take its slot (the text table is direct-mapped).
+                    class.take_text(steering::fetch_text(r.query_id));
+                    class
+                });
                 class.observe(usize::from(r.arm), r.execution_ms, r.source == ring::Source::Failed as u8);
                 if healing {
                     self.monitor.observe(r.query_id, r.arm, r.execution_ms, self.healer.repairing());
@@ -395,12 +398,8 @@ impl Learner {
         let mut changed = false;
         let mut regressed = Vec::new();
         for (&query_id, class) in &mut self.classes {
-            if class.text.is_none() && class.native.n >= 2 {
-                if let Some(t) = steering::fetch_text(query_id) {
-                    class.text = Some(t.text);
-                    (class.db_id, class.user_id) = (t.db_id, t.user_id);
-                    self.dirty.insert(query_id);
-                }
+            if class.text.is_none() && class.native.n >= 2 && class.take_text(steering::fetch_text(query_id)) {
+                self.dirty.insert(query_id);
             }
             let disabled = steering::disabled(query_id);
             if disabled && class.state != State::Disabled {
