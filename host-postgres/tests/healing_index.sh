@@ -67,15 +67,19 @@ echo "latency anomaly (40 executions at 2 ms, then 5 at 50 ms): recorded $((($(d
     "after the fifth slow execution ($found)"
 [[ $(sql -c "SELECT status FROM ruvector.dag_health_report() WHERE subsystem = 'query_latency'") == *"1 in an incident"* ]] ||
     fail "the health report does not show the incident"
-for _ in $(seq 1 40); do echo "SELECT pg_sleep(0.002);"; done | sql >/dev/null
-# The worker drains every second; on a loaded machine it may take a few (bounded wait, checked every 0.1 s).
+# The worker drains every second; on a loaded machine it may take a few (bounded wait, checked every 0.1 s). The
+# tracker judges a sample of each drain's executions and clears after enough normal ones (hysteresis): up to three
+# batches of 40 normal executions (in one CI run a single batch left it open for the whole 10 s).
 resolved=""
-for _ in $(seq 1 100); do
-    resolved=$(sql -c "SELECT bool_and(resolved) FROM ruvector.dag_anomalies() WHERE anomaly_type = 'latency'")
-    [[ $resolved == t ]] && break
-    sleep 0.1
+for _ in 1 2 3; do
+    for _ in $(seq 1 40); do echo "SELECT pg_sleep(0.002);"; done | sql >/dev/null
+    for _ in $(seq 1 50); do
+        resolved=$(sql -c "SELECT bool_and(resolved) FROM ruvector.dag_anomalies() WHERE anomaly_type = 'latency'")
+        [[ $resolved == t ]] && break 2
+        sleep 0.1
+    done
 done
-[[ $resolved == t ]] || fail "the anomaly did not resolve within 10 s: $(sql -c "SELECT * FROM ruvector.dag_anomalies()")"
+[[ $resolved == t ]] || fail "the anomaly did not resolve after 120 normal executions: $(sql -c "SELECT * FROM ruvector.dag_anomalies()")"
 # Executions that fail while they run are counted for the error-rate signal (at abort, by the hooks).
 aborted() { sql -c "SELECT aborted FROM ruvector.dag_trajectory_stats()"; }
 a0=$(aborted)
