@@ -66,8 +66,8 @@ run() {
 }
 
 run "not loaded"
-# What pg_stat_statements users already pay: query identifiers computed for every statement (the extension
-# turns them on too, so that its classes join pg_stat_statements).
+# What pg_stat_statements users already pay: PostgreSQL's query identifiers computed for every statement (the
+# extension's classes are those ids when PostgreSQL computes them, else its own cheaper fingerprint).
 run "not loaded, compute_query_id = on" -c compute_query_id=on
 run preloaded -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres
 run "preloaded, capture and query ids off" -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres \

@@ -63,6 +63,15 @@ impl AttentionType {
     }
 }
 
+/// The value of `setting` for the per-query hooks, read without the active-thread check of `GucSetting::get` (a
+/// thread-local lookup through the dynamic linker that costs more than the read, several times per query).
+/// PostgreSQL calls the hooks in the backend's only thread, the one that assigns settings.
+#[inline(always)]
+pub(crate) fn hot<T: pgrx::guc::GucValue>(setting: &GucSetting<T>) -> T::Raw {
+    // SAFETY: no other thread writes the setting (see above).
+    unsafe { *setting.as_ptr() }
+}
+
 pub(crate) static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 pub(crate) static LEARNING_RATE: GucSetting<f64> = GucSetting::<f64>::new(0.1);
 pub(crate) static PATTERN_CLUSTERS: GucSetting<i32> = GucSetting::<i32>::new(100);

@@ -6,9 +6,9 @@
 //!   per-node row counts.
 //! - `ExecutorEnd` fingerprints the plan (node tags, relation and index OIDs, shape; no catalog access, no
 //!   allocation), converts the `PlannedStmt` to a [`dag::QueryDag`] the first time this backend meets that
-//!   fingerprint, and pushes one record into the shared ring: query id (as `pg_stat_statements` and
-//!   `EXPLAIN VERBOSE` show it; never changed), plan hash, planning and execution time, rows, and — first time
-//!   or when sampled — the encoded plan, with per-node actuals when sampled.
+//!   fingerprint, and pushes one record into the shared ring: query id (as `EXPLAIN VERBOSE` shows it:
+//!   PostgreSQL's, or [`crate::query_id`]'s where PostgreSQL computes none), plan hash, planning and execution
+//!   time, rows, and — first time or when sampled — the encoded plan, with per-node actuals when sampled.
 //!
 //! Building the DAG once per shape rather than per query is what keeps capture cheap on short queries (see
 //! `benches/pg/pgbench_overhead.sh`). Every hook calls the previous one (through `pg_guard_ffi_boundary`) or the
@@ -38,8 +38,7 @@ struct Shape {
     node_count: u32,
 }
 
-/// Per-backend capture state (one thread-local: each access from a shared library costs a TLS lookup).
-#[derive(Default)]
+/// Per-backend capture state.
 struct State {
     /// Planning times noted by the planner hook, by `PlannedStmt` address, waiting for the execution. Tiny:
     /// usually one entry; bounded by `MAX_NOTES` (statements planned but never executed are dropped).
@@ -52,14 +51,34 @@ struct State {
     sampler: u64,
 }
 
-thread_local! {
-    static STATE: RefCell<State> = RefCell::new(State::default());
-    /// Set while this extension plans or runs statements of its own.
-    static SUPPRESS: Cell<u32> = const { Cell::new(0) };
-    /// True while `State::tracked` may hold executions: the transaction callback, called several times per
-    /// transaction, does nothing else when it is false.
-    static TRACKING: Cell<bool> = const { Cell::new(false) };
+/// A value of the backend process, for the hooks and the functions they call. A PostgreSQL backend runs its
+/// queries, and so the hooks, in its one thread (pgrx checks the same on every call into PostgreSQL; the
+/// extension's own threads, the network's, never touch these). A process-wide static rather than a
+/// `thread_local!`: in a shared library each access of a thread-local goes through the dynamic linker
+/// (`__tls_get_addr`), which cost about 140 instructions per pgbench transaction.
+struct PerBackend<T>(T);
+
+// SAFETY: only the backend's own thread accesses it (see above).
+unsafe impl<T> Sync for PerBackend<T> {}
+
+impl<T> PerBackend<T> {
+    #[inline(always)]
+    fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.0)
+    }
 }
+
+static STATE: PerBackend<RefCell<State>> = PerBackend(RefCell::new(State {
+    notes: Vec::new(),
+    tracked: Vec::new(),
+    shapes: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+    sampler: 0,
+}));
+/// Set while this extension plans or runs statements of its own.
+static SUPPRESS: PerBackend<Cell<u32>> = PerBackend(Cell::new(0));
+/// True while `State::tracked` may hold executions: the transaction callback, called several times per
+/// transaction, does nothing else when it is false.
+static TRACKING: PerBackend<Cell<bool>> = PerBackend(Cell::new(false));
 
 /// An execution between `ExecutorStart` and `ExecutorEnd`: what its record needs, taken at the start so that an
 /// execution that fails (a cancel, a statement timeout, an error) is still recorded at the abort, when its
@@ -108,10 +127,10 @@ pub(crate) fn init() {
         pg_sys::ExplainOneQuery_hook = Some(explain_one_query);
         pg_sys::RegisterXactCallback(Some(on_xact), std::ptr::null_mut());
         pg_sys::RegisterSubXactCallback(Some(on_subxact), std::ptr::null_mut());
-        // Query ids as pg_stat_statements shows them, with compute_query_id = auto.
-        pg_sys::EnableQueryId();
         INSTALLED = true;
     }
+    // Query ids for the classes where nothing else computes them.
+    crate::query_id::init();
 }
 
 /// True when the hooks are installed in this process.
@@ -139,13 +158,13 @@ pub(crate) fn disable_in_this_process() {
 }
 
 fn capturing() -> bool {
-    crate::gucs::ENABLED.get() && SUPPRESS.with(|s| s.get() == 0) && ring::available()
+    crate::gucs::hot(&crate::gucs::ENABLED) && SUPPRESS.with(|s| s.get() == 0) && ring::available()
 }
 
 /// The arm a query (its command type and query id) is planned under: the steered arm of its class for a `SELECT`
 /// when capture and steering are on and it is not a statement of our own, else 0 (native).
 fn steered_arm((command, query_id): (pg_sys::CmdType::Type, u64)) -> usize {
-    if crate::gucs::STEERING.get() && capturing() && command == pg_sys::CmdType::CMD_SELECT {
+    if crate::gucs::hot(&crate::gucs::STEERING) && capturing() && command == pg_sys::CmdType::CMD_SELECT {
         crate::steering::lookup(query_id)
     } else {
         0
@@ -287,7 +306,7 @@ unsafe extern "C-unwind" fn explain_one_query(
 unsafe extern "C-unwind" fn executor_start(query_desc: *mut pg_sys::QueryDesc, eflags: std::ffi::c_int) {
     let explain_only = eflags & pg_sys::EXEC_FLAG_EXPLAIN_ONLY as i32 != 0;
     let track = capturing() && !explain_only;
-    let sampled = track && sample(crate::gucs::ACTUALS_SAMPLE_RATE.get());
+    let sampled = track && sample(crate::gucs::hot(&crate::gucs::ACTUALS_SAMPLE_RATE));
     // SAFETY: `query_desc` is PostgreSQL's; we only add an instrumentation flag before the standard start.
     unsafe {
         if sampled {
@@ -641,7 +660,9 @@ fn push_record(t: &Tracked, execution_ms: f64, rows: u64, actuals: Option<Vec<u8
     let (recorded_at, user_id, db_id) = unsafe {
         (unguarded::GetCurrentStatementStartTimestamp(), unguarded::GetUserId().to_u32(), pg_sys::MyDatabaseId.to_u32())
     };
-    let mechanism = crate::gucs::ATTENTION.get() as u8;
+    let mechanism =
+        <crate::gucs::AttentionType as pgrx::guc::GucEnum>::from_ordinal(crate::gucs::hot(&crate::gucs::ATTENTION))
+            as u8;
     ring::push(|record| {
         record.query_id = t.query_id;
         record.plan_hash = t.shape.plan_hash;

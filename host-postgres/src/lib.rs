@@ -28,6 +28,7 @@ mod learner;
 mod learning_sql;
 mod plugins;
 mod qudag;
+mod query_id;
 mod repairs;
 mod replay;
 mod rewrite;

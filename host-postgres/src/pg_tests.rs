@@ -84,7 +84,61 @@ mod tests {
     }
 
     #[pg_test]
-    fn executions_are_captured_with_the_query_id_pg_stat_statements_uses() {
+    fn classes_are_postgres_query_ids_when_it_computes_them_and_the_extension_fills_the_rest() {
+        setup_tables();
+        let id = |q: &str| {
+            Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {q}")).unwrap().unwrap().0[0]
+                ["Query Identifier"]
+                .as_i64()
+        };
+        let query = "SELECT count(*) FROM rv_users WHERE id > 10";
+        // compute_query_id = auto and no module asked for ids: the extension's fingerprint.
+        let ours = id(query).expect("the extension fills the query id");
+        assert_eq!(
+            id("select count(*)\n  FROM rv_users WHERE id > 99"),
+            Some(ours),
+            "constants and layout do not count"
+        );
+        assert_eq!(id("SELECT count(*) FROM rv_users u WHERE u.id > $$7$$::int"), Some(ours), "nor aliases");
+        for other in [
+            "SELECT count(*) FROM rv_users WHERE id < 10",
+            "SELECT count(*) FROM rv_users WHERE team > 10",
+            "SELECT count(*) FROM rv_teams WHERE id > 10",
+            "SELECT count(*) FROM rv_users WHERE id > 10 AND team = 1",
+            "SELECT count(*) FROM rv_users WHERE id > 10::bigint",
+            "SELECT sum(id) FROM rv_users WHERE id > 10",
+            "SELECT count(*) FROM rv_users WHERE id > (SELECT 10)",
+        ] {
+            assert_ne!(id(other), Some(ours), "{other} is another class");
+        }
+        let before = count_trajectories();
+        Spi::run(query).unwrap();
+        assert!(count_trajectories() > before);
+        let recorded = |q: i64| {
+            Spi::get_one_with_args::<i64>(
+                "SELECT count(*) FROM ruvector.dag_get_trajectories(100000) WHERE query_id = $1",
+                &[q.into()],
+            )
+            .unwrap()
+            .unwrap()
+        };
+        assert!(recorded(ours) > 0, "captured under the id EXPLAIN VERBOSE shows");
+
+        // PostgreSQL computes them (as with pg_stat_statements loaded): its ids, never overwritten.
+        Spi::run("SET compute_query_id = on").unwrap();
+        let postgres = id(query).expect("PostgreSQL's query id");
+        assert_ne!(postgres, ours);
+        Spi::run(query).unwrap();
+        assert!(recorded(postgres) > 0, "captured under PostgreSQL's id");
+        // Turned off: no ids, none filled.
+        Spi::run("SET compute_query_id = off").unwrap();
+        assert_eq!(id(query), None);
+        Spi::run("RESET compute_query_id").unwrap();
+        assert_eq!(id(query), Some(ours), "the same id again");
+    }
+
+    #[pg_test]
+    fn executions_are_captured_with_the_query_id_explain_verbose_shows() {
         setup_tables();
         let before = count_trajectories();
         Spi::run("SELECT count(*) FROM rv_users u JOIN rv_teams t ON t.id = u.team WHERE u.id > 10").unwrap();
@@ -96,7 +150,7 @@ mod tests {
         )
         .unwrap()
         .unwrap();
-        let query_id = explain.0[0]["Query Identifier"].as_i64().expect("compute_query_id is on");
+        let query_id = explain.0[0]["Query Identifier"].as_i64().expect("a query id");
         let (rows, nodes, exec_ms) = Spi::get_three::<i64, i32, f64>(&format!(
             "SELECT rows, node_count, execution_time_ms FROM ruvector.dag_get_trajectories(1000, {query_id}) LIMIT 1"
         ))
