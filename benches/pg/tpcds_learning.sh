@@ -5,9 +5,12 @@
 # on (after each, dag_learn_now again while it replays something, up to LEARN_MINUTES), then COMPARE interleaved
 # runs of every query with steering off (PostgreSQL's own plan) and on, server-side time. Every query runs under
 # statement_timeout = TIMEOUT seconds; a cancelled run counts at the cap. Prints the per-query table, total time,
-# speedup distribution, regressions > 1.2x and the planning share. Needs root; builds the extension in release
-# mode. The generated data (~1.2 GB at SF 1) is kept in target/tpcds-sfSF for the next run.
+# speedup distribution, regressions > 1.2x and the planning share. Then the held-out test set the same way, TEST
+# interleaved runs each: gen.py's variants of the templates with other parameter values (years moved by one), which
+# the learner never executed, for the classes it steers. Needs root; builds the extension in release mode. The
+# generated data (~1.2 GB at SF 1) is kept in target/tpcds-sfSF for the next run.
 #   sudo benches/pg/tpcds_learning.sh [SF (1)] [ROUNDS (3)] [COMPARE (2)] [TIMEOUT (30)] [LEARN_MINUTES (8)]
+#                                     [TEST (COMPARE)]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SF=${1:-1}
@@ -15,6 +18,7 @@ ROUNDS=${2:-3}
 COMPARE=${3:-2}
 TIMEOUT=${4:-30}
 LEARN_MINUTES=${5:-8}
+TEST=${6:-$COMPARE}
 DATA=$PWD/target/tpcds-sf$SF
 VENV=$PWD/target/tpcds-venv
 if [[ ! -x $VENV/bin/python ]]; then
@@ -28,4 +32,4 @@ PORT=${PORT:-55494}
 . benches/pg/bench_common.sh
 bench_cluster 4GB 16GB -c jit=off
 harness --tpcds "$DATA" --rounds "$ROUNDS" --compare "$COMPARE" --timeout "$TIMEOUT" --learn-minutes "$LEARN_MINUTES" \
-    --svg "${OUT:-target/tpcds-sf$SF-learning-curve.svg}"
+    --test "$TEST" --svg "${OUT:-target/tpcds-sf$SF-learning-curve.svg}"

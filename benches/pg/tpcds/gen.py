@@ -7,13 +7,17 @@ qualification queries).
 writes OUT_DIR/schema.sql (the 24 tables with the specification's primary keys), OUT_DIR/data/<table>.csv (no
 header; NULL as an empty unquoted field, as PostgreSQL's COPY csv reads it), OUT_DIR/keys.sql (primary keys, to
 add after loading) and OUT_DIR/queries/NN.sql (the 99 queries in PostgreSQL's dialect). OUT_DIR/done marks a
-complete run; a rerun with it present does nothing.
+complete run; a rerun with it present generates nothing again.
+
+Then, on every run, OUT_DIR/test/NN.sql: the held-out test set, the same templates with other parameter values
+(`variant`: the year, month-sequence, date and quarter parameters moved by one year), so that a learner trained on
+queries/ is measured on executions it has not seen. The sales span 1998-01-02 to 2003-01-02: a query whose years
+reach 2001 moves back a year, one that starts in 1998 forward, the rest forward; a template reaching both ends
+(none of the 99) gets no variant.
 """
 import os
 import re
 import sys
-
-import duckdb
 
 # Primary keys of the TPC-DS specification (§2.2-2.4): the surrogate key of every dimension, the (item, ticket or
 # order number) pair of the sales and returns tables, (date, item, warehouse) of inventory.
@@ -35,15 +39,74 @@ def query_text(sql):
     return sql.strip().rstrip(";") + "\n"
 
 
+STRING = re.compile(r"'(?:[^']|'')*'")
+YEAR = re.compile(r"(?<![\w.])(199[89]|200[0-3])(?![\w.])")
+MONTH_SEQ = re.compile(r"(?<![\w.])(11[5-9][0-9]|12[0-4][0-9])(?![\w.])")
+DATE = re.compile(r"^'(\d{4})(-\d{2}-\d{2}|Q\d)'$")
+
+
+def variant(sql):
+    """`sql` with its year parameters (integer literals 1998-2003 outside strings), month-sequence parameters
+    (1150-1249, where the query reads d_month_seq; 1200 is January 2000), date strings ('YYYY-MM-DD') and quarter
+    names ('YYYYQn') moved by one year, back if the query reaches 2001, else forward; None if it reaches both 1998
+    and 2001 or has no such parameter. The literal types stay, so the variant has the template's query id."""
+    parts = STRING.split(sql)
+    strings = STRING.findall(sql)
+    months = "d_month_seq" in sql
+    years = [int(y) for p in parts for y in YEAR.findall(p)]
+    years += [2000 + (int(m) - 1200) // 12 for p in parts for m in MONTH_SEQ.findall(p)] if months else []
+    years += [int(m.group(1)) for m in map(DATE.match, strings) if m]
+    if not years or (min(years) <= 1998 and max(years) >= 2001):
+        return None
+    shift = -1 if max(years) >= 2001 else 1
+
+    def code(p):
+        p = YEAR.sub(lambda m: str(int(m.group(1)) + shift), p)
+        return MONTH_SEQ.sub(lambda m: str(int(m.group(1)) + 12 * shift), p) if months else p
+
+    def string(s):
+        m = DATE.match(s)
+        if not m:
+            return s
+        day = "-02-28" if m.group(2) == "-02-29" else m.group(2)  # no 29 February a year away
+        return f"'{int(m.group(1)) + shift:04}{day}'"
+
+    out = [code(parts[0])]
+    for s, p in zip(strings, parts[1:]):
+        out += [string(s), code(p)]
+    return "".join(out)
+
+
+def write_test_set(out):
+    """OUT_DIR/test/NN.sql: the variant of every query that has one (and no other file)."""
+    os.makedirs(os.path.join(out, "test"), exist_ok=True)
+    for name in os.listdir(os.path.join(out, "test")):
+        os.remove(os.path.join(out, "test", name))
+    qdir = os.path.join(out, "queries")
+    none = []
+    for name in sorted(os.listdir(qdir)):
+        with open(os.path.join(qdir, name)) as f:
+            v = variant(f.read())
+        if v is None:
+            none.append(name)
+            continue
+        with open(os.path.join(out, "test", name), "w") as f:
+            f.write(v)
+    print(f"test set: {len(os.listdir(qdir)) - len(none)} variants in {out}/test; without: {' '.join(none) or 'none'}")
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit("usage: gen.py SF OUT_DIR")
     sf, out = float(sys.argv[1]), sys.argv[2]
     if os.path.exists(os.path.join(out, "done")):
         print(f"{out}: already generated")
+        write_test_set(out)
         return
     os.makedirs(os.path.join(out, "data"), exist_ok=True)
     os.makedirs(os.path.join(out, "queries"), exist_ok=True)
+    import duckdb  # here, so that the test set's functions need only the standard library (test_gen.py)
+
     con = duckdb.connect()
     con.execute(f"CALL dsdgen(sf={sf})")
     tables = [t for (t,) in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY table_name").fetchall()]
@@ -65,6 +128,7 @@ def main():
         with open(os.path.join(out, "queries", f"{n:02}.sql"), "w") as f:
             f.write(query_text(q))
     open(os.path.join(out, "done"), "w").close()
+    write_test_set(out)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@
 //! ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user postgres] [--dbname postgres]
 //!                   [--scale 0.1] [--rounds 5] [--svg tpch-learning-curve.svg] [--compare N]
 //!                   [--advise N [--timeout 120]] [--auto N [--timeout 120] [--max-rounds 60]]
-//!                   [--rewrite [--timeout 120]] [--no-secondary-indexes] [--tpcds DIR]
+//!                   [--rewrite [--timeout 120]] [--no-secondary-indexes] [--tpcds DIR [--test N]]
 //! ```
 //!
 //! `--tpcds DIR` runs TPC-DS instead: the data and 99 queries `benches/pg/tpcds/gen.py` wrote to DIR (DuckDB's
@@ -17,8 +17,14 @@
 //! and the comparison runs under `statement_timeout = --timeout`; a query cancelled by it counts at the cap.
 //!
 //! `--compare N` then measures each query N times with steering off (the native plan PostgreSQL picks) and on,
-//! interleaved so that cache and machine noise hit both alike, and reports medians, the speedup distribution, the
-//! queries slower by more than 1.2x, and the planning share (`benches/pg/tpch_learning.sh`).
+//! interleaved so that cache and machine noise hit both alike (a query whose first pair took under 100 ms five
+//! times as often), and reports medians, the speedup distribution, the queries slower by more than 1.2x, and the
+//! planning share (`benches/pg/tpch_learning.sh`).
+//!
+//! `--test N` (TPC-DS) then measures the held-out test set the same way: `DIR/test/NN.sql`, the templates with
+//! other parameter values (gen.py moves their years by one), which the learner has not executed. Only the classes
+//! it steers are measured (the variant has its template's query id; a class it leaves native runs PostgreSQL's plan
+//! either way). `--rounds 0` skips learning, for a server that has learned already.
 //!
 //! `--advise N` measures instead what the index advisor brings: each query N times (median, server-side time,
 //! capped by `--timeout` seconds), then `ruvector.dag_index_advice` over the 22 queries (what-if costing with
@@ -43,6 +49,7 @@ mod tpcds;
 
 use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls};
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -73,6 +80,8 @@ struct Args {
     tpcds: Option<PathBuf>,
     /// After each round, call `dag_learn_now()` again while it replays something, up to this many minutes (0: once).
     learn_minutes: f64,
+    /// After `--compare`: runs of each held-out variant of a steered class with steering off and on (0 = none).
+    test: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -93,6 +102,7 @@ fn parse_args() -> Result<Args, String> {
         secondary_indexes: true,
         tpcds: None,
         learn_minutes: 0.0,
+        test: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -113,6 +123,7 @@ fn parse_args() -> Result<Args, String> {
             "--rewrite" => a.rewrite = true,
             "--no-secondary-indexes" => a.secondary_indexes = false,
             "--tpcds" => a.tpcds = Some(value()?.into()),
+            "--test" => a.test = value()?.parse().map_err(|e| format!("--test: {e}"))?,
             "--learn-minutes" => {
                 a.learn_minutes = value()?.parse().map_err(|e| format!("--learn-minutes: {e}"))?;
             }
@@ -120,7 +131,7 @@ fn parse_args() -> Result<Args, String> {
                 return Err("usage: ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user U] [--dbname D] \
                             [--scale 0.1] [--rounds 5] [--svg FILE] [--compare N] [--advise N [--timeout S]] \
                             [--auto N [--timeout S] [--max-rounds R]] [--rewrite [--timeout S]] [--no-secondary-indexes] \
-                            [--tpcds DIR] [--learn-minutes M]"
+                            [--tpcds DIR [--test N]] [--learn-minutes M]"
                     .into());
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -132,8 +143,11 @@ fn parse_args() -> Result<Args, String> {
     if a.tpcds.is_some() && (a.advise > 0 || a.auto > 0 || a.rewrite) {
         return Err("--tpcds: learning rounds and --compare only (--advise, --auto and --rewrite are TPC-H's)".into());
     }
-    if a.rounds < 2 {
-        return Err("--rounds: at least 2 (a first and a last round)".into());
+    if a.test > 0 && a.tpcds.is_none() {
+        return Err("--test: TPC-DS's held-out parameter variants (with --tpcds)".into());
+    }
+    if a.rounds == 1 || (a.rounds == 0 && a.compare == 0 && a.test == 0) {
+        return Err("--rounds: at least 2 (a first and a last round), or 0 with --compare or --test".into());
     }
     Ok(a)
 }
@@ -207,6 +221,36 @@ fn run() -> Result<(), String> {
         return rewrite(&mut client, &queries, args.timeout_s);
     }
     let ids: Vec<i64> = queries.iter().map(|(_, q)| query_id(&mut client, q)).collect::<Result<_, _>>()?;
+    if args.rounds > 0 {
+        learn(&mut client, &args, &workload, &queries, &ids)?;
+    }
+    if args.compare > 0 {
+        compare(&mut client, &queries, args.compare, args.timeout_s, "steering off vs on")?;
+    }
+    if args.test > 0 {
+        let dir = args.tpcds.as_deref().expect("--test needs --tpcds (checked)");
+        held_out(&mut client, &queries, &ids, &tpcds::test_queries(dir)?, args.test, args.timeout_s)?;
+    }
+    Ok(())
+}
+
+/// What the learner decided per class: query id to (state, arm).
+fn decisions(client: &mut Client) -> Result<HashMap<i64, (String, String)>, String> {
+    let rows = client
+        .query("SELECT query_id, state, arm FROM ruvector.dag_query_class_log()", &[])
+        .map_err(|e| e.to_string())?;
+    Ok(rows.iter().map(|row| (row.get(0), (row.get(1), row.get(2)))).collect())
+}
+
+/// `args.rounds` rounds of `queries` with learning on (and `dag_learn_now()` after each), then the per-query table
+/// (first vs last round, the learner's decision), totals, and the learning-curve SVG.
+fn learn(
+    client: &mut Client,
+    args: &Args,
+    workload: &str,
+    queries: &[(usize, String)],
+    ids: &[i64],
+) -> Result<(), String> {
     // by_round[round][query], in milliseconds.
     let mut by_round = vec![vec![0.0f64; queries.len()]; args.rounds];
     let mut learning_s = Vec::new();
@@ -214,7 +258,7 @@ fn run() -> Result<(), String> {
     let cap_ms = args.timeout_s as f64 * 1000.0;
     let mut timeouts = 0;
     for (round, times) in by_round.iter_mut().enumerate() {
-        exec(&mut client, &format!("SET statement_timeout = '{}s'", args.timeout_s))?;
+        exec(client, &format!("SET statement_timeout = '{}s'", args.timeout_s))?;
         for (i, (n, text)) in queries.iter().enumerate() {
             bar(round * queries.len() + i, total_steps, &format!("round {}/{}: Q{n}", round + 1, args.rounds));
             let start = Instant::now();
@@ -227,7 +271,7 @@ fn run() -> Result<(), String> {
                 Err(e) => return Err(format!("Q{n}: {}", error_text(&e))),
             };
         }
-        exec(&mut client, "RESET statement_timeout")?;
+        exec(client, "RESET statement_timeout")?;
         bar((round + 1) * queries.len(), total_steps, &format!("round {}: learning", round + 1));
         let start = Instant::now();
         let replays = |client: &mut Client| -> Result<i64, String> {
@@ -237,10 +281,10 @@ fn run() -> Result<(), String> {
                 .get(0))
         };
         loop {
-            let before = replays(&mut client)?;
+            let before = replays(client)?;
             client.query("SELECT * FROM ruvector.dag_learn_now()", &[]).map_err(|e| format!("dag_learn_now: {e}"))?;
             // Again while the call replayed something (exploration pending) and the minutes allow.
-            if replays(&mut client)? == before || start.elapsed().as_secs_f64() >= args.learn_minutes * 60.0 {
+            if replays(client)? == before || start.elapsed().as_secs_f64() >= args.learn_minutes * 60.0 {
                 break;
             }
         }
@@ -250,16 +294,7 @@ fn run() -> Result<(), String> {
     // ms[query][round].
     let ms: Vec<Vec<f64>> = (0..queries.len()).map(|i| by_round.iter().map(|r| r[i]).collect()).collect();
 
-    // What the learner decided per query.
-    let mut decisions = std::collections::HashMap::new();
-    for row in client
-        .query("SELECT query_id, state, arm, improvement FROM ruvector.dag_query_class_log()", &[])
-        .map_err(|e| e.to_string())?
-    {
-        let (id, state, arm, improvement): (i64, String, String, Option<f64>) =
-            (row.get(0), row.get(1), row.get(2), row.get(3));
-        decisions.insert(id, (state, arm, improvement));
-    }
+    let decisions = decisions(client)?;
     let last = args.rounds - 1;
     println!(
         "\n{workload}, {} rounds (latency in ms, client-side wall time; {timeouts} runs cancelled at the {} s \
@@ -269,8 +304,8 @@ fn run() -> Result<(), String> {
     println!("{:>4} {:>11} {:>11} {:>8}  learner", "query", "first", "last", "speedup");
     for (i, (n, _)) in queries.iter().enumerate() {
         let (state, arm) = match decisions.get(&ids[i]) {
-            Some((s, a, _)) if s == "steered" => (s.as_str(), a.as_str()),
-            Some((s, _, _)) => (s.as_str(), ""),
+            Some((s, a)) if s == "steered" => (s.as_str(), a.as_str()),
+            Some((s, _)) => (s.as_str(), ""),
             None => ("not seen", ""),
         };
         println!(
@@ -290,19 +325,57 @@ fn run() -> Result<(), String> {
     let status = client
         .query_one("SELECT coalesce(avg_improvement::text, 'none') FROM ruvector.dag_status()", &[])
         .map_err(|e| e.to_string())?;
-    let steered = decisions.values().filter(|(s, _, _)| s == "steered").count();
+    let steered = decisions.values().filter(|(s, _)| s == "steered").count();
     println!(
         "steered classes: {steered} of {}; mean improvement of steered classes (counterfactual log): {}",
         queries.len(),
         status.get::<_, String>(0)
     );
-    if args.compare > 0 {
-        compare(&mut client, &queries, args.compare, args.timeout_s)?;
-    }
     let svg = svg::learning_curve(&format!("{workload} with ruvector_dag learning"), &totals, &ms);
     std::fs::write(&args.svg, svg).map_err(|e| format!("writing {}: {e}", args.svg))?;
     println!("learning curve: {}", args.svg);
     Ok(())
+}
+
+/// The held-out test set: for each variant in `test` (numbered as its template in `queries`) whose class the
+/// learner steers, `runs` interleaved runs with steering off and on, as [`compare`] reports them. A variant whose
+/// query id is not its template's (another class, unseen) is reported and left out.
+fn held_out(
+    client: &mut Client,
+    queries: &[(usize, String)],
+    ids: &[i64],
+    test: &[(usize, String)],
+    runs: usize,
+    timeout_s: u64,
+) -> Result<(), String> {
+    let decisions = decisions(client)?;
+    let (mut steered, mut native, mut other) = (Vec::new(), 0, Vec::new());
+    for (n, text) in test {
+        let Some(i) = queries.iter().position(|(m, _)| m == n) else {
+            return Err(format!("test/{n:02}.sql: no query {n} in the training set"));
+        };
+        if query_id(client, text)? != ids[i] {
+            other.push(format!("Q{n}"));
+        } else if decisions.get(&ids[i]).is_some_and(|(state, _)| state == "steered") {
+            steered.push((*n, text.clone()));
+        } else {
+            native += 1;
+        }
+    }
+    println!(
+        "
+held-out test set: {} variants (other parameter values) of {} queries; {} of steered classes measured, {} \
+         of classes left native not measured (PostgreSQL's plan either way){}",
+        test.len(),
+        queries.len(),
+        steered.len(),
+        native,
+        if other.is_empty() { String::new() } else { format!("; another query id: {}", other.join(" ")) }
+    );
+    if steered.is_empty() {
+        return Ok(());
+    }
+    compare(client, &steered, runs, timeout_s, "held-out variants of the steered classes, steering off vs on")
 }
 
 /// The server's message of a database error, else the client's error.
@@ -321,19 +394,34 @@ fn median(v: &mut [f64]) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
-/// Steering off vs on, interleaved, `rounds` times per query; server-side time from `EXPLAIN (ANALYZE, TIMING
-/// OFF, SUMMARY)` (planning and execution), so client overhead and result transfer do not blur small queries.
-/// A run cancelled by `statement_timeout` (`timeout_s`) counts at the cap.
-fn compare(client: &mut Client, queries: &[(usize, String)], rounds: usize, timeout_s: u64) -> Result<(), String> {
+/// A query whose first pair of runs (steering off and on) took less than this many milliseconds in all is run
+/// [`SHORT_RUNS`] times as often in [`compare`].
+const SHORT_MS: f64 = 100.0;
+const SHORT_RUNS: usize = 5;
+
+/// Steering off vs on, interleaved, `rounds` times per query (short queries more: [`SHORT_MS`]); server-side time
+/// from `EXPLAIN (ANALYZE, TIMING OFF, SUMMARY)` (planning and execution), so client overhead and result transfer do
+/// not blur small queries. A run cancelled by `statement_timeout` (`timeout_s`) counts at the cap.
+fn compare(
+    client: &mut Client,
+    queries: &[(usize, String)],
+    rounds: usize,
+    timeout_s: u64,
+    title: &str,
+) -> Result<(), String> {
     exec(client, &format!("SET statement_timeout = '{timeout_s}s'"))?;
     let mut rows = Vec::new();
     let mut timeouts = [0, 0];
-    let steps = queries.len() * rounds * 2;
+    let mut steps = queries.len() * rounds * 2;
     let mut step = 0;
+    let mut short = 0;
     for (n, text) in queries {
-        let mut time = [Vec::new(), Vec::new()];
+        let mut time: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         let mut planning = [0.0, 0.0];
-        for _ in 0..rounds {
+        let mut runs = rounds;
+        let mut run = 0;
+        while run < runs {
+            run += 1;
             for (k, steering) in ["off", "on"].iter().enumerate() {
                 bar(step, steps, &format!("comparing Q{n}, steering {steering}"));
                 step += 1;
@@ -349,17 +437,26 @@ fn compare(client: &mut Client, queries: &[(usize, String)], rounds: usize, time
                     }
                 }
             }
+            if run == 1 && time[0][0] + time[1][0] < SHORT_MS {
+                // Noise of a few milliseconds is a large share of a short query: more runs, at little cost.
+                runs = rounds * SHORT_RUNS;
+                steps += (runs - rounds) * 2;
+                short += 1;
+            }
         }
         exec(client, "RESET ruvector.dag_steering")?;
         let (native, steered) = (median(&mut time[0]), median(&mut time[1]));
-        rows.push((*n, native, steered, planning[1] / rounds as f64));
+        rows.push((*n, native, steered, planning[1] / runs as f64));
     }
     exec(client, "RESET statement_timeout")?;
     eprintln!();
     println!(
-        "\nsteering off vs on, median of {rounds} interleaved runs each (server-side planning + execution, ms; runs \
-         cancelled at the {timeout_s} s statement timeout count at the cap: {} native, {} with ruvector)\n",
-        timeouts[0], timeouts[1]
+        "\n{title}, median of {rounds} interleaved runs each, {} for the {short} queries whose first pair took \
+         under {SHORT_MS} ms (server-side planning + execution, ms; runs cancelled at the {timeout_s} s statement \
+         timeout count at the cap: {} native, {} with ruvector)\n",
+        rounds * SHORT_RUNS,
+        timeouts[0],
+        timeouts[1]
     );
     println!("{:>5} {:>11} {:>11} {:>8}", "query", "native", "ruvector", "speedup");
     for (n, native, steered, _) in &rows {

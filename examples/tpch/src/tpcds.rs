@@ -1,5 +1,5 @@
 //! TPC-DS from a directory written by `benches/pg/tpcds/gen.py` (DuckDB's dsdgen and its 99 qualification
-//! queries): `schema.sql`, `data/<table>.csv`, `keys.sql` and `queries/NN.sql`.
+//! queries): `schema.sql`, `data/<table>.csv`, `keys.sql`, `queries/NN.sql` and the held-out `test/NN.sql`.
 
 use postgres::Client;
 use std::io::Write;
@@ -48,9 +48,19 @@ pub(crate) fn load(
 
 /// The queries `queries/NN.sql`, numbered by their file name, in order.
 pub(crate) fn queries(dir: &Path) -> Result<Vec<(usize, String)>, String> {
-    let qdir = dir.join("queries");
+    numbered(&dir.join("queries"))
+}
+
+/// The held-out test set `test/NN.sql` (gen.py's variants of the templates with other parameter values), numbered
+/// as their templates, in order.
+pub(crate) fn test_queries(dir: &Path) -> Result<Vec<(usize, String)>, String> {
+    numbered(&dir.join("test")).map_err(|e| format!("{e} (gen.py writes the test set; run it again)"))
+}
+
+/// The `NN.sql` files of `qdir`, numbered by their file name, in order, without their final semicolon.
+fn numbered(qdir: &Path) -> Result<Vec<(usize, String)>, String> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(&qdir).map_err(|e| format!("reading {}: {e}", qdir.display()))? {
+    for entry in std::fs::read_dir(qdir).map_err(|e| format!("reading {}: {e}", qdir.display()))? {
         let path = entry.map_err(|e| e.to_string())?.path();
         let Some(n) = path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse::<usize>().ok()) else {
             continue;
@@ -90,5 +100,7 @@ mod tests {
     fn a_directory_without_queries_is_named_in_the_error() {
         let err = queries(Path::new("/nonexistent/tpcds")).unwrap_err();
         assert!(err.contains("/nonexistent/tpcds/queries"), "{err}");
+        let err = test_queries(Path::new("/nonexistent/tpcds")).unwrap_err();
+        assert!(err.contains("/nonexistent/tpcds/test") && err.contains("gen.py"), "{err}");
     }
 }
