@@ -7,7 +7,7 @@
 //! ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user postgres] [--dbname postgres]
 //!                   [--scale 0.1] [--rounds 5] [--svg tpch-learning-curve.svg] [--compare N]
 //!                   [--advise N [--timeout 120]] [--auto N [--timeout 120] [--max-rounds 60]]
-//!                   [--rewrite [--timeout 120]] [--no-secondary-indexes] [--tpcds DIR [--test N]]
+//!                   [--rewrite [--timeout 120]] [--no-secondary-indexes] [--tpcds DIR] [--test N]
 //! ```
 //!
 //! `--tpcds DIR` runs TPC-DS instead: the data and 99 queries `benches/pg/tpcds/gen.py` wrote to DIR (DuckDB's
@@ -21,10 +21,11 @@
 //! times as often), and reports medians, the speedup distribution, the queries slower by more than 1.2x, and the
 //! planning share (`benches/pg/tpch_learning.sh`).
 //!
-//! `--test N` (TPC-DS) then measures the held-out test set the same way: `DIR/test/NN.sql`, the templates with
-//! other parameter values (gen.py moves their years by one), which the learner has not executed. Only the classes
-//! it steers are measured (the variant has its template's query id; a class it leaves native runs PostgreSQL's plan
-//! either way). `--rounds 0` skips learning, for a server that has learned already.
+//! `--test N` then measures the held-out test set the same way: the templates with other parameter values, which
+//! the learner has not executed (TPC-H: other values of the specification's substitution domains; TPC-DS:
+//! `DIR/test/NN.sql`, where gen.py moved their years by one). Only the classes it steers are measured (a variant has
+//! its template's query id; a class left native runs PostgreSQL's plan either way). `--rounds 0` skips learning, for
+//! a server that has learned already.
 //!
 //! `--advise N` measures instead what the index advisor brings: each query N times (median, server-side time,
 //! capped by `--timeout` seconds), then `ruvector.dag_index_advice` over the 22 queries (what-if costing with
@@ -131,7 +132,7 @@ fn parse_args() -> Result<Args, String> {
                 return Err("usage: ruvector-dag-tpch --host SOCKET_DIR --port PORT [--user U] [--dbname D] \
                             [--scale 0.1] [--rounds 5] [--svg FILE] [--compare N] [--advise N [--timeout S]] \
                             [--auto N [--timeout S] [--max-rounds R]] [--rewrite [--timeout S]] [--no-secondary-indexes] \
-                            [--tpcds DIR [--test N]] [--learn-minutes M]"
+                            [--tpcds DIR] [--test N] [--learn-minutes M]"
                     .into());
             }
             other => return Err(format!("unknown argument {other} (try --help)")),
@@ -142,9 +143,6 @@ fn parse_args() -> Result<Args, String> {
     }
     if a.tpcds.is_some() && (a.advise > 0 || a.auto > 0 || a.rewrite) {
         return Err("--tpcds: learning rounds and --compare only (--advise, --auto and --rewrite are TPC-H's)".into());
-    }
-    if a.test > 0 && a.tpcds.is_none() {
-        return Err("--test: TPC-DS's held-out parameter variants (with --tpcds)".into());
     }
     if a.rounds == 1 || (a.rounds == 0 && a.compare == 0 && a.test == 0) {
         return Err("--rounds: at least 2 (a first and a last round), or 0 with --compare or --test".into());
@@ -228,8 +226,11 @@ fn run() -> Result<(), String> {
         compare(&mut client, &queries, args.compare, args.timeout_s, "steering off vs on")?;
     }
     if args.test > 0 {
-        let dir = args.tpcds.as_deref().expect("--test needs --tpcds (checked)");
-        held_out(&mut client, &queries, &ids, &tpcds::test_queries(dir)?, args.test, args.timeout_s)?;
+        let test = match &args.tpcds {
+            Some(dir) => tpcds::test_queries(dir)?,
+            None => queries::test_queries(args.scale),
+        };
+        held_out(&mut client, &queries, &ids, &test, args.test, args.timeout_s)?;
     }
     Ok(())
 }
