@@ -364,9 +364,8 @@ fn held_out(
         }
     }
     println!(
-        "
-held-out test set: {} variants (other parameter values) of {} queries; {} of steered classes measured, {} \
-         of classes left native not measured (PostgreSQL's plan either way){}",
+        "\nheld-out test set: {} variants (other parameter values) of {} queries; {} of steered classes \
+         measured, {} of classes left native not measured (PostgreSQL's plan either way){}",
         test.len(),
         queries.len(),
         steered.len(),
