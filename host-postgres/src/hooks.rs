@@ -494,7 +494,8 @@ unsafe fn start_tracking(query_desc: *mut pg_sys::QueryDesc, sampled: bool) -> O
 /// The text of the statement `qd` runs, when it can be replayed in the background: a read-only `SELECT` (no
 /// data-modifying CTE, no `FOR UPDATE`/`SHARE`), cut out of a multi-statement string by its location. A
 /// parameterised statement (`PREPARE`/`EXECUTE`, the extended protocol) gets its parameters' values written in as
-/// typed literals (`'42'::integer`): replaying it measures the custom plan for the values this execution had.
+/// typed literals (`'42'::integer`): replaying it measures the custom plan for the values this execution had. A
+/// text longer than a slot is stored with its whitespace compacted (`rewrite_text::compact`) if that fits.
 ///
 /// # Safety
 /// `qd` must be a valid, started `QueryDesc`.
@@ -521,7 +522,15 @@ unsafe fn replayable_text(qd: &pg_sys::QueryDesc) -> Option<std::borrow::Cow<'_,
         } else {
             std::borrow::Cow::Owned(with_parameters(text, params)?)
         };
-        (!text.is_empty() && text.len() <= crate::steering::TEXT_BYTES).then_some(text)
+        if text.is_empty() {
+            return None;
+        }
+        if text.len() <= crate::steering::TEXT_BYTES {
+            return Some(text);
+        }
+        // Too long as written: machine-formatted statements often fit once their indentation is gone.
+        let compacted = crate::rewrite_text::compact(&text)?;
+        (compacted.len() <= crate::steering::TEXT_BYTES).then_some(std::borrow::Cow::Owned(compacted))
     }
 }
 
