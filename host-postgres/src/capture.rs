@@ -433,6 +433,55 @@ pub(crate) unsafe fn index_ams(stmt: *mut pg_sys::PlannedStmt) -> dag::dag::Expl
     out
 }
 
+/// Whether `stmt` calls a volatile function anywhere: output lists, filters, join clauses, function scans, VALUES,
+/// LIMIT and window frame offsets, of every node, subplans included. Such a statement is not replayed: a replay must
+/// not repeat side effects (`pg_terminate_backend`, `pg_advisory_lock`, `ruvector.dag_learn_now()` itself — read-only
+/// transactions do not stop those), and its timings would not repeat either.
+///
+/// # Safety
+/// As [`dag_from_planned_stmt`]; in a transaction (volatility is read from the catalog).
+pub(crate) unsafe fn calls_volatile_functions(stmt: *mut pg_sys::PlannedStmt) -> bool {
+    unsafe fn walk(plan: *mut pg_sys::Plan) -> bool {
+        use pg_sys::NodeTag as T;
+        if plan.is_null() {
+            return false;
+        }
+        let list = |l: *mut pg_sys::List| l.cast::<pg_sys::Node>();
+        // SAFETY: `plan` is a valid plan node; casts follow its tag; the expressions are the planner's.
+        unsafe {
+            let p = &*plan;
+            let mut exprs = vec![list(p.targetlist), list(p.qual)];
+            if matches!(p.type_, T::T_NestLoop | T::T_MergeJoin | T::T_HashJoin) {
+                exprs.push(list((*(plan as *mut pg_sys::Join)).joinqual));
+            }
+            match p.type_ {
+                T::T_HashJoin => exprs.push(list((*(plan as *mut pg_sys::HashJoin)).hashclauses)),
+                T::T_MergeJoin => exprs.push(list((*(plan as *mut pg_sys::MergeJoin)).mergeclauses)),
+                T::T_FunctionScan => exprs.push(list((*(plan as *mut pg_sys::FunctionScan)).functions)),
+                T::T_TableFuncScan => exprs.push((*(plan as *mut pg_sys::TableFuncScan)).tablefunc.cast()),
+                T::T_ValuesScan => exprs.push(list((*(plan as *mut pg_sys::ValuesScan)).values_lists)),
+                T::T_Result => exprs.push((*(plan as *mut pg_sys::Result)).resconstantqual),
+                T::T_Limit => {
+                    let limit = &*(plan as *mut pg_sys::Limit);
+                    exprs.extend([limit.limitOffset, limit.limitCount]);
+                }
+                T::T_WindowAgg => {
+                    let window = &*(plan as *mut pg_sys::WindowAgg);
+                    exprs.extend([window.startOffset, window.endOffset]);
+                }
+                _ => {}
+            }
+            exprs.into_iter().any(|e| !e.is_null() && pg_sys::contain_volatile_functions(e))
+                || walk(p.lefttree)
+                || walk(p.righttree)
+                || list_ptrs::<pg_sys::Plan>(member_plans(plan)).any(|child| walk(child))
+                || (p.type_ == T::T_SubqueryScan && walk((*(plan as *mut pg_sys::SubqueryScan)).subplan))
+        }
+    }
+    // SAFETY: the caller guarantees `stmt` is valid; subplans is a List of Plan pointers.
+    unsafe { walk((*stmt).planTree) || list_ptrs::<pg_sys::Plan>((*stmt).subplans).any(|sub| walk(sub)) }
+}
+
 /// Element `i` of a pointer `List`, read directly (PostgreSQL 13+ lists are arrays): no FFI call, as the hooks
 /// need it for every execution.
 ///

@@ -492,7 +492,8 @@ unsafe fn start_tracking(query_desc: *mut pg_sys::QueryDesc, sampled: bool) -> O
 }
 
 /// The text of the statement `qd` runs, when it can be replayed in the background: a read-only `SELECT` (no
-/// data-modifying CTE, no `FOR UPDATE`/`SHARE`), cut out of a multi-statement string by its location. A
+/// data-modifying CTE, no `FOR UPDATE`/`SHARE`, no volatile function), cut out of a multi-statement string by its
+/// location. A
 /// parameterised statement (`PREPARE`/`EXECUTE`, the extended protocol) gets its parameters' values written in as
 /// typed literals (`'42'::integer`): replaying it measures the custom plan for the values this execution had. A
 /// text longer than a slot is stored with its whitespace compacted (`rewrite_text::compact`) if that fits.
@@ -522,7 +523,7 @@ unsafe fn replayable_text(qd: &pg_sys::QueryDesc) -> Option<std::borrow::Cow<'_,
         } else {
             std::borrow::Cow::Owned(with_parameters(text, params)?)
         };
-        if text.is_empty() {
+        if text.is_empty() || crate::capture::calls_volatile_functions(qd.plannedstmt) {
             return None;
         }
         if text.len() <= crate::steering::TEXT_BYTES {

@@ -138,6 +138,35 @@ mod tests {
     }
 
     #[pg_test]
+    fn statements_calling_volatile_functions_are_not_kept_for_replay() {
+        setup_tables();
+        Spi::run(
+            "CREATE FUNCTION rv_volatile_rows() RETURNS SETOF int LANGUAGE plpgsql VOLATILE
+             AS $$ BEGIN RETURN NEXT 1; END $$",
+        )
+        .unwrap();
+        let kept = |query: &str| {
+            Spi::run(query).unwrap();
+            let explain =
+                Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {query}")).unwrap().unwrap();
+            let query_id = explain.0[0]["Query Identifier"].as_i64().expect("a query id");
+            crate::steering::fetch_text(query_id as u64).map(|t| t.text)
+        };
+        let plain = "SELECT count(*) FROM rv_users WHERE team = 2";
+        assert_eq!(kept(plain).as_deref(), Some(plain));
+        for volatile in [
+            "SELECT clock_timestamp(), title FROM rv_teams",
+            "SELECT count(*) FROM rv_users WHERE random() < 2",
+            "SELECT count(*) FROM rv_users u JOIN rv_teams t ON t.id = u.team AND random() < 2",
+            "SELECT * FROM rv_volatile_rows()",
+            "SELECT * FROM rv_teams WHERE id > (SELECT random() * 0)",
+            "SELECT * FROM ruvector.dag_learning_status()",
+        ] {
+            assert_eq!(kept(volatile), None, "{volatile}");
+        }
+    }
+
+    #[pg_test]
     fn executions_are_captured_with_the_query_id_explain_verbose_shows() {
         setup_tables();
         let before = count_trajectories();
