@@ -344,7 +344,7 @@ pub(crate) fn apply(sql: &str, mut edits: Vec<(usize, usize, String)>) -> Option
 /// `sql` with each run of whitespace between tokens cut to one space, and nothing else changed: strings, quoted
 /// identifiers and comments (planner hints among them) stay as written, so PostgreSQL reads the same tokens. For
 /// statements too long to keep whole (machine-formatted text indents heavily: TPC-DS Q8 is 19 KB as written and
-/// 4.6 KB compacted). `None` when `sql` has a backslash: with `standard_conforming_strings` off a plain string can
+/// 4.2 KB compacted). `None` when `sql` has a backslash: with `standard_conforming_strings` off a plain string can
 /// escape its quote with one, and the token boundaries could then be wrong.
 pub(crate) fn compact(sql: &str) -> Option<String> {
     if sql.contains('\\') {
