@@ -86,14 +86,8 @@ impl Walker {
             }
             // SubPlans referenced from this node's expressions.
             let mut found: Vec<*mut pg_sys::SubPlan> = Vec::new();
-            for list in [p.targetlist, p.qual] {
+            for list in [p.targetlist, p.qual, join_qual(plan)] {
                 collect_subplans(list as *mut pg_sys::Node, &mut found);
-            }
-            if matches!(
-                p.type_,
-                pg_sys::NodeTag::T_NestLoop | pg_sys::NodeTag::T_HashJoin | pg_sys::NodeTag::T_MergeJoin
-            ) {
-                collect_subplans((*(plan as *mut pg_sys::Join)).joinqual as *mut pg_sys::Node, &mut found);
             }
             for sp in found {
                 let sp = &*sp;
@@ -401,22 +395,16 @@ pub(crate) unsafe fn index_ams(stmt: *mut pg_sys::PlannedStmt) -> dag::dag::Expl
         if plan.is_null() {
             return;
         }
-        // SAFETY: `plan` is a valid plan node; casts follow its tag.
+        // SAFETY: `plan` is a valid plan node.
         unsafe {
-            let p = &*plan;
             if let Some(oid) = scanned_index(plan) {
                 let (name, am) = index_name_and_am(oid);
                 if let Some(am) = am {
                     out.index_am.insert(name, am);
                 }
             }
-            walk(p.lefttree, out);
-            walk(p.righttree, out);
-            for child in list_ptrs::<pg_sys::Plan>(member_plans(plan)) {
+            for child in child_plans(plan) {
                 walk(child, out);
-            }
-            if p.type_ == pg_sys::NodeTag::T_SubqueryScan {
-                walk((*(plan as *mut pg_sys::SubqueryScan)).subplan, out);
             }
         }
     }
@@ -450,10 +438,7 @@ pub(crate) unsafe fn calls_volatile_functions(stmt: *mut pg_sys::PlannedStmt) ->
         // SAFETY: `plan` is a valid plan node; casts follow its tag; the expressions are the planner's.
         unsafe {
             let p = &*plan;
-            let mut exprs = vec![list(p.targetlist), list(p.qual)];
-            if matches!(p.type_, T::T_NestLoop | T::T_MergeJoin | T::T_HashJoin) {
-                exprs.push(list((*(plan as *mut pg_sys::Join)).joinqual));
-            }
+            let mut exprs = vec![list(p.targetlist), list(p.qual), list(join_qual(plan))];
             match p.type_ {
                 T::T_HashJoin => exprs.push(list((*(plan as *mut pg_sys::HashJoin)).hashclauses)),
                 T::T_MergeJoin => exprs.push(list((*(plan as *mut pg_sys::MergeJoin)).mergeclauses)),
@@ -472,10 +457,7 @@ pub(crate) unsafe fn calls_volatile_functions(stmt: *mut pg_sys::PlannedStmt) ->
                 _ => {}
             }
             exprs.into_iter().any(|e| !e.is_null() && pg_sys::contain_volatile_functions(e))
-                || walk(p.lefttree)
-                || walk(p.righttree)
-                || list_ptrs::<pg_sys::Plan>(member_plans(plan)).any(|child| walk(child))
-                || (p.type_ == T::T_SubqueryScan && walk((*(plan as *mut pg_sys::SubqueryScan)).subplan))
+                || child_plans(plan).any(|child| walk(child))
         }
     }
     // SAFETY: the caller guarantees `stmt` is valid; subplans is a List of Plan pointers.
@@ -523,6 +505,37 @@ pub(crate) unsafe fn member_plans(plan: *mut pg_sys::Plan) -> *mut pg_sys::List 
             pg_sys::NodeTag::T_BitmapAnd => (*(plan as *mut pg_sys::BitmapAnd)).bitmapplans,
             pg_sys::NodeTag::T_BitmapOr => (*(plan as *mut pg_sys::BitmapOr)).bitmapplans,
             pg_sys::NodeTag::T_CustomScan => (*(plan as *mut pg_sys::CustomScan)).custom_plans,
+            _ => std::ptr::null_mut(),
+        }
+    }
+}
+
+/// The plans directly below `plan`, in the order the plan walkers visit them: its outer and inner input (null when
+/// absent), its member plans, a SubqueryScan's subquery. Expression subplans are not among them.
+///
+/// # Safety
+/// `plan` is a valid plan node.
+pub(crate) unsafe fn child_plans(plan: *mut pg_sys::Plan) -> impl Iterator<Item = *mut pg_sys::Plan> {
+    // SAFETY: the caller's guarantee; the cast follows the node's tag.
+    unsafe {
+        let p = &*plan;
+        let subquery =
+            (p.type_ == pg_sys::NodeTag::T_SubqueryScan).then(|| (*(plan as *mut pg_sys::SubqueryScan)).subplan);
+        [p.lefttree, p.righttree].into_iter().chain(list_ptrs::<pg_sys::Plan>(member_plans(plan))).chain(subquery)
+    }
+}
+
+/// The join clauses of a NestLoop, HashJoin or MergeJoin node; null for every other node.
+///
+/// # Safety
+/// `plan` is a valid plan node.
+pub(crate) unsafe fn join_qual(plan: *mut pg_sys::Plan) -> *mut pg_sys::List {
+    // SAFETY: the cast follows the node's tag.
+    unsafe {
+        match (*plan).type_ {
+            pg_sys::NodeTag::T_NestLoop | pg_sys::NodeTag::T_HashJoin | pg_sys::NodeTag::T_MergeJoin => {
+                (*(plan as *mut pg_sys::Join)).joinqual
+            }
             _ => std::ptr::null_mut(),
         }
     }
@@ -618,24 +631,14 @@ pub(crate) unsafe fn plan_fingerprint(stmt: *mut pg_sys::PlannedStmt) -> u64 {
                 for sp in list_ptrs::<pg_sys::SubPlan>(p.initPlan) {
                     self.subplan((*sp).plan_id);
                 }
-                self.walk(p.lefttree);
-                self.walk(p.righttree);
-                for child in list_ptrs::<pg_sys::Plan>(member_plans(plan)) {
+                for child in child_plans(plan) {
                     self.walk(child);
-                }
-                if p.type_ == pg_sys::NodeTag::T_SubqueryScan {
-                    self.walk((*(plan as *mut pg_sys::SubqueryScan)).subplan);
                 }
                 // Expression subplans exist only when the statement has subplans at all.
                 if self.has_subplans {
                     let mut found = Vec::new();
-                    collect_subplans(p.targetlist as *mut pg_sys::Node, &mut found);
-                    collect_subplans(p.qual as *mut pg_sys::Node, &mut found);
-                    if matches!(
-                        p.type_,
-                        pg_sys::NodeTag::T_NestLoop | pg_sys::NodeTag::T_HashJoin | pg_sys::NodeTag::T_MergeJoin
-                    ) {
-                        collect_subplans((*(plan as *mut pg_sys::Join)).joinqual as *mut pg_sys::Node, &mut found);
+                    for list in [p.targetlist, p.qual, join_qual(plan)] {
+                        collect_subplans(list as *mut pg_sys::Node, &mut found);
                     }
                     for sp in found {
                         self.subplan((*sp).plan_id);

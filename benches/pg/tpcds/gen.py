@@ -83,8 +83,8 @@ def write_test_set(out):
     for name in os.listdir(os.path.join(out, "test")):
         os.remove(os.path.join(out, "test", name))
     qdir = os.path.join(out, "queries")
-    none = []
-    for name in sorted(os.listdir(qdir)):
+    names, none = sorted(os.listdir(qdir)), []
+    for name in names:
         with open(os.path.join(qdir, name)) as f:
             v = variant(f.read())
         if v is None:
@@ -92,7 +92,7 @@ def write_test_set(out):
             continue
         with open(os.path.join(out, "test", name), "w") as f:
             f.write(v)
-    print(f"test set: {len(os.listdir(qdir)) - len(none)} variants in {out}/test; without: {' '.join(none) or 'none'}")
+    print(f"test set: {len(names) - len(none)} variants in {out}/test; without: {' '.join(none) or 'none'}")
 
 
 def main():
