@@ -493,10 +493,10 @@ unsafe fn start_tracking(query_desc: *mut pg_sys::QueryDesc, sampled: bool) -> O
 
 /// The text of the statement `qd` runs, when it can be replayed in the background: a read-only `SELECT` (no
 /// data-modifying CTE, no `FOR UPDATE`/`SHARE`, no volatile function), cut out of a multi-statement string by its
-/// location. A
-/// parameterised statement (`PREPARE`/`EXECUTE`, the extended protocol) gets its parameters' values written in as
-/// typed literals (`'42'::integer`): replaying it measures the custom plan for the values this execution had. A
-/// text longer than a slot is stored with its whitespace compacted (`rewrite_text::compact`) if that fits.
+/// location. A parameterised statement (`PREPARE`/`EXECUTE`, the extended protocol) gets its parameters' values
+/// written in as typed literals (`'42'::integer`): replaying it measures the custom plan for the values this
+/// execution had. A text longer than a slot is stored with its whitespace compacted (`rewrite_text::compact`) if
+/// that fits.
 ///
 /// # Safety
 /// `qd` must be a valid, started `QueryDesc`.
