@@ -541,7 +541,7 @@ fn estimate_now(f: &InFlight) -> Option<f64> {
         .flatten()?
         .to_string();
     f.query_ids.iter().find_map(|&q| {
-        let text = crate::steering::fetch_text(q as u64)?.text;
+        let text = crate::steering::fetch_text(q as u64, None)?.text;
         crate::advisor::in_subtransaction(|| crate::advisor::scan_rows(&text, &oid, &f.columns)).ok().flatten()
     })
 }

@@ -6,8 +6,15 @@
 //! replay time (an arm that times out is out, and so is one whose first replay is no faster than native). The class is
 //! then steered with the fastest arm if it saves at least `quality_threshold` of the native replay time, and otherwise
 //! stays native. The no-regression guard reverts a steered class to native as soon as three of its steered user
-//! executions average more than 1.1 × its native ones. Pure logic: unit-tested here, driven by the worker in
-//! `learner.rs`.
+//! executions average more than 1.1 × its native ones.
+//!
+//! A steered class's arm was measured on one statement's parameter values. Each new *variant* (other values) of a
+//! steered class that users run is checked with background replays: the arm twice, then the native plan (twice at
+//! most) with a timeout at which the arm would still be within 1.1 × native; the arm *holds* for the variant unless
+//! the native plan finishes both times and the arm averages more than 1.1 × its time. Once it loses on one variant the
+//! class is *parameter-sensitive*: from then on only variants checked to hold are steered, the others are planned
+//! natively (each new one is checked in turn). After eight variants in a row on which the arm held, a class checks
+//! only one new variant in eight. Pure logic: unit-tested here, driven by the worker in `learner/mod.rs`.
 
 use crate::steering::ARMS;
 use serde::{Deserialize, Serialize};
@@ -31,6 +38,26 @@ const RESCUED: f64 = 0.5;
 /// updated or deleted) since the decision, and at least [`MIN_CHANGED_ROWS`]: what was measured is stale.
 pub(crate) const REEXPLORE_CHURN: f64 = 0.2;
 pub(crate) const MIN_CHANGED_ROWS: f64 = 1000.0;
+/// Variants a class keeps (the oldest checked one makes room for a new one).
+pub(crate) const MAX_VARIANTS: usize = 64;
+/// Variants in a row on which the arm held after which a class checks only one new variant in [`SPOT_CHECK`].
+const STABLE_AFTER: usize = 8;
+const SPOT_CHECK: u64 = 8;
+
+/// One variant of a steered class (other parameter values) and its check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Variant {
+    /// `hooks::variant_key` of its executions.
+    pub(crate) key: u64,
+    /// Its replayable text; dropped once checked.
+    pub(crate) text: Option<String>,
+    /// Replays of the native plan and of the class's arm.
+    pub(crate) native: Stat,
+    pub(crate) arm: Stat,
+    /// `Some(true)`: the arm runs it within [`GUARD_TOLERANCE`] of native; `Some(false)`: it does not (or timed
+    /// out); `None` until checked.
+    pub(crate) holds: Option<bool>,
+}
 
 /// A table as it was when the class was decided: its change counter (`n_tup_ins + n_tup_upd + n_tup_del`) and
 /// its live rows.
@@ -114,6 +141,8 @@ pub(crate) enum Replay {
     Compare(usize),
     /// Execute under the arm with this timeout.
     Measure(usize, u64),
+    /// Check a variant of a steered class: execute variant `.0` under arm `.1` with timeout `.2`.
+    Variant(u64, usize, u64),
 }
 
 /// One query class.
@@ -153,6 +182,15 @@ pub(crate) struct Class {
     /// True once the prediction was asked for (not saved: a restarted worker asks again).
     #[serde(skip)]
     pub(crate) predicted_checked: bool,
+    /// The variant `text` is of (0: unknown).
+    #[serde(default)]
+    pub(crate) text_variant: u64,
+    /// Variants of the steered class met since it was steered, oldest first.
+    #[serde(default)]
+    pub(crate) variants: Vec<Variant>,
+    /// The arm lost on some variant: only variants checked to hold are steered.
+    #[serde(default)]
+    pub(crate) sensitive: bool,
 }
 
 impl Class {
@@ -177,6 +215,9 @@ impl Class {
             marks: Vec::new(),
             predicted: None,
             predicted_checked: false,
+            text_variant: 0,
+            variants: Vec::new(),
+            sensitive: false,
         }
     }
 
@@ -184,13 +225,136 @@ impl Class {
     pub(crate) fn take_text(&mut self, text: Option<crate::steering::QueryText>) -> bool {
         let Some(t) = text else { return false };
         self.text = Some(t.text);
+        self.text_variant = t.variant;
         (self.db_id, self.user_id) = (t.db_id, t.user_id);
         true
     }
 
     /// Forgets everything measured and decided (keeping the identity and the text): the class is explored afresh.
     pub(crate) fn restart(&mut self) {
-        *self = Class { text: self.text.take(), ..Class::new(self.query_id, self.db_id, self.user_id, self.plan_hash) };
+        *self = Class {
+            text: self.text.take(),
+            text_variant: self.text_variant,
+            ..Class::new(self.query_id, self.db_id, self.user_id, self.plan_hash)
+        };
+    }
+
+    /// Whether variant `key`, met in a user execution, should be checked: the class is steered by exploration,
+    /// the variant is new, and the class still checks every new variant (or this one is a spot check).
+    pub(crate) fn wants_variant(&self, key: u64) -> bool {
+        if self.state != State::Steered || self.forced || key == 0 || key == self.text_variant {
+            return false;
+        }
+        if self.variants.iter().any(|v| v.key == key) {
+            return false;
+        }
+        let held = self.variants.iter().rev().take_while(|v| v.holds == Some(true)).count();
+        self.sensitive || held < STABLE_AFTER || key.is_multiple_of(SPOT_CHECK)
+    }
+
+    /// Adds variant `key` with its replayable text, to be checked; the oldest checked variant makes room when the
+    /// class keeps [`MAX_VARIANTS`]. Returns whether it was added.
+    pub(crate) fn add_variant(&mut self, key: u64, text: String) -> bool {
+        if self.text.as_deref() == Some(text.as_str()) {
+            // The statement exploration measured (a class restored from before variants were told apart, whose own
+            // variant is unknown, learns it here; another key with the same values holds by definition).
+            if self.text_variant == 0 {
+                self.text_variant = key;
+                return false;
+            }
+            self.variants.push(Variant {
+                key,
+                text: None,
+                native: Stat::default(),
+                arm: Stat::default(),
+                holds: Some(true),
+            });
+            return true;
+        }
+        if self.variants.len() >= MAX_VARIANTS {
+            let Some(oldest) = self.variants.iter().position(|v| v.holds.is_some()) else { return false };
+            self.variants.remove(oldest);
+        }
+        self.variants.push(Variant {
+            key,
+            text: Some(text),
+            native: Stat::default(),
+            arm: Stat::default(),
+            holds: None,
+        });
+        true
+    }
+
+    /// The next replay checking a variant: `(key, arm, timeout ms)`. The arm first (it is what runs now), as
+    /// generously timed as the class's first native replays; then the native plan with a timeout at which the arm
+    /// would still be within [`GUARD_TOLERANCE`] of it: a native plan that cannot beat the arm by that much costs no
+    /// more than the arm to find out (a variant whose native plan runs for minutes, the arm's reason to be, is
+    /// checked in the arm's time).
+    fn next_variant_replay(&self) -> Option<(u64, usize, u64)> {
+        if self.state != State::Steered || self.forced {
+            return None;
+        }
+        let v = self.variants.iter().find(|v| v.holds.is_none() && v.text.is_some())?;
+        if v.arm.n < REPLAYS {
+            let limit = (self.native.ms().max(self.replays[0].stat.ms()) * 10.0 + 1000.0).min(600_000.0);
+            return Some((v.key, self.arm, limit as u64));
+        }
+        Some((v.key, 0, (v.arm.ms() / GUARD_TOLERANCE + 10.0).min(600_000.0) as u64))
+    }
+
+    /// The text of variant `key`.
+    pub(crate) fn variant_text(&self, key: u64) -> Option<&str> {
+        self.variants.iter().find(|v| v.key == key)?.text.as_deref()
+    }
+
+    /// Records a replay of variant `key` under `arm` (`None`: it timed out). Returns `Some(holds)` when this
+    /// replay decided the check: the arm holds unless it timed out or the native plan, replayed twice, runs it
+    /// more than [`GUARD_TOLERANCE`] times faster.
+    pub(crate) fn variant_measured(&mut self, key: u64, arm: usize, ms: Option<f64>) -> Option<bool> {
+        let v = self.variants.iter_mut().find(|v| v.key == key && v.holds.is_none())?;
+        let holds = match (arm, ms) {
+            (0, None) => true,
+            (0, Some(ms)) => {
+                v.native.add(ms);
+                if v.native.n < REPLAYS {
+                    return None;
+                }
+                v.arm.ms() <= v.native.ms() * GUARD_TOLERANCE
+            }
+            (_, None) => false,
+            (_, Some(ms)) => {
+                v.arm.add(ms);
+                return None;
+            }
+        };
+        v.holds = Some(holds);
+        v.text = None;
+        if !holds {
+            self.sensitive = true;
+        }
+        Some(holds)
+    }
+
+    /// A replay of variant `key` failed (an error, not a timeout): it stays unchecked (planned natively when the
+    /// class is parameter-sensitive) and is not replayed again.
+    pub(crate) fn variant_failed(&mut self, key: u64) {
+        if let Some(v) = self.variants.iter_mut().find(|v| v.key == key) {
+            v.text = None;
+        }
+    }
+
+    /// Steered, and only for variants checked to hold (the arm lost on some variant).
+    pub(crate) fn parameter_sensitive(&self) -> bool {
+        self.sensitive && self.state == State::Steered
+    }
+
+    /// The variants planned under the arm when the class is parameter-sensitive (else none): its own text's and
+    /// those checked to hold.
+    pub(crate) fn steered_variants(&self) -> impl Iterator<Item = u64> + '_ {
+        let sensitive = self.parameter_sensitive();
+        let own = (sensitive && self.text_variant != 0).then_some(self.text_variant);
+        let checked = self.variants.iter().filter(move |v| sensitive && v.holds == Some(true)).map(|v| v.key);
+        own.into_iter().chain(checked)
     }
 
     /// A user execution of `ms` under arm `arm` (`failed`: it ended in an error after `ms`, so it took at least
@@ -207,12 +371,18 @@ impl Class {
             self.state = State::Steered;
             self.steered = Stat::default();
             self.forced = true;
+            // The operator's arm, for every variant.
+            self.sensitive = false;
+            self.variants.clear();
         }
         self.steered.add(ms);
     }
 
-    /// The next replay exploration needs, if any.
+    /// The next replay exploration needs, if any; for a steered class, the next replay checking a variant.
     pub(crate) fn next_replay(&self) -> Option<Replay> {
+        if self.state == State::Steered {
+            return self.next_variant_replay().map(|(key, arm, limit)| Replay::Variant(key, arm, limit));
+        }
         if self.state != State::Learning || self.text.is_none() || self.native.n < 2 || self.native.ms() < MIN_NATIVE_MS
         {
             return None;
@@ -449,6 +619,125 @@ mod tests {
         assert!(c.marks.is_empty() && c.state == State::Learning);
     }
 
+    /// A class steered with arm 1 from its own text (variant 1): native 100 ms, the arm 20 ms.
+    fn steered() -> Class {
+        let mut c = recurring();
+        c.text_variant = 1;
+        explore(&mut c, |arm| arm == 1, |arm| Some(if arm == 1 { 20.0 } else { 100.0 }));
+        assert_eq!(c.decide(0.3), Some(1));
+        c
+    }
+
+    /// Checks variant `key` with the arm taking `arm_ms` (`None`: it timed out) and the native plan 100 ms (timed
+    /// out when the limit is shorter); returns the arms and timeouts of the replays.
+    fn check(c: &mut Class, key: u64, arm_ms: Option<f64>) -> Vec<(usize, u64)> {
+        assert!(c.wants_variant(key));
+        assert!(c.add_variant(key, format!("SELECT {key}")));
+        let mut limits = Vec::new();
+        while let Some(Replay::Variant(k, arm, limit)) = c.next_replay() {
+            assert_eq!(k, key);
+            assert_eq!(c.variant_text(k), Some(format!("SELECT {key}").as_str()));
+            limits.push((arm, limit));
+            let ms = if arm == 0 { Some(100.0).filter(|&ms| ms <= limit as f64) } else { arm_ms };
+            c.variant_measured(k, arm, ms);
+        }
+        limits
+    }
+
+    #[test]
+    fn a_steered_class_checks_its_new_variants_and_turns_parameter_sensitive_when_one_loses() {
+        let mut c = steered();
+        assert!(!c.wants_variant(1), "its own text's variant was measured by exploration");
+        assert!(!c.wants_variant(0), "unknown values");
+        // Variant 2: the arm twice (generous timeout), then the native plan with the arm's time / 1.1 as its
+        // timeout: it cannot beat the arm by that much, the arm holds.
+        let limits = check(&mut c, 2, Some(30.0));
+        assert_eq!(limits, [(1, 2048), (1, 2048), (0, 37)], "10 x the native executions (104.8 ms) + 1 s");
+        assert_eq!(c.variants[0].holds, Some(true));
+        assert!(c.variants[0].text.is_none(), "the text is dropped once checked");
+        assert!(!c.parameter_sensitive());
+        assert_eq!(c.steered_variants().count(), 0, "not sensitive: every variant is steered");
+        assert!(!c.wants_variant(2), "checked already");
+        // Variant 3 runs 5x slower under the arm (TPC-DS Q54 for 1999: 731 ms against native 154 ms).
+        let limits = check(&mut c, 3, Some(500.0));
+        assert_eq!(limits.iter().map(|&(a, _)| a).collect::<Vec<_>>(), [1, 1, 0, 0]);
+        assert_eq!(c.variants[1].holds, Some(false));
+        assert!(c.parameter_sensitive());
+        assert_eq!(c.effective_arm(), 1, "still steered, for the variants checked to hold");
+        assert_eq!(c.steered_variants().collect::<Vec<_>>(), [1, 2]);
+        // An arm that times out does not hold; a replay that fails leaves the variant unchecked.
+        assert_eq!(check(&mut c, 4, None).len(), 1);
+        assert_eq!(c.variants[2].holds, Some(false));
+        assert!(c.add_variant(5, "SELECT 5".into()));
+        c.variant_failed(5);
+        assert_eq!(c.next_replay(), None, "nothing left to check");
+        assert_eq!(c.steered_variants().collect::<Vec<_>>(), [1, 2]);
+        // Within the guard's tolerance holds; a decided check is not measured again.
+        check(&mut c, 6, Some(109.0));
+        assert_eq!(c.variants.last().map(|v| v.holds), Some(Some(true)));
+        assert_eq!(c.variant_measured(6, 1, Some(1.0)), None);
+        // Saved and restored as it is.
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<Class>(&json).unwrap(), c);
+        // The guard reverting the class, or a fresh exploration, ends it.
+        let mut reverted = c.clone();
+        reverted.state = State::Reverted;
+        assert_eq!(reverted.steered_variants().count(), 0);
+        assert!(!reverted.wants_variant(7));
+        c.restart();
+        assert!(c.variants.is_empty() && !c.sensitive);
+        assert_eq!(c.text_variant, 1, "the text is kept, and so is whose it is");
+    }
+
+    #[test]
+    fn a_class_whose_arm_held_on_eight_variants_in_a_row_spot_checks_one_in_eight() {
+        let mut c = steered();
+        for key in 10..18 {
+            check(&mut c, key, Some(20.0));
+        }
+        assert!(!c.wants_variant(19) && !c.wants_variant(25));
+        assert!(c.wants_variant(24), "one in eight");
+        check(&mut c, 24, Some(500.0));
+        assert!(c.wants_variant(25), "sensitive now: every new variant is checked");
+    }
+
+    #[test]
+    fn a_class_keeps_at_most_max_variants_dropping_the_oldest_checked() {
+        let mut c = steered();
+        c.sensitive = true;
+        for key in 100..(100 + MAX_VARIANTS as u64) {
+            assert!(c.add_variant(key, format!("SELECT {key}")));
+        }
+        assert!(!c.add_variant(1000, "SELECT 1000".into()), "all unchecked: nothing to drop");
+        while let Some(Replay::Variant(k, arm, _)) = c.next_replay() {
+            c.variant_measured(k, arm, if arm == 0 { None } else { Some(20.0) });
+        }
+        assert!(c.add_variant(1000, "SELECT 1000".into()));
+        assert_eq!(c.variants.len(), MAX_VARIANTS);
+        assert_eq!(c.variants[0].key, 101, "the oldest checked one made room");
+    }
+
+    #[test]
+    fn the_statement_exploration_measured_is_its_own_variant() {
+        let mut c = steered();
+        c.text_variant = 0;
+        assert!(!c.add_variant(5, "SELECT 1".into()), "restored from before variants: its own variant is learnt");
+        assert_eq!(c.text_variant, 5);
+        assert!(c.add_variant(6, "SELECT 1".into()));
+        assert_eq!(c.variants[0].holds, Some(true), "the same values under another key hold without a replay");
+        assert_eq!(c.next_replay(), None);
+    }
+
+    #[test]
+    fn an_operators_arm_steers_every_variant() {
+        let mut c = steered();
+        check(&mut c, 3, Some(500.0));
+        assert!(c.parameter_sensitive());
+        c.observe(2, 10.0, false);
+        assert!(c.forced && !c.parameter_sensitive() && c.variants.is_empty());
+        assert!(!c.wants_variant(9));
+    }
+
     fn recurring() -> Class {
         let mut c = Class::new(7, 1, 10, 99);
         c.text = Some("SELECT 1".into());
@@ -462,6 +751,7 @@ mod tests {
             match r {
                 Replay::Compare(arm) => c.compared(arm, !plan_differs(arm)),
                 Replay::Measure(arm, _) => c.measured(arm, time(arm)),
+                Replay::Variant(..) => unreachable!("exploring"),
             }
         }
     }
@@ -553,6 +843,7 @@ mod tests {
                     measured[arm] += 1;
                     c.measured(arm, Some(ms[arm]));
                 }
+                Replay::Variant(..) => unreachable!("exploring"),
             }
             n += 1;
             assert!(n < 100, "exploration ends");
@@ -657,6 +948,7 @@ mod tests {
                     limits.push((arm, limit));
                     c.measured(arm, if arm == 4 { Some(2_000.0) } else { None });
                 }
+                Replay::Variant(..) => unreachable!("exploring"),
             }
         }
         assert!(limits.iter().all(|&(_, t)| (59_000..=60_000).contains(&t)), "timeouts at the bound: {limits:?}");

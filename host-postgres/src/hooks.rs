@@ -10,6 +10,11 @@
 //!   PostgreSQL's, or [`crate::query_id`]'s where PostgreSQL computes none), plan hash, planning and execution
 //!   time, rows, and — first time or when sampled — the encoded plan, with per-node actuals when sampled.
 //!
+//! An execution of a class the learner steers also records its *variant*: which parameter values it ran with
+//! ([`variant_key`]); the first time a backend meets a variant it stores the variant's text, so the learner can
+//! check that the arm holds for those values too. A class whose arm lost on some variant is planned under the arm
+//! only for the variants checked to win (`steering::variant_steered`).
+//!
 //! Building the DAG once per shape rather than per query is what keeps capture cheap on short queries (see
 //! `benches/pg/pgbench_overhead.sh`). Every hook calls the previous one (through `pg_guard_ffi_boundary`) or the
 //! standard function; a Rust panic inside becomes an ERROR, never a crashed backend. Statements planned by this
@@ -47,6 +52,8 @@ struct State {
     tracked: Vec<Tracked>,
     /// Plan shapes this backend has met, by fingerprint; the first meeting stores the encoded plan in the ring.
     shapes: FxHashMap<u64, Shape>,
+    /// Variants of steered classes this backend has met (`steering`'s tags); the first meeting stores the text.
+    variants: rustc_hash::FxHashSet<u64>,
     /// Deterministic sampler state (xorshift), seeded from the PID.
     sampler: u64,
 }
@@ -72,6 +79,7 @@ static STATE: PerBackend<RefCell<State>> = PerBackend(RefCell::new(State {
     notes: Vec::new(),
     tracked: Vec::new(),
     shapes: FxHashMap::with_hasher(rustc_hash::FxBuildHasher),
+    variants: rustc_hash::FxHashSet::with_hasher(rustc_hash::FxBuildHasher),
     sampler: 0,
 }));
 /// Set while this extension plans or runs statements of its own.
@@ -95,6 +103,8 @@ struct Tracked {
     /// Planning time (NaN for a cached plan) and the arm it was planned under.
     planning_ms: f64,
     arm: u8,
+    /// The variant, for an execution of a steered class (else 0).
+    variant: u64,
     /// The (sub)transaction nesting level it started at.
     nest_level: i32,
 }
@@ -171,6 +181,84 @@ fn steered_arm((command, query_id): (pg_sys::CmdType::Type, u64)) -> usize {
     }
 }
 
+/// The arm `query` is planned under: [`steered_arm`], unless its class is parameter-sensitive (its arm lost on
+/// some variant) and this variant was not checked to run faster under the arm.
+///
+/// # Safety
+/// `query` is the valid `Query` being planned; `source` and `params` are its text and bound parameters.
+unsafe fn planned_arm(
+    query: *const pg_sys::Query,
+    source: *const std::ffi::c_char,
+    params: pg_sys::ParamListInfo,
+) -> usize {
+    // SAFETY: the caller guarantees all three.
+    unsafe {
+        let q = &*query;
+        let arm = steered_arm((q.commandType, q.queryId));
+        if arm > 0
+            && crate::steering::sensitive(q.queryId)
+            && !crate::steering::variant_steered(q.queryId, variant_key(source, q.stmt_location, q.stmt_len, params))
+        {
+            0
+        } else {
+            arm
+        }
+    }
+}
+
+/// Which parameter values an execution of a class runs with: a hash of its statement's text as sent (a literal
+/// query's constants are in it; without an `EXPLAIN` or `PREPARE` around it) and of its bound parameters' types
+/// and values (a prepared statement's, the extended protocol's). The planner and the executor compute it alike.
+/// 0 when the values cannot be told (parameters fetched by a hook, as PL/pgSQL's).
+///
+/// # Safety
+/// `source` is null or a C string; `params` is null or a valid parameter list.
+unsafe fn variant_key(source: *const std::ffi::c_char, location: i32, len: i32, params: pg_sys::ParamListInfo) -> u64 {
+    // SAFETY: the caller guarantees both pointers; parameter values are read as their types' lengths say.
+    unsafe {
+        if source.is_null() {
+            return 0;
+        }
+        let all = std::ffi::CStr::from_ptr(source).to_bytes();
+        let start = usize::try_from(location).unwrap_or(0).min(all.len());
+        let len = usize::try_from(len).unwrap_or(0);
+        let end = if len == 0 { all.len() } else { (start + len).min(all.len()) };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        // As the statement is replayed: an `EXPLAIN ANALYZE` of it, or a `PREPARE` of it, is the same variant.
+        match std::str::from_utf8(&all[start..end]) {
+            Ok(text) => without_prepare(without_explain(text.trim()).unwrap_or(text)).hash(&mut h),
+            Err(_) => all[start..end].hash(&mut h),
+        }
+        if !params.is_null() && (*params).numParams > 0 {
+            if (*params).paramFetch.is_some() {
+                return 0;
+            }
+            let n = usize::try_from((*params).numParams).unwrap_or(0);
+            for p in (*params).params.as_slice(n) {
+                p.ptype.to_u32().hash(&mut h);
+                p.isnull.hash(&mut h);
+                if p.isnull || p.ptype == pg_sys::InvalidOid {
+                    continue;
+                }
+                let (mut typlen, mut byval) = (0i16, false);
+                pg_sys::get_typlenbyval(p.ptype, &mut typlen, &mut byval);
+                if byval {
+                    p.value.value().hash(&mut h);
+                } else if typlen > 0 {
+                    std::slice::from_raw_parts(p.value.cast_mut_ptr::<u8>(), typlen as usize).hash(&mut h);
+                } else if typlen == -1 {
+                    let v = pg_sys::pg_detoast_datum_packed(p.value.cast_mut_ptr());
+                    let bytes = pgrx::varlena::vardata_any(v).cast::<u8>();
+                    std::slice::from_raw_parts(bytes, pgrx::varlena::varsize_any_exhdr(v)).hash(&mut h);
+                } else {
+                    std::ffi::CStr::from_ptr(p.value.cast_mut_ptr()).to_bytes().hash(&mut h);
+                }
+            }
+        }
+        h.finish().max(1)
+    }
+}
+
 fn sample(rate: f64) -> bool {
     if rate <= 0.0 {
         return false;
@@ -217,8 +305,8 @@ unsafe extern "C-unwind" fn planner(
 ) -> *mut pg_sys::PlannedStmt {
     let start = Instant::now();
     // A class the learner measured a better arm for is planned under that arm's settings (restored right after).
-    // SAFETY: `parse` is the Query being planned, valid for the whole call.
-    let arm = steered_arm(unsafe { ((*parse).commandType, (*parse).queryId) });
+    // SAFETY: `parse` is the Query being planned, valid for the whole call, with its text and parameters.
+    let arm = unsafe { planned_arm(parse, query_string, bound_params) };
     let level = (arm > 0).then(|| crate::steering::apply(arm));
     // SAFETY: we pass PostgreSQL's own arguments through; the previous hook is a C function pointer called
     // inside the FFI guard.
@@ -263,7 +351,7 @@ unsafe extern "C-unwind" fn explain_one_query(
     // SAFETY: PostgreSQL's arguments, valid for the call; the previous hook is called inside the FFI guard.
     unsafe {
         let query_id = (*query).queryId;
-        let arm = steered_arm(((*query).commandType, query_id));
+        let arm = planned_arm(query, query_string, params);
         match PREV_EXPLAIN {
             Some(prev) => pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
                 prev(query, cursor_options, into, es, query_string, params, query_env)
@@ -454,8 +542,41 @@ unsafe fn start_tracking(query_desc: *mut pg_sys::QueryDesc, sampled: bool) -> O
             Some((ms, arm)) => (ms, arm),
             None => (f64::NAN, crate::steering::lookup((*stmt).queryId) as u8),
         };
+        // An execution of a steered class records its variant; a backend meeting a variant for the first time
+        // stores its text, for the learner to check the arm on.
+        let query_id = (*stmt).queryId;
+        let steered_class = query_id != 0 && crate::steering::lookup(query_id) != 0;
+        let variant = if steered_class || known.is_none() {
+            variant_key(qd.sourceText, (*stmt).stmt_location, (*stmt).stmt_len, qd.params)
+        } else {
+            0
+        };
+        let new_variant = variant != 0
+            && STATE.with(|s| {
+                let variants = &mut s.borrow_mut().variants;
+                if variants.len() >= MAX_SHAPES {
+                    variants.clear();
+                }
+                variants.insert(query_id.rotate_left(17) ^ variant)
+            });
+        let store_text = || {
+            if let Some(text) = replayable_text(qd) {
+                crate::steering::store_text(
+                    query_id,
+                    variant,
+                    pg_sys::MyDatabaseId.to_u32(),
+                    pg_sys::GetUserId().to_u32(),
+                    &text,
+                );
+            }
+        };
         let (shape, plan) = match known {
-            Some(shape) => (shape, None),
+            Some(shape) => {
+                if steered_class && new_variant {
+                    store_text();
+                }
+                (shape, None)
+            }
             None => {
                 let built = crate::capture::dag_from_planned_stmt(stmt).ok()?;
                 let shape = Shape { plan_hash: plan_hash(&built), node_count: built.node_count() as u32 };
@@ -467,14 +588,7 @@ unsafe fn start_tracking(query_desc: *mut pg_sys::QueryDesc, sampled: bool) -> O
                     shapes.insert(fingerprint, shape);
                 });
                 // The learner replays classes in the background: keep the text of a replayable statement.
-                if let Some(text) = replayable_text(qd) {
-                    crate::steering::store_text(
-                        (*stmt).queryId,
-                        pg_sys::MyDatabaseId.to_u32(),
-                        pg_sys::GetUserId().to_u32(),
-                        &text,
-                    );
-                }
+                store_text();
                 (shape, Some(built.to_bytes()))
             }
         };
@@ -486,6 +600,7 @@ unsafe fn start_tracking(query_desc: *mut pg_sys::QueryDesc, sampled: bool) -> O
             plan,
             planning_ms,
             arm,
+            variant: if steered_class { variant } else { 0 },
             nest_level: unguarded::GetCurrentTransactionNestLevel(),
         })
     }
@@ -675,6 +790,7 @@ fn push_record(t: &Tracked, execution_ms: f64, rows: u64, actuals: Option<Vec<u8
             as u8;
     ring::push(|record| {
         record.query_id = t.query_id;
+        record.variant = t.variant;
         record.plan_hash = t.shape.plan_hash;
         record.recorded_at = recorded_at;
         record.execution_ms = execution_ms;

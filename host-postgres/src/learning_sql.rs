@@ -384,7 +384,9 @@ fn dag_learning_status() -> TableIterator<
 /// `statement_timeout`: their times count as lower bounds), the improvement `1 − steered / native`, and the replays
 /// per arm. Another role's query text reads `<insufficient privilege>` unless the caller is a superuser or a member of
 /// `pg_read_all_stats`. `predicted_arm` is the arm the ReasoningBank predicted for the class's plan (explored
-/// first; NULL when it predicted nothing).
+/// first; NULL when it predicted nothing). `variants`: the checks of a steered class's other parameter values
+/// (native and arm replay means, whether the arm holds), oldest first; `parameter_sensitive` once the arm lost on
+/// one: only the variants checked to hold are steered.
 #[pg_extern]
 fn dag_query_class_log() -> TableIterator<
     'static,
@@ -402,6 +404,8 @@ fn dag_query_class_log() -> TableIterator<
         name!(replays, JsonB),
         name!(query_text, Option<String>),
         name!(predicted_arm, Option<String>),
+        name!(parameter_sensitive, bool),
+        name!(variants, JsonB),
     ),
 > {
     let classes = saved_classes()
@@ -443,6 +447,17 @@ fn dag_query_class_log() -> TableIterator<
                 JsonB(serde_json::Value::Object(replays)),
                 text,
                 k.predicted.map(crate::steering::arm_label),
+                k.parameter_sensitive(),
+                JsonB(json!(
+                    k.variants
+                        .iter()
+                        .map(|v| json!({
+                            "native_ms": (v.native.n > 0).then(|| v.native.ms()),
+                            "arm_ms": (v.arm.n > 0).then(|| v.arm.ms()),
+                            "arm_holds": v.holds,
+                        }))
+                        .collect::<Vec<_>>()
+                )),
             )
         })
         .collect::<Vec<_>>();
@@ -488,7 +503,7 @@ fn dag_class_steer(query_id: Option<i64>, settings: Option<&str>) {
             format!("unknown settings \"{settings}\"; expected one of: {}", known.join(", ")),
         );
     };
-    if !crate::steering::publish(query_id as u64, arm, f32::NAN) {
+    if !crate::steering::publish(query_id as u64, arm, f32::NAN, false) {
         fail(PgSqlErrorCode::ERRCODE_PROGRAM_LIMIT_EXCEEDED, "the steering table is full");
     }
     // SAFETY: as in dag_class_enable.

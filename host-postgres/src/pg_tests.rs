@@ -150,7 +150,7 @@ mod tests {
             let explain =
                 Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {query}")).unwrap().unwrap();
             let query_id = explain.0[0]["Query Identifier"].as_i64().expect("a query id");
-            crate::steering::fetch_text(query_id as u64).map(|t| t.text)
+            crate::steering::fetch_text(query_id as u64, None).map(|t| t.text)
         };
         let plain = "SELECT count(*) FROM rv_users WHERE team = 2";
         assert_eq!(kept(plain).as_deref(), Some(plain));
@@ -1858,7 +1858,7 @@ mod tests {
         .unwrap();
         // SAFETY: reads this backend's identity, as the hooks do.
         let (db, user) = unsafe { (pg_sys::MyDatabaseId.to_u32(), pg_sys::GetUserId().to_u32()) };
-        crate::steering::store_text(query_id as u64, db, user, q);
+        crate::steering::store_text(query_id as u64, 0, db, user, q);
         let (sql, actual, queries) = Spi::get_three::<String, f64, i32>(
             "SELECT implementation_sql, actual_rows, queries FROM ruvector.dag_statistics_advice() WHERE table_name = 'rv_st'",
         )

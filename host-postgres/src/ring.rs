@@ -35,6 +35,9 @@ pub(crate) struct Record {
     /// Sequence number, from 1; 0 marks an empty slot.
     pub(crate) seq: u64,
     pub(crate) query_id: u64,
+    /// Which parameter values the execution ran with (`hooks::variant_key`), for executions of steered classes;
+    /// else 0.
+    pub(crate) variant: u64,
     pub(crate) plan_hash: u64,
     /// `GetCurrentTimestamp()` at recording.
     pub(crate) recorded_at: i64,
@@ -66,6 +69,7 @@ impl Record {
         Record {
             seq: 0,
             query_id: 0,
+            variant: 0,
             plan_hash: 0,
             recorded_at: 0,
             execution_ms: 0.0,
@@ -89,6 +93,7 @@ impl Record {
     fn reset(&mut self, seq: u64) {
         self.seq = seq;
         self.query_id = 0;
+        self.variant = 0;
         self.plan_hash = 0;
         self.recorded_at = 0;
         self.execution_ms = 0.0;

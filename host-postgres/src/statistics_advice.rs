@@ -138,7 +138,7 @@ fn captured() -> Vec<(Option<u64>, String, Vec<Misestimate>)> {
     }
     by_class
         .into_iter()
-        .filter_map(|(query_id, seen)| Some((Some(query_id), crate::steering::fetch_text(query_id)?.text, seen)))
+        .filter_map(|(query_id, seen)| Some((Some(query_id), crate::steering::fetch_text(query_id, None)?.text, seen)))
         .collect()
 }
 

@@ -9,7 +9,12 @@
 //!   (`dag_class_enable`) sets a disabled flag that the worker then respects.
 //! - The **text table** holds, per query class, the text of one executed statement that can be replayed: a
 //!   plain read-only `SELECT` without parameters. Backends write it when they first meet a plan shape; the worker
-//!   reads it to replay the class under candidate arms in the background.
+//!   reads it to replay the class under candidate arms in the background. Backends also write the text of each
+//!   new *variant* (other parameter values, see [`crate::hooks`]) of a steered class they meet: the worker checks
+//!   that the arm holds for it.
+//! - The **variant table** lists, for classes whose arm was seen to lose on some variant (*parameter-sensitive*
+//!   ones, a flag in the steering table), the variants checked to run faster under the arm: only those are
+//!   steered, every other variant of the class is planned natively.
 
 use pgrx::pg_sys;
 use std::ffi::CStr;
@@ -67,7 +72,7 @@ const STEER_SLOTS: usize = 4096;
 /// Slots of the text table (direct-mapped by query id) and bytes per text.
 const TEXT_SLOTS: usize = 1024;
 /// 8 KB: all but one of TPC-DS's 99 queries fit (4 000 left out 7 of them, one with a 19 KB `IN` list).
-pub(crate) const TEXT_BYTES: usize = 8192 - 32;
+pub(crate) const TEXT_BYTES: usize = 8192 - 40;
 
 #[repr(C)]
 struct SteerSlot {
@@ -80,12 +85,19 @@ struct SteerSlot {
 }
 
 const DISABLED: u32 = 1 << 8;
+/// The class's arm lost on some variant: only the variants in the variant table are steered.
+const SENSITIVE: u32 = 1 << 9;
+
+/// Slots of the variant table (open addressing by class and variant).
+const VARIANT_SLOTS: usize = 8192;
 
 #[repr(C)]
 struct TextSlot {
     /// Seqlock: odd while written.
     seq: AtomicU64,
     query_id: u64,
+    /// The variant the text is of (0: unknown).
+    variant: u64,
     db_id: u32,
     user_id: u32,
     len: u32,
@@ -96,6 +108,8 @@ struct TextSlot {
 struct Shared {
     steer: [SteerSlot; STEER_SLOTS],
     texts: [TextSlot; TEXT_SLOTS],
+    /// [`variant_tag`]s of the checked variants of parameter-sensitive classes; 0 = empty. Only the worker writes.
+    variants: [AtomicU64; VARIANT_SLOTS],
 }
 
 static SHARED: AtomicPtr<Shared> = AtomicPtr::new(ptr::null_mut());
@@ -177,18 +191,74 @@ fn slot_for(s: &Shared, query_id: u64) -> Option<&SteerSlot> {
 }
 
 /// Sets class `query_id`'s arm and why (`ratio`: replayed latency under the arm over native; NaN when an
-/// operator forced it); keeps the disabled flag. Returns false when the table is full.
-pub(crate) fn publish(query_id: u64, arm: usize, ratio: f32) -> bool {
+/// operator forced it), and whether only its checked variants are steered (`sensitive`, see [`publish_variants`]);
+/// keeps the disabled flag. Returns false when the table is full.
+pub(crate) fn publish(query_id: u64, arm: usize, ratio: f32, sensitive: bool) -> bool {
     let Some(s) = shared() else { return false };
     let Some(slot) = slot_for(s, query_id) else { return false };
     slot.ratio.store(ratio.to_bits(), Ordering::Release);
+    let sensitive = if sensitive { SENSITIVE } else { 0 };
     // A compare-and-swap: a kill switch flipped by a backend between reading and writing the state is kept (a plain
     // store could set a flag that was just cleared, leaving the class disabled for good).
     let _ = slot.state.fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
-        let new = (old & DISABLED) | (arm as u32 & 0xFF);
+        let new = (old & DISABLED) | sensitive | (arm as u32 & 0xFF);
         (old != new).then_some(new)
     });
     true
+}
+
+/// Whether only the checked variants of class `query_id` are steered (its arm lost on some variant).
+pub(crate) fn sensitive(query_id: u64) -> bool {
+    find(query_id).is_some_and(|slot| slot.state.load(Ordering::Acquire) & SENSITIVE != 0)
+}
+
+/// The variant table's tag of variant `variant` of class `query_id` (never 0).
+fn variant_tag(query_id: u64, variant: u64) -> u64 {
+    (query_id.rotate_left(29) ^ variant.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
+}
+
+fn variant_probe(tag: u64) -> impl Iterator<Item = usize> {
+    let start = (tag >> 32) as usize % VARIANT_SLOTS;
+    (0..16).map(move |i| (start + i) % VARIANT_SLOTS)
+}
+
+/// Whether variant `variant` of class `query_id` was checked to run faster under the class's arm.
+pub(crate) fn variant_steered(query_id: u64, variant: u64) -> bool {
+    let Some(s) = shared() else { return false };
+    if variant == 0 {
+        return false;
+    }
+    let tag = variant_tag(query_id, variant);
+    for i in variant_probe(tag) {
+        match s.variants[i].load(Ordering::Acquire) {
+            0 => return false,
+            t if t == tag => return true,
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Replaces the variant table with `variants` (class, variant): the worker, its only writer, after a change. A
+/// backend planning meanwhile may miss a variant and plan it natively: the safe side. Returns how many did not fit.
+pub(crate) fn publish_variants(variants: &[(u64, u64)]) -> usize {
+    let Some(s) = shared() else { return variants.len() };
+    for slot in &s.variants {
+        slot.store(0, Ordering::Release);
+    }
+    let mut left_out = 0;
+    for &(query_id, variant) in variants {
+        let tag = variant_tag(query_id, variant);
+        let free = |i: &usize| {
+            let t = s.variants[*i].load(Ordering::Acquire);
+            t == 0 || t == tag
+        };
+        match variant_probe(tag).find(free) {
+            Some(i) => s.variants[i].store(tag, Ordering::Release),
+            None => left_out += 1,
+        }
+    }
+    left_out
 }
 
 /// Turns steering of class `query_id` off (`enabled = false`) or back on. Returns false without shared memory or
@@ -217,6 +287,8 @@ pub(crate) fn disabled(query_id: u64) -> bool {
 /// A replayable statement of a class.
 #[derive(Debug, Clone)]
 pub(crate) struct QueryText {
+    /// The variant it is of (0: unknown).
+    pub(crate) variant: u64,
     pub(crate) db_id: u32,
     pub(crate) user_id: u32,
     pub(crate) text: String,
@@ -224,7 +296,7 @@ pub(crate) struct QueryText {
 
 /// Stores the text of class `query_id` (a backend, when it first meets a plan shape). Texts longer than
 /// [`TEXT_BYTES`] are not stored; a slot being written by another backend is left alone.
-pub(crate) fn store_text(query_id: u64, db_id: u32, user_id: u32, text: &str) {
+pub(crate) fn store_text(query_id: u64, variant: u64, db_id: u32, user_id: u32, text: &str) {
     let Some(s) = shared() else { return };
     if text.len() > TEXT_BYTES || query_id == 0 {
         return;
@@ -238,6 +310,7 @@ pub(crate) fn store_text(query_id: u64, db_id: u32, user_id: u32, text: &str) {
     // SAFETY: this writer owns the slot while its sequence number is odd; readers validate the sequence.
     unsafe {
         (*raw).query_id = query_id;
+        (*raw).variant = variant;
         (*raw).db_id = db_id;
         (*raw).user_id = user_id;
         (*raw).len = text.len() as u32;
@@ -246,24 +319,24 @@ pub(crate) fn store_text(query_id: u64, db_id: u32, user_id: u32, text: &str) {
     slot.seq.store(seq + 2, Ordering::Release);
 }
 
-/// The stored text of class `query_id`, if its slot holds it.
-pub(crate) fn fetch_text(query_id: u64) -> Option<QueryText> {
+/// The stored text of class `query_id`, if its slot holds it (of variant `variant`, when given).
+pub(crate) fn fetch_text(query_id: u64, variant: Option<u64>) -> Option<QueryText> {
     let s = shared()?;
     let slot = &s.texts[query_id as usize % TEXT_SLOTS];
-    let (_, (q, db_id, user_id, bytes)) = crate::shmem::seqlock_read(&slot.seq, 10, || {
+    let (_, (q, stored, db_id, user_id, bytes)) = crate::shmem::seqlock_read(&slot.seq, 10, || {
         // SAFETY: a copy validated by the sequence number (seqlock read).
         unsafe {
             let raw = slot as *const TextSlot;
             let len = ((*raw).len as usize).min(TEXT_BYTES);
             let mut bytes = vec![0u8; len];
             ptr::copy_nonoverlapping((&raw const (*raw).text).cast::<u8>(), bytes.as_mut_ptr(), len);
-            ((*raw).query_id, (*raw).db_id, (*raw).user_id, bytes)
+            ((*raw).query_id, (*raw).variant, (*raw).db_id, (*raw).user_id, bytes)
         }
     })?;
-    if q != query_id || bytes.is_empty() {
+    if q != query_id || bytes.is_empty() || variant.is_some_and(|v| v != stored) {
         return None;
     }
-    String::from_utf8(bytes).ok().map(|text| QueryText { db_id, user_id, text })
+    String::from_utf8(bytes).ok().map(|text| QueryText { variant: stored, db_id, user_id, text })
 }
 
 // ---- planning under an arm ----------------------------------------------------------------------------------

@@ -113,4 +113,28 @@ state=$(class "$sqid" "state || ' ' || arm || ' (native lower bound ' || round(n
     fail "expected 3 failed native executions and no native replay: $(class "$sqid" "native_failed || ' ' || replays::text")"
 out=$(psql_as "-c statement_timeout=150" -c "$SLOW") || fail "steered, it still does not finish within 150 ms: $out"
 echo "learning_improves: a query cancelled at 150 ms every time was explored against that bound: $state"
+# 7. Other parameter values: with `s.v > s.w - 0` the join keeps 15 rows of s and nested loops win; with
+# `s.v > s.w - 2` (the same class) it keeps all 300 000, and nested loops lose to the native hash join. A new variant
+# of a steered class is checked with background replays; the arm loses on this one, so the class is
+# parameter-sensitive from then on: only variants checked to hold (its own) are steered.
+V0="SELECT count(*) FROM s JOIN b ON b.k = s.k WHERE s.v > s.w - 0"
+V2="SELECT count(*) FROM s JOIN b ON b.k = s.k WHERE s.v > s.w - 2"
+for _ in 1 2 3; do workload -c "$V0"; done
+sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null
+vqid=$(query_id "$V0")
+[[ $(query_id "$V2") == "$vqid" ]] || fail "the two variants are not one class"
+[[ $(class "$vqid" state) == steered ]] || fail "the variant join class is '$(class "$vqid" "state || ' ' || replays::text")'"
+psql_as "" -c "EXPLAIN $V2" | grep -q "Hash Join" && fail "a variant not checked yet is not steered like its class"
+start=$(date +%s%N)
+workload -c "$V2"
+first=$((($(date +%s%N) - start) / 1000000))
+sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null
+read -r sensitive variants <<<"$(class "$vqid" "parameter_sensitive || ' ' || variants::text")"
+[[ $sensitive == true ]] || fail "the arm's loss on the new variant went unnoticed: $variants"
+psql_as "" -c "EXPLAIN $V2" | grep -q "Hash Join" || fail "the variant the arm loses on is still steered"
+psql_as "" -c "EXPLAIN $V0" | grep -q "Hash Join" && fail "the class's own variant is no longer steered"
+start=$(date +%s%N)
+workload -c "$V2"
+again=$((($(date +%s%N) - start) / 1000000))
+echo "learning_improves: a variant the arm loses on (steered, $first ms; checked: $variants) now runs natively ($again ms); the class's own variant stays steered"
 echo "learning_improves: steering applied, measured faster, and a slower arm reverted"

@@ -213,8 +213,11 @@ struct Learner {
     credit_ms: f64,
     /// Database and role names by OID.
     names: FxHashMap<(bool, u32), Option<String>>,
-    /// The arm this worker last published per class (an operator may publish another with `dag_class_steer`).
-    published: FxHashMap<u64, usize>,
+    /// The arm this worker last published per class (an operator may publish another with `dag_class_steer`),
+    /// and whether only checked variants are steered.
+    published: FxHashMap<u64, (usize, bool)>,
+    /// The variant table as last published: (class, variant) of parameter-sensitive classes' steered variants.
+    published_variants: Vec<(u64, u64)>,
     /// The index advisor's auto mode.
     advisor: crate::advisor_auto::AutoAdvisor,
     /// Self-healing: index probes and repairs.
@@ -241,6 +244,7 @@ impl Learner {
             credit_ms: 0.0,
             names: FxHashMap::default(),
             published: FxHashMap::default(),
+            published_variants: Vec::new(),
             advisor: crate::advisor_auto::AutoAdvisor::default(),
             healer: crate::healing::Healer::default(),
             monitor: crate::anomalies::Monitor::default(),
@@ -298,12 +302,17 @@ impl Learner {
                     if class.state == State::Disabled {
                         steering::set_enabled(class.query_id, false);
                     }
-                    steering::publish(class.query_id, class.effective_arm(), class.replay_ratio());
-                    self.published.insert(class.query_id, class.effective_arm());
                     self.classes.insert(class.query_id, class);
                 }
                 _ => warning!("ruvector_dag_learner: skipping an unreadable row of ruvector.dag_query_classes"),
             }
+        }
+        // The variant table first, so a parameter-sensitive class's checked variants stay steered.
+        self.publish_variants();
+        for class in self.classes.values() {
+            let published = (class.effective_arm(), class.parameter_sensitive());
+            steering::publish(class.query_id, published.0, class.replay_ratio(), published.1);
+            self.published.insert(class.query_id, published);
         }
         for (hash, bytes) in plans {
             if let (Some(hash), Some(Ok(dag))) = (hash, bytes.map(|b| QueryDag::from_bytes(&b))) {
@@ -352,16 +361,22 @@ impl Learner {
                     let mut class = Class::new(r.query_id, r.db_id, r.user_id, r.plan_hash);
                     // The backend stored the statement's text before running it: take it now, before another
                     // class's text can take its slot (the text table is direct-mapped).
-                    class.take_text(steering::fetch_text(r.query_id));
+                    class.take_text(steering::fetch_text(r.query_id, None));
                     class
                 });
                 class.observe(usize::from(r.arm), r.execution_ms, r.source == ring::Source::Failed as u8);
+                // A new variant of a steered class: the backend stored its text before running it.
+                if class.wants_variant(r.variant)
+                    && let Some(t) = steering::fetch_text(r.query_id, Some(r.variant))
+                {
+                    class.add_variant(r.variant, t.text);
+                }
                 if healing {
                     self.monitor.observe(r.query_id, r.arm, r.execution_ms, self.healer.repairing());
                 }
                 if r.arm != 0 {
                     // Executions under an arm prove it is published (perhaps by an operator's dag_class_steer).
-                    self.published.insert(r.query_id, usize::from(r.arm));
+                    self.published.entry(r.query_id).or_default().0 = usize::from(r.arm);
                 }
                 self.dirty.insert(r.query_id);
             }
@@ -398,7 +413,7 @@ impl Learner {
         let mut changed = false;
         let mut regressed = Vec::new();
         for (&query_id, class) in &mut self.classes {
-            if class.text.is_none() && class.native.n >= 2 && class.take_text(steering::fetch_text(query_id)) {
+            if class.text.is_none() && class.native.n >= 2 && class.take_text(steering::fetch_text(query_id, None)) {
                 self.dirty.insert(query_id);
             }
             let disabled = steering::disabled(query_id);
@@ -420,10 +435,14 @@ impl Learner {
                 regressed.push((class.plan_hash, why));
                 self.dirty.insert(query_id);
             }
-            let arm = class.effective_arm();
-            if self.published.get(&query_id).copied().unwrap_or(0) != arm {
-                steering::publish(query_id, arm, class.replay_ratio());
-                self.published.insert(query_id, arm);
+        }
+        // The variant table first: a class turning parameter-sensitive keeps its checked variants steered.
+        changed |= self.publish_variants();
+        for (&query_id, class) in &self.classes {
+            let now = (class.effective_arm(), class.parameter_sensitive());
+            if self.published.get(&query_id).copied().unwrap_or_default() != now {
+                steering::publish(query_id, now.0, class.replay_ratio(), now.1);
+                self.published.insert(query_id, now);
                 changed = true;
             }
         }
@@ -445,6 +464,25 @@ impl Learner {
             c.steered
                 .store(self.classes.values().filter(|k| k.state == State::Steered).count() as u64, Ordering::Relaxed);
         }
+    }
+
+    /// Publishes the variant table when the steered variants of parameter-sensitive classes changed; returns
+    /// whether it did.
+    fn publish_variants(&mut self) -> bool {
+        let mut now: Vec<(u64, u64)> =
+            self.classes.values().flat_map(|k| k.steered_variants().map(move |v| (k.query_id, v))).collect();
+        now.sort_unstable();
+        if now == self.published_variants {
+            return false;
+        }
+        let left_out = steering::publish_variants(&now);
+        if left_out > 0 {
+            warning!(
+                "ruvector_dag_learner: {left_out} checked variants did not fit the variant table (planned natively)"
+            );
+        }
+        self.published_variants = now;
+        true
     }
 
     /// Replays pending explorations for up to `budget`; steers classes whose exploration completes.
@@ -535,7 +573,11 @@ impl Learner {
     fn replay_one(&mut self, query_id: u64, replay: Replay) {
         let (db_id, user_id, text, plan_hash) = {
             let k = &self.classes[&query_id];
-            (k.db_id, k.user_id, k.text.clone().unwrap_or_default(), k.plan_hash)
+            let text = match replay {
+                Replay::Variant(key, ..) => k.variant_text(key),
+                _ => k.text.as_deref(),
+            };
+            (k.db_id, k.user_id, text.unwrap_or_default().to_owned(), k.plan_hash)
         };
         let (Some(db), Some(role)) = (self.name(true, db_id), self.name(false, user_id)) else {
             self.classes.get_mut(&query_id).expect("exists").failed("database or role no longer exists".into());
@@ -572,6 +614,38 @@ impl Learner {
                 }
                 Ok(Measured::Timeout) => class.measured(arm, None),
                 Err(e) => class.failed(e),
+            },
+            Replay::Variant(key, arm, timeout_ms) => match replayer.measure(&db, &role, &text, arm, timeout_ms) {
+                Err(e) => {
+                    log!(
+                        "ruvector_dag_learner: class {query_id}: a variant could not be replayed, left unchecked: {e}"
+                    );
+                    class.variant_failed(key);
+                }
+                Ok(measured) => {
+                    let ms = match measured {
+                        Measured::Ms(ms) => Some(ms),
+                        Measured::Timeout => None,
+                    };
+                    if let Some(holds) = class.variant_measured(key, arm, ms) {
+                        let v = class.variants.iter().find(|v| v.key == key).expect("just measured");
+                        let time = |s: &crate::classes::Stat| {
+                            if s.n > 0 { format!("{:.3} ms", s.ms()) } else { "timed out".to_owned() }
+                        };
+                        let (arm_ms, native_ms) = (time(&v.arm), time(&v.native));
+                        if holds {
+                            log!(
+                                "ruvector_dag_learner: class {query_id}: the arm holds for a new variant ({arm_ms}, \
+                                 native {native_ms})"
+                            );
+                        } else {
+                            log!(
+                                "ruvector_dag_learner: class {query_id}: the arm runs a new variant slower ({arm_ms}, \
+                                 native {native_ms}): parameter-sensitive, only variants checked to hold are steered"
+                            );
+                        }
+                    }
+                }
             },
         }
         self.credit_ms -= started.elapsed().as_secs_f64() * 1000.0;
@@ -880,8 +954,8 @@ impl Learner {
         }
         // Native from now on, at once: an execution still planned under the old arm would read as an operator's.
         for &query_id in &restarted {
-            steering::publish(query_id, 0, f32::NAN);
-            self.published.insert(query_id, 0);
+            steering::publish(query_id, 0, f32::NAN, false);
+            self.published.insert(query_id, (0, false));
         }
         if !restarted.is_empty() {
             invalidate_plan_caches();
