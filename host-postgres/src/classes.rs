@@ -343,6 +343,12 @@ impl Class {
         }
     }
 
+    /// Whether variant `key` is planned natively because the class is parameter-sensitive and the arm was not
+    /// checked to hold for it.
+    pub(crate) fn native_by_design(&self, key: u64) -> bool {
+        self.parameter_sensitive() && !self.steered_variants().any(|v| v == key)
+    }
+
     /// Steered, and only for variants checked to hold (the arm lost on some variant).
     pub(crate) fn parameter_sensitive(&self) -> bool {
         self.sensitive && self.state == State::Steered
@@ -665,6 +671,7 @@ mod tests {
         assert!(c.parameter_sensitive());
         assert_eq!(c.effective_arm(), 1, "still steered, for the variants checked to hold");
         assert_eq!(c.steered_variants().collect::<Vec<_>>(), [1, 2]);
+        assert!(c.native_by_design(3) && c.native_by_design(99) && !c.native_by_design(2));
         // An arm that times out does not hold; a replay that fails leaves the variant unchecked.
         assert_eq!(check(&mut c, 4, None).len(), 1);
         assert_eq!(c.variants[2].holds, Some(false));

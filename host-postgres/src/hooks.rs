@@ -225,8 +225,17 @@ unsafe fn variant_key(source: *const std::ffi::c_char, location: i32, len: i32, 
         let end = if len == 0 { all.len() } else { (start + len).min(all.len()) };
         let mut h = std::collections::hash_map::DefaultHasher::new();
         // As the statement is replayed: an `EXPLAIN ANALYZE` of it, or a `PREPARE` of it, is the same variant.
-        match std::str::from_utf8(&all[start..end]) {
-            Ok(text) => without_prepare(without_explain(text.trim()).unwrap_or(text)).hash(&mut h),
+        // (Lexed only when it starts with either word: a steered class's every execution computes its variant.)
+        match std::str::from_utf8(&all[start..end]).map(str::trim) {
+            Ok(text) => {
+                let starts = |w: &str| text.get(..w.len()).is_some_and(|t| t.eq_ignore_ascii_case(w));
+                let text = if starts("explain") || starts("prepare") {
+                    without_prepare(without_explain(text).unwrap_or(text))
+                } else {
+                    text
+                };
+                text.hash(&mut h);
+            }
             Err(_) => all[start..end].hash(&mut h),
         }
         if !params.is_null() && (*params).numParams > 0 {

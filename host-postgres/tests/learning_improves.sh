@@ -137,4 +137,19 @@ start=$(date +%s%N)
 workload -c "$V2"
 again=$((($(date +%s%N) - start) / 1000000))
 echo "learning_improves: a variant the arm loses on (steered, $first ms; checked: $variants) now runs natively ($again ms); the class's own variant stays steered"
+# 8. The same with a prepared statement: its variants are its parameter values (custom plans; a generic plan, made
+# without values, is planned natively once the class is parameter-sensitive).
+PV='SELECT count(*) FROM s JOIN b ON b.k = s.k WHERE s.v > s.w - $1'
+pv() { psql_as "-c plan_cache_mode=force_custom_plan" -c "PREPARE pv(int) AS $PV" "$@"; }
+for _ in 1 2 3; do pv -c "EXECUTE pv(0)" >/dev/null; done
+sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null
+pvqid=$(sql -c "PREPARE pv(int) AS $PV; EXPLAIN (VERBOSE, FORMAT JSON) EXECUTE pv(0)" | grep -o '"Query Identifier": -\?[0-9]*' | grep -o -- '-\?[0-9]*$')
+[[ $(class "$pvqid" state) == steered ]] || fail "the prepared variant class is '$(class "$pvqid" "state || ' ' || replays::text")'"
+pv -c "EXECUTE pv(2)" >/dev/null
+sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null
+[[ $(class "$pvqid" "parameter_sensitive::text") == true ]] ||
+    fail "the arm's loss on pv(2) went unnoticed: $(class "$pvqid" "variants::text")"
+pv -c "EXPLAIN EXECUTE pv(2)" | grep -q "Hash Join" || fail "EXECUTE pv(2) is still steered"
+pv -c "EXPLAIN EXECUTE pv(0)" | grep -q "Hash Join" && fail "EXECUTE pv(0), the values explored, is no longer steered"
+echo "learning_improves: a prepared statement's values are its variants: pv(2) now planned natively, pv(0) steered"
 echo "learning_improves: steering applied, measured faster, and a slower arm reverted"

@@ -24,8 +24,10 @@
 //! `--test N` then measures the held-out test set the same way: the templates with other parameter values, which
 //! the learner has not executed (TPC-H: other values of the specification's substitution domains; TPC-DS:
 //! `DIR/test/NN.sql`, where gen.py moved their years by one). Only the classes it steers are measured (a variant has
-//! its template's query id; a class left native runs PostgreSQL's plan either way). `--rounds 0` skips learning, for
-//! a server that has learned already.
+//! its template's query id; a class left native runs PostgreSQL's plan either way). First each variant runs once
+//! steered as its class is (first contact: the learner has not seen these values), then `ruvector.dag_learn_now()`
+//! lets the learner check the new variants (is the arm still faster for them?), then the interleaved runs.
+//! `--rounds 0` skips learning, for a server that has learned already.
 //!
 //! `--advise N` measures instead what the index advisor brings: each query N times (median, server-side time,
 //! capped by `--timeout` seconds), then `ruvector.dag_index_advice` over the 22 queries (what-if costing with
@@ -375,6 +377,50 @@ fn held_out(
     if steered.is_empty() {
         return Ok(());
     }
+    // First contact: each variant once, steered as its class is, as a user meets new values. The learner checks a
+    // new variant of a steered class with background replays (within its replay budget); `dag_learn_now()` runs
+    // the checks (up to a minute per call) until none is left, as the learning rounds run exploration.
+    exec(client, &format!("SET statement_timeout = '{timeout_s}s'"))?;
+    let mut first = 0.0;
+    for (i, (n, text)) in steered.iter().enumerate() {
+        bar(i, steered.len(), &format!("first contact: Q{n}"));
+        first += server_ms(client, *n, text)?.map_or(timeout_s as f64 * 1000.0, |(_, ms)| ms);
+    }
+    exec(client, "RESET statement_timeout")?;
+    eprintln!();
+    let started = Instant::now();
+    let count = |client: &mut Client, filter: &str| -> Result<i64, String> {
+        client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM ruvector.dag_query_class_log(), jsonb_array_elements(variants) v WHERE {filter}"
+                ),
+                &[],
+            )
+            .map(|r| r.get(0))
+            .map_err(|e| e.to_string())
+    };
+    let mut calls = 0;
+    while calls < 10 {
+        exec(client, "SELECT count(*) FROM ruvector.dag_learn_now()")?;
+        calls += 1;
+        if count(client, "v->'arm_holds' = 'null'::jsonb")? == 0 {
+            break;
+        }
+    }
+    let sensitive: i64 = client
+        .query_one("SELECT count(*) FROM ruvector.dag_query_class_log() WHERE parameter_sensitive", &[])
+        .map(|r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    println!(
+        "first contact, each variant once steered as its class: {:.2} s; the learner's checks (dag_learn_now x{calls}, \
+         {:.0} s): the arm holds for {} variants, loses on {} ({sensitive} classes parameter-sensitive), {} unchecked",
+        first / 1000.0,
+        started.elapsed().as_secs_f64(),
+        count(client, "v->'arm_holds' = 'true'::jsonb")?,
+        count(client, "v->'arm_holds' = 'false'::jsonb")?,
+        count(client, "v->'arm_holds' = 'null'::jsonb")?,
+    );
     compare(client, &steered, runs, timeout_s, "held-out variants of the steered classes, steering off vs on")
 }
 
@@ -485,13 +531,13 @@ fn compare(
     Ok(())
 }
 
-/// One run of query `n` under `EXPLAIN (ANALYZE, TIMING OFF, SUMMARY)`: (planning, planning + execution) in ms,
-/// server-side; `None` when `statement_timeout` cancelled it.
 /// Whether `table` exists (the data of an earlier run is not loaded again).
 fn table_exists(client: &mut Client, table: &str) -> Result<bool, String> {
     client.query_one("SELECT to_regclass($1) IS NOT NULL", &[&table]).map(|r| r.get(0)).map_err(|e| e.to_string())
 }
 
+/// One run of query `n` under `EXPLAIN (ANALYZE, TIMING OFF, SUMMARY)`: (planning, planning + execution) in ms,
+/// server-side; `None` when `statement_timeout` cancelled it.
 fn server_ms(client: &mut Client, n: usize, text: &str) -> Result<Option<(f64, f64)>, String> {
     match client.query_one(&format!("EXPLAIN (ANALYZE, TIMING OFF, SUMMARY, FORMAT JSON) {text}"), &[]) {
         Ok(row) => {

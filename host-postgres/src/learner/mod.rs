@@ -364,7 +364,11 @@ impl Learner {
                     class.take_text(steering::fetch_text(r.query_id, None));
                     class
                 });
-                class.observe(usize::from(r.arm), r.execution_ms, r.source == ring::Source::Failed as u8);
+                // A variant a parameter-sensitive class plans natively on purpose is not the native side of the
+                // guard's comparison (the guard would weigh the arm on its own values against other values' times).
+                if r.arm != 0 || !class.native_by_design(r.variant) {
+                    class.observe(usize::from(r.arm), r.execution_ms, r.source == ring::Source::Failed as u8);
+                }
                 // A new variant of a steered class: the backend stored its text before running it.
                 if class.wants_variant(r.variant)
                     && let Some(t) = steering::fetch_text(r.query_id, Some(r.variant))
