@@ -43,11 +43,14 @@ struct Shape {
     node_count: u32,
 }
 
+/// What the planner hook notes for the executor: planning time, the arm planned under, whether the class is steered.
+type Note = (f64, u8, bool);
+
 /// Per-backend capture state.
 struct State {
     /// Planning times noted by the planner hook, by `PlannedStmt` address, waiting for the execution. Tiny:
     /// usually one entry; bounded by `MAX_NOTES` (statements planned but never executed are dropped).
-    notes: Vec<(usize, (f64, u8))>,
+    notes: Vec<(usize, Note)>,
     /// Executions being tracked, in the order they started (the outermost first).
     tracked: Vec<Tracked>,
     /// Plan shapes this backend has met, by fingerprint; the first meeting stores the encoded plan in the ring.
@@ -171,18 +174,10 @@ fn capturing() -> bool {
     crate::gucs::hot(&crate::gucs::ENABLED) && SUPPRESS.with(|s| s.get() == 0) && ring::available()
 }
 
-/// The arm a query (its command type and query id) is planned under: the steered arm of its class for a `SELECT`
-/// when capture and steering are on and it is not a statement of our own, else 0 (native).
-fn steered_arm((command, query_id): (pg_sys::CmdType::Type, u64)) -> usize {
-    if crate::gucs::hot(&crate::gucs::STEERING) && capturing() && command == pg_sys::CmdType::CMD_SELECT {
-        crate::steering::lookup(query_id)
-    } else {
-        0
-    }
-}
-
-/// The arm `query` is planned under: [`steered_arm`], unless its class is parameter-sensitive (its arm lost on
-/// some variant) and this variant was not checked to run faster under the arm.
+/// The arm `query` is planned under — the steered arm of its class for a `SELECT` when capture and steering are on
+/// and it is not a statement of our own, unless the class is parameter-sensitive (its arm lost on some variant)
+/// and this variant was not checked to run faster under the arm; else 0 (native) — and whether its class is steered
+/// (steering on or not: the execution then records its variant).
 ///
 /// # Safety
 /// `query` is the valid `Query` being planned; `source` and `params` are its text and bound parameters.
@@ -190,19 +185,26 @@ unsafe fn planned_arm(
     query: *const pg_sys::Query,
     source: *const std::ffi::c_char,
     params: pg_sys::ParamListInfo,
-) -> usize {
+) -> (usize, bool) {
     // SAFETY: the caller guarantees all three.
     unsafe {
         let q = &*query;
-        let arm = steered_arm((q.commandType, q.queryId));
-        if arm > 0
-            && crate::steering::sensitive(q.queryId)
-            && !crate::steering::variant_steered(q.queryId, variant_key(source, q.stmt_location, q.stmt_len, params))
-        {
-            0
-        } else {
-            arm
+        if q.commandType != pg_sys::CmdType::CMD_SELECT || !capturing() {
+            return (0, false);
         }
+        let class_arm = crate::steering::lookup(q.queryId);
+        let arm = if class_arm > 0
+            && crate::gucs::hot(&crate::gucs::STEERING)
+            && (!crate::steering::sensitive(q.queryId)
+                || crate::steering::variant_steered(
+                    q.queryId,
+                    variant_key(source, q.stmt_location, q.stmt_len, params),
+                )) {
+            class_arm
+        } else {
+            0
+        };
+        (arm, class_arm > 0)
     }
 }
 
@@ -315,7 +317,7 @@ unsafe extern "C-unwind" fn planner(
     let start = Instant::now();
     // A class the learner measured a better arm for is planned under that arm's settings (restored right after).
     // SAFETY: `parse` is the Query being planned, valid for the whole call, with its text and parameters.
-    let arm = unsafe { planned_arm(parse, query_string, bound_params) };
+    let (arm, steered_class) = unsafe { planned_arm(parse, query_string, bound_params) };
     let level = (arm > 0).then(|| crate::steering::apply(arm));
     // SAFETY: we pass PostgreSQL's own arguments through; the previous hook is a C function pointer called
     // inside the FFI guard.
@@ -337,7 +339,7 @@ unsafe extern "C-unwind" fn planner(
             if notes.len() >= MAX_NOTES {
                 notes.clear();
             }
-            notes.push((stmt as usize, (planning_ms, arm as u8)));
+            notes.push((stmt as usize, (planning_ms, arm as u8, steered_class)));
         });
     }
     stmt
@@ -360,7 +362,7 @@ unsafe extern "C-unwind" fn explain_one_query(
     // SAFETY: PostgreSQL's arguments, valid for the call; the previous hook is called inside the FFI guard.
     unsafe {
         let query_id = (*query).queryId;
-        let arm = planned_arm(query, query_string, params);
+        let (arm, _) = planned_arm(query, query_string, params);
         match PREV_EXPLAIN {
             Some(prev) => pg_sys::submodules::ffi::pg_guard_ffi_boundary(|| {
                 prev(query, cursor_options, into, es, query_string, params, query_env)
@@ -547,14 +549,16 @@ unsafe fn start_tracking(query_desc: *mut pg_sys::QueryDesc, sampled: bool) -> O
         });
         // A cached plan was not planned this time: its planning time is unknown, and it was made under the arm
         // the class is steered with now (plan caches are invalidated whenever an arm changes).
-        let (planning_ms, arm) = match planning {
-            Some((ms, arm)) => (ms, arm),
-            None => (f64::NAN, crate::steering::lookup((*stmt).queryId) as u8),
+        let query_id = (*stmt).queryId;
+        let (planning_ms, arm, steered_class) = match planning {
+            Some(note) => note,
+            None => {
+                let arm = crate::steering::lookup(query_id);
+                (f64::NAN, arm as u8, arm != 0)
+            }
         };
         // An execution of a steered class records its variant; a backend meeting a variant for the first time
         // stores its text, for the learner to check the arm on.
-        let query_id = (*stmt).queryId;
-        let steered_class = query_id != 0 && crate::steering::lookup(query_id) != 0;
         let variant = if steered_class || known.is_none() {
             variant_key(qd.sourceText, (*stmt).stmt_location, (*stmt).stmt_len, qd.params)
         } else {
