@@ -215,7 +215,12 @@ unsafe fn planned_arm(
 ///
 /// # Safety
 /// `source` is null or a C string; `params` is null or a valid parameter list.
-unsafe fn variant_key(source: *const std::ffi::c_char, location: i32, len: i32, params: pg_sys::ParamListInfo) -> u64 {
+pub(crate) unsafe fn variant_key(
+    source: *const std::ffi::c_char,
+    location: i32,
+    len: i32,
+    params: pg_sys::ParamListInfo,
+) -> u64 {
     // SAFETY: the caller guarantees both pointers; parameter values are read as their types' lengths say.
     unsafe {
         if source.is_null() {

@@ -779,6 +779,38 @@ mod tests {
         assert!(plan().contains("Index Scan"));
     }
 
+    /// A parameter-sensitive class is planned under its arm only for the variants the worker published as checked
+    /// to hold; a republished table keeps what stays and drops what goes.
+    #[pg_test]
+    fn a_parameter_sensitive_class_is_steered_only_for_its_checked_variants() {
+        setup_tables();
+        let (q42, q43) = ("SELECT name FROM rv_users WHERE id = 42", "SELECT name FROM rv_users WHERE id = 43");
+        let explain = Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (VERBOSE, FORMAT JSON) {q42}")).unwrap().unwrap();
+        let id = explain.0[0]["Query Identifier"].as_i64().unwrap() as u64;
+        let plan =
+            |q: &str| Spi::get_one::<pgrx::Json>(&format!("EXPLAIN (FORMAT JSON) {q}")).unwrap().unwrap().0.to_string();
+        // As the hooks compute it for a literal statement: its text is its variant (an EXPLAIN around it aside).
+        let key = |q: &str| {
+            let text = std::ffi::CString::new(format!("  {q}  ")).unwrap();
+            // SAFETY: a C string and no parameters.
+            unsafe { crate::hooks::variant_key(text.as_ptr(), 0, 0, std::ptr::null_mut()) }
+        };
+        assert_ne!(key(q42), key(q43));
+        let arm = crate::steering::arm_by_label("enable_indexscan=off,enable_indexonlyscan=off,enable_bitmapscan=off")
+            .unwrap();
+        assert_eq!(crate::steering::publish_variants(&[(id, key(q42))]), 0);
+        assert!(crate::steering::publish(id, arm, 0.2, true));
+        assert!(plan(q42).contains("Seq Scan"), "checked to hold: steered: {}", plan(q42));
+        assert!(plan(q43).contains("Index Scan"), "not checked: native: {}", plan(q43));
+        assert_eq!(crate::steering::publish_variants(&[(id, key(q43))]), 0);
+        assert!(plan(q42).contains("Index Scan") && plan(q43).contains("Seq Scan"));
+        assert!(crate::steering::publish(id, arm, 0.2, false));
+        assert!(plan(q42).contains("Seq Scan"), "not sensitive: every variant is steered");
+        assert!(crate::steering::publish(id, 0, f32::NAN, false));
+        assert_eq!(crate::steering::publish_variants(&[]), 0);
+        assert!(!crate::steering::variant_steered(id, key(q43)));
+    }
+
     #[pg_test]
     fn milestone_m4_patterns_are_stored_in_clusters() {
         learn_from_executions(3);

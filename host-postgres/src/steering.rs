@@ -90,6 +90,8 @@ const SENSITIVE: u32 = 1 << 9;
 
 /// Slots of the variant table (open addressing by class and variant).
 const VARIANT_SLOTS: usize = 8192;
+/// A removed entry of the variant table (tags are odd).
+const TOMBSTONE: u64 = 2;
 
 #[repr(C)]
 struct TextSlot {
@@ -225,10 +227,10 @@ fn variant_probe(tag: u64) -> impl Iterator<Item = usize> {
 /// Whether variant `variant` of class `query_id` was checked to run faster under the class's arm.
 pub(crate) fn variant_steered(query_id: u64, variant: u64) -> bool {
     let Some(s) = shared() else { return false };
-    if variant == 0 {
-        return false;
-    }
-    let tag = variant_tag(query_id, variant);
+    variant != 0 && variant_steered_tag(s, variant_tag(query_id, variant))
+}
+
+fn variant_steered_tag(s: &Shared, tag: u64) -> bool {
     for i in variant_probe(tag) {
         match s.variants[i].load(Ordering::Acquire) {
             0 => return false,
@@ -239,26 +241,34 @@ pub(crate) fn variant_steered(query_id: u64, variant: u64) -> bool {
     false
 }
 
-/// Replaces the variant table with `variants` (class, variant): the worker, its only writer, after a change. A
-/// backend planning meanwhile may miss a variant and plan it natively: the safe side. Returns how many did not fit.
+/// Makes the variant table hold exactly `variants` (class, variant): the worker, its only writer, after a change.
+/// New entries go in before old ones go (as tombstones, so that probing continues past them): a backend planning
+/// meanwhile never misses a variant that stays. When the tombstones leave no room, the table is rebuilt, and a
+/// backend planning during that may plan a variant natively once: the safe side. Returns how many did not fit.
 pub(crate) fn publish_variants(variants: &[(u64, u64)]) -> usize {
     let Some(s) = shared() else { return variants.len() };
+    let insert = |tag: u64| {
+        let at = variant_probe(tag).find(|&i| {
+            let t = s.variants[i].load(Ordering::Acquire);
+            t == tag || t == 0 || t == TOMBSTONE
+        });
+        at.map(|i| s.variants[i].store(tag, Ordering::Release)).is_some()
+    };
+    let tags: rustc_hash::FxHashSet<u64> = variants.iter().map(|&(q, v)| variant_tag(q, v)).collect();
+    let fit = tags.iter().all(|&tag| variant_steered_tag(s, tag) || insert(tag));
+    for slot in &s.variants {
+        let t = slot.load(Ordering::Acquire);
+        if t != 0 && t != TOMBSTONE && !tags.contains(&t) {
+            slot.store(TOMBSTONE, Ordering::Release);
+        }
+    }
+    if fit {
+        return 0;
+    }
     for slot in &s.variants {
         slot.store(0, Ordering::Release);
     }
-    let mut left_out = 0;
-    for &(query_id, variant) in variants {
-        let tag = variant_tag(query_id, variant);
-        let free = |i: &usize| {
-            let t = s.variants[*i].load(Ordering::Acquire);
-            t == 0 || t == tag
-        };
-        match variant_probe(tag).find(free) {
-            Some(i) => s.variants[i].store(tag, Ordering::Release),
-            None => left_out += 1,
-        }
-    }
-    left_out
+    tags.iter().filter(|&&tag| !insert(tag)).count()
 }
 
 /// Turns steering of class `query_id` off (`enabled = false`) or back on. Returns false without shared memory or
