@@ -429,6 +429,7 @@ fn dag_query_class_log() -> TableIterator<
                             "replays": r.stat.n,
                             "ms": (r.stat.n > 0).then(|| r.stat.ms()),
                             "timeouts": r.timeouts,
+                            "same_plan_as": r.same_plan_as.map(crate::steering::arm_label),
                         }),
                     )
                 })

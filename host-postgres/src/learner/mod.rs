@@ -602,7 +602,7 @@ impl Learner {
                 match native.and_then(|n| replayer.plan_hash(&db, &role, &text, arm).map(|a| (n, a))) {
                     Ok((n, a)) => {
                         class.explain_hash = Some(n);
-                        class.compared(arm, a == n);
+                        class.compared_plans(arm, n, a);
                     }
                     Err(e) => class.failed(e),
                 }
