@@ -3,9 +3,9 @@
 //!
 //! A class is explored once it recurs (two native executions) and its text can be replayed: the native plan is replayed
 //! twice, then each arm whose plan differs from the native one is replayed twice with a timeout of twice the native
-//! replay time (an arm that times out is out, and so is one whose first replay is no faster than native). The class is
-//! then steered with the fastest arm if it saves at least `quality_threshold` of the native replay time, and otherwise
-//! stays native. The no-regression guard reverts a steered class to native as soon as three of its steered user
+//! replay time (an arm that times out is out, and so is one whose first replay is no faster than native; an arm
+//! whose plan an arm explored earlier has takes over its measurements). The class is then steered with the fastest
+//! arm if it saves at least `quality_threshold` of the native replay time, and otherwise stays native. The no-regression guard reverts a steered class to native as soon as three of its steered user
 //! executions average more than 1.1 × its native ones.
 //!
 //! A steered class's arm was measured on one statement's parameter values. Each new *variant* (other values) of a
