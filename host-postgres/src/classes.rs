@@ -5,8 +5,9 @@
 //! twice, then each arm whose plan differs from the native one is replayed twice with a timeout of twice the native
 //! replay time (an arm that times out is out, and so is one whose first replay is no faster than native; an arm
 //! whose plan an arm explored earlier has takes over its measurements). The class is then steered with the fastest
-//! arm if it saves at least `quality_threshold` of the native replay time, and otherwise stays native. The no-regression guard reverts a steered class to native as soon as three of its steered user
-//! executions average more than 1.1 × its native ones.
+//! arm if it saves at least `quality_threshold` of the native replay time, and otherwise stays native. The
+//! no-regression guard reverts a steered class to native as soon as three of its steered user executions average
+//! more than 1.1 × its native ones.
 //!
 //! A steered class's arm was measured on one statement's parameter values. Each new *variant* (other values) of a
 //! steered class that users run is checked with background replays: the arm twice, then the native plan (twice at
