@@ -262,33 +262,19 @@ impl Class {
     /// Adds variant `key` with its replayable text, to be checked; the oldest checked variant makes room when the
     /// class keeps [`MAX_VARIANTS`]. Returns whether it was added.
     pub(crate) fn add_variant(&mut self, key: u64, text: String) -> bool {
-        if self.text.as_deref() == Some(text.as_str()) {
-            // The statement exploration measured (a class restored from before variants were told apart, whose own
-            // variant is unknown, learns it here; another key with the same values holds by definition).
-            if self.text_variant == 0 {
-                self.text_variant = key;
-                return false;
-            }
-            self.variants.push(Variant {
-                key,
-                text: None,
-                native: Stat::default(),
-                arm: Stat::default(),
-                holds: Some(true),
-            });
-            return true;
+        // The statement exploration measured: a class restored from before variants were told apart, whose own
+        // variant is unknown, learns it here; another key with the same values holds by definition.
+        let own = self.text.as_deref() == Some(text.as_str());
+        if own && self.text_variant == 0 {
+            self.text_variant = key;
+            return false;
         }
         if self.variants.len() >= MAX_VARIANTS {
             let Some(oldest) = self.variants.iter().position(|v| v.holds.is_some()) else { return false };
             self.variants.remove(oldest);
         }
-        self.variants.push(Variant {
-            key,
-            text: Some(text),
-            native: Stat::default(),
-            arm: Stat::default(),
-            holds: None,
-        });
+        let (text, holds) = if own { (None, Some(true)) } else { (Some(text), None) };
+        self.variants.push(Variant { key, text, native: Stat::default(), arm: Stat::default(), holds });
         true
     }
 
@@ -408,7 +394,7 @@ impl Class {
             if self.replays.iter().skip(1).any(|r| r.usable() && r.stat.ms() <= bound * RESCUED) {
                 return None;
             }
-            return self.next_arm_replay(bound.min(600_000.0) as u64, bound);
+            return self.next_arm_replay(bound.min(600_000.0) as u64);
         }
         let native = &self.replays[0];
         if native.stat.n < REPLAYS {
@@ -425,7 +411,7 @@ impl Class {
             // prediction saves.
             return None;
         }
-        self.next_arm_replay((reference * 2.0 + 10.0).min(600_000.0) as u64, reference)
+        self.next_arm_replay((reference * 2.0 + 10.0).min(600_000.0) as u64)
     }
 
     /// True when exploration has reached the arms (the native plan measured, or censored): the moment to ask the
@@ -450,20 +436,13 @@ impl Class {
         self.native_failed * 2 > self.native.n
     }
 
-    /// The next arm to compare with native, or to measure with timeout `limit` ms. An arm whose first replay was
-    /// no faster than `native` ms is out without a second one: to save the quality threshold its second replay
-    /// would have to beat native by about twice that, and losing arms are most arms, each replay costing up to
-    /// `limit`.
-    fn next_arm_replay(&self, limit: u64, native: f64) -> Option<Replay> {
+    /// The next arm to compare with native, or to measure with timeout `limit` ms (until [`Class::explored`]).
+    fn next_arm_replay(&self, limit: u64) -> Option<Replay> {
         let order = self.predicted.into_iter().chain((1..ARMS.len()).filter(|&a| Some(a) != self.predicted));
         for arm in order {
-            let r = &self.replays[arm];
-            let lost = r.stat.n > 0 && r.stat.ms() >= native;
-            match r.same_plan {
+            match self.replays[arm].same_plan {
                 None => return Some(Replay::Compare(arm)),
-                Some(false) if r.timeouts == 0 && r.stat.n < REPLAYS && !lost => {
-                    return Some(Replay::Measure(arm, limit));
-                }
+                Some(false) if !self.explored(arm) => return Some(Replay::Measure(arm, limit)),
                 _ => {}
             }
         }
@@ -493,7 +472,9 @@ impl Class {
     }
 
     /// Whether arm `arm` needs no more replays: measured `REPLAYS` times, timed out, or out after a first replay no
-    /// faster than native (see [`Class::next_arm_replay`]).
+    /// faster than native (the native replays, or a censored class's lower bound). Such an arm is out without a
+    /// second replay: to save the quality threshold its second would have to beat native by about twice that, and
+    /// losing arms are most arms, each replay costing up to the timeout.
     fn explored(&self, arm: usize) -> bool {
         let r = &self.replays[arm];
         let native = if self.censored() { self.native.ms() } else { self.replays[0].stat.ms() };

@@ -55,7 +55,7 @@ struct State {
     tracked: Vec<Tracked>,
     /// Plan shapes this backend has met, by fingerprint; the first meeting stores the encoded plan in the ring.
     shapes: FxHashMap<u64, Shape>,
-    /// Variants of steered classes this backend has met (`steering`'s tags); the first meeting stores the text.
+    /// Variants of steered classes this backend has met (`steering::variant_tag`); the first meeting stores the text.
     variants: rustc_hash::FxHashSet<u64>,
     /// Deterministic sampler state (xorshift), seeded from the PID.
     sampler: u64,
@@ -208,6 +208,14 @@ unsafe fn planned_arm(
     }
 }
 
+/// The bytes of one statement in a source text of `len_all` bytes that may hold several: from `location`, `len`
+/// bytes (0: to the end), as `Query` and `PlannedStmt` give them; clamped to the text.
+fn statement_range(len_all: usize, location: i32, len: i32) -> std::ops::Range<usize> {
+    let start = usize::try_from(location).unwrap_or(0).min(len_all);
+    let len = usize::try_from(len).unwrap_or(0);
+    start..if len == 0 { len_all } else { (start + len).min(len_all) }
+}
+
 /// Which parameter values an execution of a class runs with: a hash of its statement's text as sent (a literal
 /// query's constants are in it; without an `EXPLAIN` or `PREPARE` around it) and of its bound parameters' types
 /// and values (a prepared statement's, the extended protocol's). The planner and the executor compute it alike.
@@ -227,13 +235,11 @@ pub(crate) unsafe fn variant_key(
             return 0;
         }
         let all = std::ffi::CStr::from_ptr(source).to_bytes();
-        let start = usize::try_from(location).unwrap_or(0).min(all.len());
-        let len = usize::try_from(len).unwrap_or(0);
-        let end = if len == 0 { all.len() } else { (start + len).min(all.len()) };
+        let statement = &all[statement_range(all.len(), location, len)];
         let mut h = std::collections::hash_map::DefaultHasher::new();
         // As the statement is replayed: an `EXPLAIN ANALYZE` of it, or a `PREPARE` of it, is the same variant.
         // (Lexed only when it starts with either word: a steered class's every execution computes its variant.)
-        match std::str::from_utf8(&all[start..end]).map(str::trim) {
+        match std::str::from_utf8(statement).map(str::trim) {
             Ok(text) => {
                 let starts = |w: &str| text.get(..w.len()).is_some_and(|t| t.eq_ignore_ascii_case(w));
                 let text = if starts("explain") || starts("prepare") {
@@ -243,7 +249,7 @@ pub(crate) unsafe fn variant_key(
                 };
                 text.hash(&mut h);
             }
-            Err(_) => all[start..end].hash(&mut h),
+            Err(_) => statement.hash(&mut h),
         }
         if !params.is_null() && (*params).numParams > 0 {
             if (*params).paramFetch.is_some() {
@@ -575,7 +581,7 @@ unsafe fn start_tracking(query_desc: *mut pg_sys::QueryDesc, sampled: bool) -> O
                 if variants.len() >= MAX_SHAPES {
                     variants.clear();
                 }
-                variants.insert(query_id.rotate_left(17) ^ variant)
+                variants.insert(crate::steering::variant_tag(query_id, variant))
             });
         let store_text = || {
             if let Some(text) = replayable_text(qd) {
@@ -646,10 +652,9 @@ unsafe fn replayable_text(qd: &pg_sys::QueryDesc) -> Option<std::borrow::Cow<'_,
             return None;
         }
         let all = std::ffi::CStr::from_ptr(qd.sourceText).to_str().ok()?;
-        let start = usize::try_from(stmt.stmt_location).unwrap_or(0).min(all.len());
-        let len = usize::try_from(stmt.stmt_len).unwrap_or(0);
-        let end = if len == 0 { all.len() } else { (start + len).min(all.len()) };
-        let text = without_prepare(without_explain(all.get(start..end)?.trim())?);
+        let text = without_prepare(without_explain(
+            all.get(statement_range(all.len(), stmt.stmt_location, stmt.stmt_len))?.trim(),
+        )?);
         let params = qd.params;
         let text = if params.is_null() || (*params).numParams == 0 {
             std::borrow::Cow::Borrowed(text)
@@ -827,7 +832,16 @@ fn push_record(t: &Tracked, execution_ms: f64, rows: u64, actuals: Option<Vec<u8
 
 #[cfg(test)]
 mod tests {
-    use super::{without_explain, without_prepare};
+    use super::{statement_range, without_explain, without_prepare};
+
+    #[test]
+    fn a_statement_is_cut_out_of_its_source_text_within_bounds() {
+        assert_eq!(statement_range(10, 3, 4), 3..7);
+        assert_eq!(statement_range(10, 3, 0), 3..10, "length 0: to the end");
+        assert_eq!(statement_range(10, 8, 5), 8..10);
+        assert_eq!(statement_range(10, -1, 0), 0..10, "no location: the whole text");
+        assert_eq!(statement_range(10, 20, 0), 10..10);
+    }
 
     #[test]
     fn the_query_of_a_prepare_statement_is_replayed_not_the_prepare() {

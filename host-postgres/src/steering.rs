@@ -215,7 +215,7 @@ pub(crate) fn sensitive(query_id: u64) -> bool {
 }
 
 /// The variant table's tag of variant `variant` of class `query_id` (never 0).
-fn variant_tag(query_id: u64, variant: u64) -> u64 {
+pub(crate) fn variant_tag(query_id: u64, variant: u64) -> u64 {
     (query_id.rotate_left(29) ^ variant.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1
 }
 

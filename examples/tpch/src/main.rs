@@ -389,37 +389,35 @@ fn held_out(
     exec(client, "RESET statement_timeout")?;
     eprintln!();
     let started = Instant::now();
-    let count = |client: &mut Client, filter: &str| -> Result<i64, String> {
-        client
+    // Variants on which the arm holds, loses, not checked yet; classes parameter-sensitive.
+    let checks = |client: &mut Client| -> Result<[i64; 4], String> {
+        let r = client
             .query_one(
-                &format!(
-                    "SELECT count(*) FROM ruvector.dag_query_class_log(), jsonb_array_elements(variants) v WHERE {filter}"
-                ),
+                "SELECT count(*) FILTER (WHERE v->'arm_holds' = 'true'::jsonb),
+                        count(*) FILTER (WHERE v->'arm_holds' = 'false'::jsonb),
+                        count(*) FILTER (WHERE v->'arm_holds' = 'null'::jsonb),
+                        count(DISTINCT query_id) FILTER (WHERE parameter_sensitive)
+                 FROM ruvector.dag_query_class_log() LEFT JOIN LATERAL jsonb_array_elements(variants) v ON true",
                 &[],
             )
-            .map(|r| r.get(0))
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        Ok([r.get(0), r.get(1), r.get(2), r.get(3)])
     };
     let mut calls = 0;
-    while calls < 10 {
+    let [held, lost, unchecked, sensitive] = loop {
         exec(client, "SELECT count(*) FROM ruvector.dag_learn_now()")?;
         calls += 1;
-        if count(client, "v->'arm_holds' = 'null'::jsonb")? == 0 {
-            break;
+        let now = checks(client)?;
+        if now[2] == 0 || calls == 10 {
+            break now;
         }
-    }
-    let sensitive: i64 = client
-        .query_one("SELECT count(*) FROM ruvector.dag_query_class_log() WHERE parameter_sensitive", &[])
-        .map(|r| r.get(0))
-        .map_err(|e| e.to_string())?;
+    };
     println!(
         "first contact, each variant once steered as its class: {:.2} s; the learner's checks (dag_learn_now x{calls}, \
-         {:.0} s): the arm holds for {} variants, loses on {} ({sensitive} classes parameter-sensitive), {} unchecked",
+         {:.0} s): the arm holds for {held} variants, loses on {lost} ({sensitive} classes parameter-sensitive), \
+         {unchecked} unchecked",
         first / 1000.0,
         started.elapsed().as_secs_f64(),
-        count(client, "v->'arm_holds' = 'true'::jsonb")?,
-        count(client, "v->'arm_holds' = 'false'::jsonb")?,
-        count(client, "v->'arm_holds' = 'null'::jsonb")?,
     );
     compare(client, &steered, runs, timeout_s, "held-out variants of the steered classes, steering off vs on")
 }
