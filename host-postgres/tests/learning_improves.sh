@@ -100,9 +100,14 @@ echo "learning_improves: the ReasoningBank predicted $predicted for it; replays 
 # 6. A query every execution of which statement_timeout cancels: its native latency is known only from below (the
 # timeout), and replaying its native plan would only time out again. Each arm is replayed with that bound as its
 # limit; one that finishes within 70 % of it is faster for sure, and steered: the query then completes in time.
+# The timeout is the geometric mean of the join's native and arm replays on this machine (a fixed 150 ms let
+# the native plan finish in time on a faster one): a factor sqrt(native / steered), 3-4 here, on either side.
 SLOW="SELECT count(*), max(b.id) FROM s JOIN b ON b.k = s.k WHERE s.v > s.w"
+T=$(class "$qid" "round(sqrt((replays->'native'->>'ms')::float8 * (replays->arm->>'ms')::float8))::int")
+[[ $T =~ ^[0-9]+$ ]] || fail "no native and arm replays of the join class: $(class "$qid" "replays::text")"
+echo "learning_improves: statement_timeout for the cancelled query: $T ms"
 for _ in 1 2 3; do
-    out=$(psql_as "-c statement_timeout=150" -c "$SLOW") && fail "the native plan finished within 150 ms: $out"
+    out=$(psql_as "-c statement_timeout=$T" -c "$SLOW") && fail "the native plan finished within $T ms: $out"
     grep -q "statement timeout" <<<"$out" || fail "expected a statement timeout: $out"
 done
 sql -c "SELECT count(*) FROM ruvector.dag_learn_now()" >/dev/null
@@ -111,8 +116,8 @@ state=$(class "$sqid" "state || ' ' || arm || ' (native lower bound ' || round(n
 [[ $state == steered* ]] || fail "the class cancelled by statement_timeout is '$state'"
 [[ $(class "$sqid" "native_failed || ' ' || coalesce(replays->'native'->>'replays', '0')") == "3 0" ]] ||
     fail "expected 3 failed native executions and no native replay: $(class "$sqid" "native_failed || ' ' || replays::text")"
-out=$(psql_as "-c statement_timeout=150" -c "$SLOW") || fail "steered, it still does not finish within 150 ms: $out"
-echo "learning_improves: a query cancelled at 150 ms every time was explored against that bound: $state"
+out=$(psql_as "-c statement_timeout=$T" -c "$SLOW") || fail "steered, it still does not finish within $T ms: $out"
+echo "learning_improves: a query cancelled at $T ms every time was explored against that bound: $state"
 # 7. Other parameter values: with `s.v > s.w - 0` the join keeps 15 rows of s and nested loops win; with
 # `s.v > s.w - 2` (the same class) it keeps all 300 000, and nested loops lose to the native hash join. A new variant
 # of a steered class is checked with background replays; the arm loses on this one, so the class is
