@@ -10,7 +10,10 @@
 set -euo pipefail
 PORT=${PORT:-55447}
 . "$(dirname "$0")/throwaway_cluster.sh"
-cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres -c max_parallel_workers_per_gather=0
+# jit=off: the steered nested loop's cost (the misestimate makes it ~167 000) is over jit_above_cost, and the first JIT
+# compilation in a new connection loads LLVM (20-30 ms here), which step 6's end-to-end timings would carry.
+cluster_start -c shared_preload_libraries=ruvector_dag -c ruvector.dag_database=postgres -c max_parallel_workers_per_gather=0 \
+    -c jit=off
 psql_as() { as_pg env PGOPTIONS="$1" "$BIN/psql" -X -v ON_ERROR_STOP=1 -h "$WORK" -p "$PORT" -d postgres -A -t -q "${@:2}" 2>&1; }
 sql() { psql_as "-c ruvector.neural_dag_enabled=off" "$@"; }  # checks: not captured, not steered
 workload() { psql_as "" "$@" >/dev/null; }
@@ -100,12 +103,16 @@ echo "learning_improves: the ReasoningBank predicted $predicted for it; replays 
 # 6. A query every execution of which statement_timeout cancels: its native latency is known only from below (the
 # timeout), and replaying its native plan would only time out again. Each arm is replayed with that bound as its
 # limit; one that finishes within 70 % of it is faster for sure, and steered: the query then completes in time.
-# The timeout is the geometric mean of the join's native and arm replays on this machine (a fixed 150 ms let
-# the native plan finish in time on a faster one): a factor sqrt(native / steered), 3-4 here, on either side.
+# The timeout lies between the native plan's time and the steered join's, as measured here and now, end to end in
+# new connections as the test's own executions will run (a fixed 150 ms let the native plan finish in time on a
+# faster machine).
 SLOW="SELECT count(*), max(b.id) FROM s JOIN b ON b.k = s.k WHERE s.v > s.w"
-T=$(class "$qid" "round(sqrt((replays->'native'->>'ms')::float8 * (replays->arm->>'ms')::float8))::int")
-[[ $T =~ ^[0-9]+$ ]] || fail "no native and arm replays of the join class: $(class "$qid" "replays::text")"
-echo "learning_improves: statement_timeout for the cancelled query: $T ms"
+timed() { psql_as "$1" -c '\timing on' -c "$2" | sed -n 's/^Time: \([0-9.]*\) ms.*/\1/p'; }
+native_min=$(for _ in 1 2 3; do timed "-c ruvector.neural_dag_enabled=off" "$SLOW"; done | sort -n | head -1)
+steered_max=$(for _ in 1 2 3; do timed "" "$JOIN"; done | sort -n | tail -1)
+read -r T gap <<<"$(sql -c "SELECT round(sqrt($native_min * $steered_max))::int || ' ' || ($native_min >= 3 * $steered_max)")"
+echo "learning_improves: the native plan took at least $native_min ms, the steered join at most $steered_max ms: statement_timeout $T ms"
+[[ $gap == true ]] || fail "the native plan ($native_min ms) is not 3x slower than the steered join ($steered_max ms) here"
 for _ in 1 2 3; do
     out=$(psql_as "-c statement_timeout=$T" -c "$SLOW") && fail "the native plan finished within $T ms: $out"
     grep -q "statement timeout" <<<"$out" || fail "expected a statement timeout: $out"
@@ -116,7 +123,10 @@ state=$(class "$sqid" "state || ' ' || arm || ' (native lower bound ' || round(n
 [[ $state == steered* ]] || fail "the class cancelled by statement_timeout is '$state'"
 [[ $(class "$sqid" "native_failed || ' ' || coalesce(replays->'native'->>'replays', '0')") == "3 0" ]] ||
     fail "expected 3 failed native executions and no native replay: $(class "$sqid" "native_failed || ' ' || replays::text")"
-out=$(psql_as "-c statement_timeout=$T" -c "$SLOW") || fail "steered, it still does not finish within $T ms: $out"
+# Steered, it completes in time (at least 2 of 3 executions: one may meet a noisy moment of a shared machine).
+ok=0
+for _ in 1 2 3; do psql_as "-c statement_timeout=$T" -c "$SLOW" >/dev/null && ok=$((ok + 1)); done
+((ok >= 2)) || fail "steered, it finished within $T ms only $ok times of 3"
 echo "learning_improves: a query cancelled at $T ms every time was explored against that bound: $state"
 # 7. Other parameter values: with `s.v > s.w - 0` the join keeps 15 rows of s and nested loops win; with
 # `s.v > s.w - 2` (the same class) it keeps all 300 000, and nested loops lose to the native hash join. A new variant
