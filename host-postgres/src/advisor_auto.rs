@@ -19,13 +19,17 @@
 //! When a round has no index to build, it applies the best extended-statistics advice from the executions captured
 //! with actual rows (`statistics_advice::workload_advice`: a conjunctive filter misestimated by 10× or more, and
 //! what-if statistics that bring the estimate closer): `CREATE STATISTICS ruvector_advisor_stats_<id> …; ANALYZE`.
-//! Statistics are validated like an index — a significant latency regression (> 1.2×) reverts them at once — and by
-//! estimating again: if the planner's estimate is no longer at least 2× closer to the actual rows, they are
-//! reverted; significantly faster, kept; at the end of the window with the estimate fixed and no regression,
-//! kept too (they cost an `ANALYZE`, not writes or space). Reverted statistics are dropped (`DROP STATISTICS`).
+//! Statistics are validated by estimating again and, when they changed a plan, like an index
+//! (`advisor::judge_statistics`): if the planner's estimate is no longer at least 2× closer to the actual rows, they
+//! are reverted; on a new plan, a significant latency regression (> 1.2×) reverts them at once and a significant
+//! gain keeps them; at the end of the window with the estimate fixed and no regression, kept too (they cost an
+//! `ANALYZE`, not writes or space). When every execution after them ran a plan seen before them, latency is not
+//! judged: they changed nothing the executor does. Reverted statistics are dropped (`DROP STATISTICS`).
 
 use crate::replay::Replayer;
-use dag::advisor::{Judgement, MIN_SAMPLES, geometric_mean, judge};
+use dag::advisor::{
+    Judgement, MIN_SAMPLES, StatisticsVerdict, StatisticsWhy, Timed, geometric_mean, judge, judge_statistics, latencies,
+};
 use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use pgrx::spi;
@@ -36,8 +40,6 @@ use std::time::{Duration, Instant};
 const MAX_ACTIVE_BACKENDS: i64 = 2;
 /// Latencies read per side for validation.
 const SAMPLES: i64 = 500;
-/// A significant slowdown of statistics' queries beyond this ratio (after/before) reverts them.
-const REGRESSION: f64 = 1.2;
 
 /// The auto mode's memory between cycles (everything else is in `ruvector.dag_advisor_log`).
 #[derive(Debug, Default)]
@@ -163,7 +165,7 @@ impl AutoAdvisor {
     }
 
     fn validate(&mut self, replayer: &mut Replayer, db: &str, f: &InFlight) {
-        let samples = |after: bool| -> Vec<f64> {
+        let samples = |after: bool| -> Vec<Timed> {
             let cmp = if after { "t.recorded_at > a.built_at" } else { "t.recorded_at <= a.created_at" };
             BackgroundWorker::transaction(|| {
                 log_error(
@@ -171,15 +173,20 @@ impl AutoAdvisor {
                     Spi::connect(|c| {
                         c.select(
                             &format!(
-                                "SELECT t.execution_time_ms FROM ruvector.dag_trajectories t, ruvector.dag_advisor_log a
+                                "SELECT t.execution_time_ms, t.plan_hash FROM ruvector.dag_trajectories t, ruvector.dag_advisor_log a
                                  WHERE a.action_id = $1 AND t.query_id = ANY(a.query_ids) AND {cmp}
                                  ORDER BY t.recorded_at DESC LIMIT {SAMPLES}"
                             ),
                             None,
                             &[f.id.into()],
                         )?
-                        .map(|r| r.get::<f64>(1).map(Option::unwrap_or_default))
-                        .collect::<Result<Vec<f64>, _>>()
+                        .map(|r| {
+                            Ok(Timed {
+                                ms: r.get::<f64>(1)?.unwrap_or_default(),
+                                plan: r.get::<i64>(2)?.unwrap_or_default() as u64,
+                            })
+                        })
+                        .collect::<Result<Vec<Timed>, spi::SpiError>>()
                     }),
                 )
                 .unwrap_or_default()
@@ -187,8 +194,9 @@ impl AutoAdvisor {
         };
         let (before, after) = (samples(false), samples(true));
         if f.kind == "statistics" {
-            return self.validate_statistics(replayer, db, f, before, after);
+            return self.validate_statistics(replayer, db, f, &before, &after);
         }
+        let (before, after) = (latencies(&before), latencies(&after));
         let scans = BackgroundWorker::transaction(|| {
             Spi::get_one_with_args::<i64>(
                 "SELECT coalesce(sum(idx_scan), 0)::int8 FROM pg_stat_user_indexes WHERE indexrelid = to_regclass($1)",
@@ -233,15 +241,14 @@ impl AutoAdvisor {
         self.finish(replayer, db, f, state, &reason, Some(Figures { before, after, scans, p, estimated_after: None }));
     }
 
-    /// Statistics: a latency regression reverts them; so does an estimate that is no longer at least 2× closer to
-    /// the actual rows; significantly faster keeps them, and so does a fixed estimate at the end of the window.
+    /// Statistics: judged by [`judge_statistics`] on their queries' latencies and plans and on the estimate now.
     fn validate_statistics(
         &mut self,
         replayer: &mut Replayer,
         db: &str,
         f: &InFlight,
-        before: Vec<f64>,
-        after: Vec<f64>,
+        before: &[Timed],
+        after: &[Timed],
     ) {
         let estimate = BackgroundWorker::transaction(|| estimate_now(f));
         let (before_rows, actual) = (f.estimated_before.unwrap_or(f64::NAN), f.actual.unwrap_or(f64::NAN));
@@ -253,29 +260,42 @@ impl AutoAdvisor {
             None => "its queries no longer plan a scan it applies to".to_owned(),
         };
         let window = f64::from(crate::gucs::ADVISOR_VALIDATION_S.get());
-        let expired = f.elapsed_s >= window;
-        let (state, reason, p) = match judge(&before, &after) {
-            // Kept on a fixed estimate alone, statistics must not cost a real regression (not a 5 % drift).
-            Judgement::Slower { ratio, p } if ratio > REGRESSION => (
-                "reverted",
-                format!("regression: its queries ran {ratio:.2}x slower (rank test p = {p:.1e}); {estimates}"),
-                Some(p),
-            ),
-            _ if !fixed => ("reverted", format!("no longer improves the estimate: {estimates}"), None),
-            Judgement::Faster { ratio, p } => (
-                "kept",
-                format!("its queries ran {:.1}x faster (rank test p = {p:.1e}); {estimates}", 1.0 / ratio.max(1e-12)),
-                Some(p),
-            ),
-            _ if !expired => return,
-            Judgement::NoChange { ratio, p } => (
-                "kept",
-                format!("{estimates}; latency unchanged in {window:.0} s (ratio {ratio:.2}, rank test p = {p:.2})"),
-                Some(p),
-            ),
-            _ => ("kept", format!("{estimates}; too few executions to time in {window:.0} s"), None),
+        let (state, why) = match judge_statistics(before, after, fixed, f.elapsed_s >= window) {
+            StatisticsVerdict::Keep(why) => ("kept", why),
+            StatisticsVerdict::Revert(why) => ("reverted", why),
+            StatisticsVerdict::Wait => return,
         };
-        let figures = Figures { before, after, scans: 0, p, estimated_after: estimate };
+        let (reason, p) = match why {
+            StatisticsWhy::Regression { ratio, p } => (
+                format!(
+                    "regression: its queries ran {ratio:.2}x slower on a new plan (rank test p = {p:.1e}); {estimates}"
+                ),
+                Some(p),
+            ),
+            StatisticsWhy::NotFixed => (format!("no longer improves the estimate: {estimates}"), None),
+            StatisticsWhy::Faster { ratio, p } => (
+                format!(
+                    "its queries ran {:.1}x faster on a new plan (rank test p = {p:.1e}); {estimates}",
+                    1.0 / ratio.max(1e-12)
+                ),
+                Some(p),
+            ),
+            StatisticsWhy::NoRegression { ratio, p } => (
+                format!(
+                    "{estimates}; no regression on a new plan in {window:.0} s (ratio {ratio:.2}, rank test p = {p:.2})"
+                ),
+                Some(p),
+            ),
+            StatisticsWhy::SamePlans { ratio } => (
+                format!(
+                    "{estimates}; no plan changed in {window:.0} s, latency not theirs to judge (ratio {ratio:.2})"
+                ),
+                None,
+            ),
+            StatisticsWhy::TooFew => (format!("{estimates}; too few executions to time in {window:.0} s"), None),
+        };
+        let figures =
+            Figures { before: latencies(before), after: latencies(after), scans: 0, p, estimated_after: estimate };
         self.finish(replayer, db, f, state, &reason, Some(figures));
     }
 

@@ -35,7 +35,10 @@ mod validate;
 
 pub use candidates::{MAX_WIDTH, candidates};
 pub use select::{Evaluation, Pick, Selection, select};
-pub use validate::{ALPHA, Judgement, MIN_SAMPLES, geometric_mean, judge};
+pub use validate::{
+    ALPHA, Judgement, MIN_SAMPLES, REGRESSION, StatisticsVerdict, StatisticsWhy, Timed, geometric_mean, judge,
+    judge_statistics, latencies,
+};
 
 /// How a predicate constrains a column: what a B-tree can use it for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

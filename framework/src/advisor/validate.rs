@@ -88,6 +88,117 @@ pub fn judge(before: &[f64], after: &[f64]) -> Judgement {
     }
 }
 
+/// A significant slowdown of statistics' queries beyond this ratio (after/before) reverts them: kept on a fixed
+/// estimate alone, statistics must not cost a real regression (not a few per cent of drift).
+pub const REGRESSION: f64 = 1.2;
+
+/// One execution of a query the change applies to: its latency (ms) and its plan's structural fingerprint.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Timed {
+    /// Execution time, ms.
+    pub ms: f64,
+    /// Structural fingerprint of the plan it ran (operators, relations, indexes, edges; not estimates).
+    pub plan: u64,
+}
+
+/// The latencies of `runs`, in order.
+pub fn latencies(runs: &[Timed]) -> Vec<f64> {
+    runs.iter().map(|t| t.ms).collect()
+}
+
+/// What validating extended statistics decides, and on what.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StatisticsVerdict {
+    /// Keep the statistics.
+    Keep(StatisticsWhy),
+    /// Drop them.
+    Revert(StatisticsWhy),
+    /// Decide on a later look: the validation window is still open.
+    Wait,
+}
+
+/// The ground of a [`StatisticsVerdict`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum StatisticsWhy {
+    /// A plan changed and the queries ran significantly slower, beyond [`REGRESSION`].
+    Regression {
+        /// Geometric mean after / before.
+        ratio: f64,
+        /// Two-sided p-value.
+        p: f64,
+    },
+    /// The estimate is no longer at least 2× closer to the actual rows.
+    NotFixed,
+    /// A plan changed and the queries ran significantly faster.
+    Faster {
+        /// Geometric mean after / before.
+        ratio: f64,
+        /// Two-sided p-value.
+        p: f64,
+    },
+    /// A plan changed; the queries ran neither significantly faster nor slower beyond [`REGRESSION`]; the estimate
+    /// is fixed.
+    NoRegression {
+        /// Geometric mean after / before.
+        ratio: f64,
+        /// Two-sided p-value.
+        p: f64,
+    },
+    /// Every execution after ran a plan one before had run: the statistics changed no plan, so a latency
+    /// difference is not theirs (a vacuum, a checkpoint, another backend); the estimate is fixed.
+    SamePlans {
+        /// Geometric mean after / before, for the record only.
+        ratio: f64,
+    },
+    /// Too few executions on a side to time; the estimate is fixed.
+    TooFew,
+}
+
+/// Judges extended statistics from their queries' executions before and after, whether the estimate is `fixed`
+/// (at least 2× closer to the actual rows) and whether the validation window has `expired`.
+///
+/// Statistics act only through the planner's choices. When every execution after them ran a plan some execution
+/// before had run, they changed no plan and did no work of their own at execution: latencies are not judged (on a
+/// shared machine the same plan's latency moved by 1.3× between two batches of ten, significantly for the rank
+/// test). When a plan changed: a significant slowdown beyond [`REGRESSION`] reverts them at once, a significant
+/// speed-up keeps them at once. Otherwise they are kept at the end of the window on a fixed estimate, and reverted
+/// at once when the estimate is not fixed.
+///
+/// ```
+/// use ruvector_dag::advisor::{StatisticsVerdict::*, StatisticsWhy, Timed, judge_statistics};
+/// let run = |ms: f64, plan: u64| Timed { ms, plan };
+/// let before: Vec<Timed> = (0..10).map(|i| run(20.0 + f64::from(i), 1)).collect();
+/// // The same seq scan, 1.3x slower (something else ran beside it): not the statistics' doing.
+/// let after: Vec<Timed> = (0..10).map(|i| run(26.0 + f64::from(i), 1)).collect();
+/// assert!(matches!(judge_statistics(&before, &after, true, true), Keep(StatisticsWhy::SamePlans { .. })));
+/// // A new plan, 1.3x slower: reverted.
+/// let after: Vec<Timed> = after.iter().map(|t| run(t.ms, 2)).collect();
+/// assert!(matches!(judge_statistics(&before, &after, true, false), Revert(StatisticsWhy::Regression { .. })));
+/// ```
+pub fn judge_statistics(before: &[Timed], after: &[Timed], fixed: bool, expired: bool) -> StatisticsVerdict {
+    use StatisticsVerdict::{Keep, Revert, Wait};
+    let judgement = judge(&latencies(before), &latencies(after));
+    let plans_before: std::collections::HashSet<u64> = before.iter().map(|t| t.plan).collect();
+    let plan_changed = after.iter().any(|t| !plans_before.contains(&t.plan));
+    match judgement {
+        Judgement::Slower { ratio, p } if plan_changed && ratio > REGRESSION => {
+            Revert(StatisticsWhy::Regression { ratio, p })
+        }
+        _ if !fixed => Revert(StatisticsWhy::NotFixed),
+        Judgement::Faster { ratio, p } if plan_changed => Keep(StatisticsWhy::Faster { ratio, p }),
+        _ if !expired => Wait,
+        Judgement::TooFew => Keep(StatisticsWhy::TooFew),
+        Judgement::Slower { ratio, .. } | Judgement::Faster { ratio, .. } | Judgement::NoChange { ratio, .. }
+            if !plan_changed =>
+        {
+            Keep(StatisticsWhy::SamePlans { ratio })
+        }
+        Judgement::Slower { ratio, p } | Judgement::Faster { ratio, p } | Judgement::NoChange { ratio, p } => {
+            Keep(StatisticsWhy::NoRegression { ratio, p })
+        }
+    }
+}
+
 /// Geometric mean of latencies (each floored at 1e-6 ms); `None` when empty.
 pub fn geometric_mean(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| (v.iter().map(|x| x.max(1e-6).ln()).sum::<f64>() / v.len() as f64).exp())
@@ -149,5 +260,52 @@ mod tests {
         assert_eq!(judge(&[1.0; 7], &[1.0; 20]), Judgement::TooFew);
         assert_eq!(judge(&[5.0; 10], &[5.0; 10]), Judgement::NoChange { ratio: 1.0, p: 1.0 });
         assert_eq!(judge(&[f64::NAN; 10], &[1.0; 10]), Judgement::TooFew);
+    }
+
+    fn runs(rng: &mut SplitMix64, median: f64, plan: u64) -> Vec<Timed> {
+        lognormal(rng, median, 10).into_iter().map(|ms| Timed { ms, plan }).collect()
+    }
+
+    #[test]
+    fn statistics_that_change_no_plan_are_not_judged_on_latency() {
+        use StatisticsVerdict::{Keep, Revert, Wait};
+        let mut rng = SplitMix64::new(5);
+        let before = runs(&mut rng, 20.0, 1);
+        // The same plan, 1.5x slower (a vacuum ran beside it): kept on the fixed estimate, at the window's end.
+        let slower = runs(&mut rng, 30.0, 1);
+        assert!(matches!(judge(&latencies(&before), &latencies(&slower)), Judgement::Slower { .. }));
+        assert_eq!(judge_statistics(&before, &slower, true, false), Wait);
+        assert!(matches!(
+            judge_statistics(&before, &slower, true, true),
+            Keep(StatisticsWhy::SamePlans { ratio }) if ratio > REGRESSION
+        ));
+        // Faster on the same plan is no gain of theirs either: no early keep.
+        let faster = runs(&mut rng, 5.0, 1);
+        assert_eq!(judge_statistics(&before, &faster, true, false), Wait);
+        // The estimate not fixed reverts them whatever the plans.
+        assert_eq!(judge_statistics(&before, &slower, false, false), Revert(StatisticsWhy::NotFixed));
+    }
+
+    #[test]
+    fn statistics_that_change_a_plan_are_judged_on_latency() {
+        use StatisticsVerdict::{Keep, Revert, Wait};
+        let mut rng = SplitMix64::new(9);
+        let before = runs(&mut rng, 20.0, 1);
+        let slower = runs(&mut rng, 30.0, 2);
+        assert!(matches!(
+            judge_statistics(&before, &slower, true, false),
+            Revert(StatisticsWhy::Regression { ratio, p }) if ratio > REGRESSION && p < ALPHA
+        ));
+        let faster = runs(&mut rng, 5.0, 2);
+        assert!(matches!(judge_statistics(&before, &faster, true, false), Keep(StatisticsWhy::Faster { .. })));
+        // One execution on a new plan is enough to count as a changed plan.
+        let mut mixed = runs(&mut rng, 30.0, 1);
+        mixed[3].plan = 2;
+        assert!(matches!(judge_statistics(&before, &mixed, true, false), Revert(StatisticsWhy::Regression { .. })));
+        // A slowdown within REGRESSION is kept at the window's end; so is no change.
+        let drift: Vec<Timed> = before.iter().map(|t| Timed { ms: t.ms * 1.1 + 0.5, plan: 2 }).collect();
+        assert_eq!(judge_statistics(&before, &drift, true, false), Wait);
+        assert!(matches!(judge_statistics(&before, &drift, true, true), Keep(StatisticsWhy::NoRegression { .. })));
+        assert_eq!(judge_statistics(&before[..3], &drift, true, true), Keep(StatisticsWhy::TooFew));
     }
 }
